@@ -1,0 +1,91 @@
+"""Outgoing gRPC: channels with sane options, request-id propagation and deadlines derived from the caller's."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import grpc
+
+from winnow.core import tracing
+from winnow.core.logs import request_id_var
+from winnow.core.server import REQUEST_ID_KEY
+
+# Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
+# examples/python/retry recommends; every other code is returned to the caller.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class _RequestIdInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Send the current request id downstream so every service logs the same id for one search."""
+
+    def _details(self, details):
+        rid = request_id_var.get()
+        if rid == "-":
+            return details
+        metadata = list(details.metadata or ())
+        if not any(k == REQUEST_ID_KEY for k, _ in metadata):
+            metadata.append((REQUEST_ID_KEY, rid))
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True) -> grpc.aio.Channel:
+    """An insecure grpc.aio channel to `target` (host:port)."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1 if retries else 0),
+        ("grpc.service_config", _SERVICE_CONFIG),
+    ]
+    return grpc.aio.insecure_channel(
+        target, options=options, interceptors=[_RequestIdInterceptor(), *tracing.client_interceptors()]
+    )
+
+
+class Deadline:
+    """A request's absolute deadline; every outgoing call gets a timeout derived from it."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.expires = None if timeout_s is None else time.monotonic() + timeout_s
+
+    @classmethod
+    def from_context(cls, context: grpc.aio.ServicerContext | None, default_s: float) -> "Deadline":
+        remaining = context.time_remaining() if context is not None else None
+        return cls(default_s if remaining is None else min(remaining, default_s) if default_s > 0 else remaining)
+
+    def remaining(self) -> float | None:
+        return None if self.expires is None else self.expires - time.monotonic()
+
+    def expired(self) -> bool:
+        r = self.remaining()
+        return r is not None and r <= 0
+
+    def timeout(self, fraction: float = 1.0, cap: float | None = None, reserve_s: float = 0.0) -> float | None:
+        """Seconds for one outgoing call: `fraction` of what is left after keeping `reserve_s` for later stages."""
+        r = self.remaining()
+        if r is None:
+            return cap
+        t = max(0.001, (r - reserve_s) * fraction)
+        return min(t, cap) if cap is not None else t

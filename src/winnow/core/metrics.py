@@ -1,0 +1,98 @@
+"""Every Prometheus metric Winnow exports, defined once.
+
+Dashboards (deploy/grafana) and rules (deploy/prometheus) may only name metrics listed here; a test scrapes
+the running cluster and checks that. Label `service` is one of embedder, reranker, index, gateway.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets from 0.5 ms to 30 s: cache hits are sub-millisecond, a CPU reranker is seconds.
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter(
+    "winnow_requests_total", "RPCs handled, by method and final gRPC status code.", ["service", "method", "code"]
+)
+REQUEST_LATENCY = Histogram(
+    "winnow_request_duration_seconds", "Server-side RPC latency.", ["service", "method"], buckets=_LATENCY
+)
+STAGE_LATENCY = Histogram(
+    "winnow_stage_duration_seconds",
+    "Latency of one stage of a request (queue, inference, embed, search, fanout, merge, rerank, cache, wal...).",
+    ["service", "stage"],
+    buckets=_LATENCY,
+)
+INFLIGHT = Gauge("winnow_inflight_requests", "RPCs being handled now.", ["service"])
+ADMISSION_REJECTED = Counter(
+    "winnow_admission_rejected_total", "RPCs refused with RESOURCE_EXHAUSTED by admission control.", ["service"]
+)
+FAILURES = Counter(
+    "winnow_failures_total", "Failures by kind (status name or dependency failure).", ["service", "kind"]
+)
+
+# Model services (embedder, reranker): the micro-batcher.
+BATCH_SIZE = Histogram(
+    "winnow_batch_size", "Items per model batch.", ["service"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+)
+BATCH_TOKENS = Histogram(
+    "winnow_batch_tokens",
+    "Tokens per model batch (padded length x items).",
+    ["service"],
+    buckets=(64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072),
+)
+QUEUE_DEPTH = Gauge("winnow_queue_depth", "Items waiting in the micro-batcher queue.", ["service"])
+QUEUE_TIME = Histogram(
+    "winnow_queue_time_seconds", "Time an item waits in the batcher queue before its batch runs.", ["service"],
+    buckets=_LATENCY,
+)
+TRUNCATED_INPUTS = Counter(
+    "winnow_truncated_inputs_total", "Inputs cut to the model's maximum sequence length.", ["service"]
+)
+MODEL_INFO = Gauge(
+    "winnow_model_info", "The loaded model (value 1).", ["service", "model", "device", "dtype", "scorer"]
+)
+
+# Index shard.
+INDEX_DOCUMENTS = Gauge("winnow_index_documents", "Documents in the shard.", ["shard"])
+INDEX_GENERATION = Gauge("winnow_index_generation", "Write generation of the shard (bumped by every write).", ["shard"])
+INDEX_INFO = Gauge("winnow_index_info", "The shard's index (value 1).", ["shard", "index_factory", "device"])
+
+# Gateway.
+CACHE_REQUESTS = Counter(
+    "winnow_cache_requests_total", "Result-cache lookups by result: hit, miss, error (cache unreachable).", ["result"]
+)
+SHARD_REQUESTS = Counter(
+    "winnow_shard_requests_total", "Gateway calls to shards by outcome (ok, error, timeout).", ["shard", "outcome"]
+)
+COVERAGE = Histogram(
+    "winnow_search_coverage_ratio",
+    "Shards answered / shards asked, per search.",
+    buckets=(0.0, 0.25, 0.5, 0.75, 0.99, 1.0),
+)
+RERANK_FALLBACK = Counter(
+    "winnow_rerank_fallback_total", "Searches served in first-stage order because the reranker failed.", ["reason"]
+)
+SEARCH_RESULTS = Histogram(
+    "winnow_search_results", "Hits returned per search, by mode.", ["mode"],
+    buckets=(0, 1, 10, 64, 100, 1000, 10000, 100000),
+)
+
+ALL = [
+    REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, FAILURES,
+    BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
+    INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_INFO,
+    CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, SEARCH_RESULTS,
+]
+
+
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
+    """Serve /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_address[1])
+
+
+def observe_timings(service: str, timings_ms: dict[str, float]) -> None:
+    """Record a response's per-stage timings (milliseconds) in the stage histogram."""
+    for stage, ms in timings_ms.items():
+        STAGE_LATENCY.labels(service, stage).observe(ms / 1000.0)

@@ -1,0 +1,294 @@
+"""The gRPC edge every service shares: one interceptor for the cross-cutting concerns, health, reflection,
+metrics and graceful drain.
+
+The interceptor is the one place that (a) parses requests, so malformed bytes (invalid UTF-8 in a string field)
+and oversized messages become INVALID_ARGUMENT, (b) applies admission control, (c) sets the request id, (d) maps
+domain errors to status codes via `errors.STATUS_TABLE`, and (e) records per-RPC metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from winnow.core import metrics, tracing
+from winnow.core.errors import InvalidArgument, Overloaded, WinnowError, error_kind, status_for
+from winnow.core.logs import new_request_id, request_id_var
+from winnow.core.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+_EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+REQUEST_ID_KEY = "x-request-id"
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and value:
+            return str(value)[:64]
+    return new_request_id()
+
+
+class CoreInterceptor(grpc.aio.ServerInterceptor):
+    """Parse, admit, tag, map errors and measure every RPC of a service."""
+
+    def __init__(self, service: str, max_inflight: int, max_message_bytes: int) -> None:
+        self.service = service
+        self.max_inflight = max_inflight
+        self.max_message_bytes = max_message_bytes
+        self.inflight = 0
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_EXEMPT_PREFIXES):
+            return handler
+        name = method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(name, handler.unary_unary, handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(name, handler.unary_stream, handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming RPCs in Winnow's contracts
+
+    def _parse(self, raw: bytes, deserializer):
+        if len(raw) > self.max_message_bytes:
+            raise InvalidArgument(
+                f"request is {len(raw)} bytes; the limit is {self.max_message_bytes} (max_message_bytes): "
+                "split it into smaller requests"
+            )
+        try:
+            return deserializer(raw) if deserializer else raw
+        except DecodeError as exc:
+            raise InvalidArgument(
+                f"request could not be parsed ({exc}); string fields must be valid UTF-8"
+            ) from None
+
+    def _admit(self) -> None:
+        if self.inflight >= self.max_inflight:
+            metrics.ADMISSION_REJECTED.labels(self.service).inc()
+            raise Overloaded(
+                f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff"
+            )
+
+    async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
+        code = status_for(exc)
+        metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
+        if isinstance(exc, WinnowError):
+            message = str(exc)
+            log.info("request failed", extra={"fields": {"code": code.name, "error": message}})
+        else:
+            log.exception("unhandled error")
+            message = f"internal error; request id {rid}"
+        await context.abort(code, message)
+        return code  # unreachable: abort raises
+
+    def _unary(self, name: str, behavior, deserializer):
+        async def wrapper(raw, context):
+            rid = _request_id(context)
+            token = request_id_var.set(rid)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            admitted = False
+            try:
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                request = self._parse(raw, deserializer)
+                self._admit()
+                admitted = True
+                self.inflight += 1
+                metrics.INFLIGHT.labels(self.service).inc()
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one catch-all, mapped to a status
+                code = status_for(exc)
+                await self._fail(context, exc, rid)
+            finally:
+                if admitted:
+                    self.inflight -= 1
+                    metrics.INFLIGHT.labels(self.service).dec()
+                self._record(name, code, start)
+                request_id_var.reset(token)
+
+        return wrapper
+
+    def _stream(self, name: str, behavior, deserializer):
+        async def wrapper(raw, context):
+            rid = _request_id(context)
+            token = request_id_var.set(rid)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            admitted = False
+            try:
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                request = self._parse(raw, deserializer)
+                self._admit()
+                admitted = True
+                self.inflight += 1
+                metrics.INFLIGHT.labels(self.service).inc()
+                async for item in behavior(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001
+                code = status_for(exc)
+                await self._fail(context, exc, rid)
+            finally:
+                if admitted:
+                    self.inflight -= 1
+                    metrics.INFLIGHT.labels(self.service).dec()
+                self._record(name, code, start)
+                request_id_var.reset(token)
+
+        return wrapper
+
+    def _record(self, method: str, code: grpc.StatusCode, start: float) -> None:
+        metrics.REQUESTS.labels(self.service, method, code.name).inc()
+        metrics.REQUEST_LATENCY.labels(self.service, method).observe(time.perf_counter() - start)
+
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+class GrpcService:
+    """One service's server: start on a port (0 = free), report health, drain on SIGTERM.
+
+    `register(server)` adds the servicers and returns their full service names (for health and reflection).
+    `probe()` is awaited every `health_interval_s` once the service is ready; it must touch the backend
+    (run a tiny forward pass, read the index) and return False when it cannot serve.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        settings: ServiceSettings,
+        register: Callable[[grpc.aio.Server], Iterable[str]],
+        probe: Probe | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self._register = register
+        self._probe = probe
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.names: list[str] = []
+        self.port = 0
+        self.metrics_port = -1
+        self._ready = False
+        self._draining = False
+        self._watcher: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind and start serving RPCs; health stays NOT_SERVING until `mark_ready()`."""
+        s = self.settings
+        hard_limit = 2 * s.max_message_bytes  # the interceptor enforces the real limit with INVALID_ARGUMENT
+        self.server = grpc.aio.server(
+            interceptors=[CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes), *tracing.server_interceptors()],
+            options=[
+                ("grpc.max_receive_message_length", hard_limit),
+                ("grpc.max_send_message_length", hard_limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.names = list(self._register(self.server))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise OSError(f"{self.service}: could not bind {s.host}:{s.port}")
+        await self.server.start()
+        if s.metrics_port >= 0:
+            self.metrics_port = metrics.start_metrics_server(s.metrics_port, s.host)
+        log.info(
+            "listening",
+            extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names}},
+        )
+        return self.port
+
+    async def mark_ready(self) -> None:
+        """The backend is warm: report SERVING and start the health watcher."""
+        self._ready = True
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+        if self._probe is not None and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-health-watcher")
+        if self.settings.ready_file:
+            Path(self.settings.ready_file).write_text(
+                json.dumps({"port": self.port, "metrics_port": self.metrics_port, "service": self.service})
+            )
+        log.info("serving")
+
+    async def _watch(self) -> None:
+        while not self._draining:
+            await asyncio.sleep(self.settings.health_interval_s)
+            try:
+                ok = await asyncio.wait_for(self._probe(), timeout=max(1.0, self.settings.health_interval_s))
+            except Exception:  # noqa: BLE001 - a probe that raises means unhealthy
+                log.warning("health probe failed", exc_info=True)
+                ok = False
+            if not self._draining:
+                status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+                await self._set_all(status)
+
+    async def _set_all(self, status) -> None:
+        for name in ("", *self.names):
+            await self.health.set(name, status)
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING first (load balancers stop sending), then finish in-flight RPCs."""
+        if self._draining:
+            await self._stopped.wait()
+            return
+        self._draining = True
+        grace = self.settings.drain_grace_s if grace is None else grace
+        log.info("draining", extra={"fields": {"grace_s": grace}})
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.server is not None:
+            await self.server.stop(grace)
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain()))
+        await self._stopped.wait()
+
+
+async def serve_forever(svc: GrpcService, warmup: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Start, warm up the backend (health NOT_SERVING meanwhile), mark ready, then run until a signal."""
+    await svc.start()
+    if warmup is not None:
+        await warmup()
+    await svc.mark_ready()
+    await svc.wait_for_termination()

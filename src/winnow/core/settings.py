@@ -1,0 +1,74 @@
+"""The base of every service's typed settings: one field = one env var = one CLI flag, each documented.
+
+A service subclasses `ServiceSettings` with its own env prefix (`WINNOW_EMBEDDER_`, ...). Values come from, in
+order of precedence: CLI flags (`--port 50051`), env vars (`WINNOW_EMBEDDER_PORT=50051`), the field default.
+No other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Self, Sequence
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every gRPC service has."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WINNOW_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds (0.0.0.0 in containers).")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free port (printed at start-up).")
+    metrics_port: int = Field(
+        -1, ge=-1, le=65535, description="Prometheus /metrics HTTP port; 0 picks a free port, -1 disables it."
+    )
+    log_level: str = Field("INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR.")
+    max_inflight: int = Field(
+        256, ge=1, description="Admission control: concurrent RPCs past this fail fast with RESOURCE_EXHAUSTED."
+    )
+    max_message_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted or sent, in bytes."
+    )
+    drain_grace_s: float = Field(
+        5.0, ge=0, description="On SIGTERM: seconds health reports NOT_SERVING and in-flight RPCs finish."
+    )
+    health_interval_s: float = Field(
+        5.0, gt=0, description="How often the health watcher probes the backend (model or index)."
+    )
+    otel_exporter: str = Field(
+        "none", description="OpenTelemetry span exporter: none, console or otlp (OTLP needs the exporter package)."
+    )
+    otel_endpoint: str = Field("", description="OTLP endpoint for otel_exporter=otlp, e.g. http://collector:4317.")
+    ready_file: str = Field(
+        "", description="If set, the service writes its bound gRPC/metrics ports here as JSON once SERVING."
+    )
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None, **overrides: Any) -> Self:
+        """Build from env vars and CLI flags (`argv`, without the program name). `overrides` win over both."""
+        if argv is None:
+            return cls(**overrides)
+        return cls(_cli_parse_args=list(argv), **overrides)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config with secrets masked, for the start-up log line."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            out[name] = "***" if isinstance(value, SecretStr) else value
+        return out
+
+    def log_effective(self, service: str) -> None:
+        log.info("effective config", extra={"fields": {"service": service, "config": json.loads(json.dumps(self.redacted(), default=str))}})
