@@ -13,9 +13,20 @@ class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODE_UNSPECIFIED: _ClassVar[Mode]
     MODE_PRECISION: _ClassVar[Mode]
     MODE_BULK: _ClassVar[Mode]
+
+class Retrieval(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETRIEVAL_UNSPECIFIED: _ClassVar[Retrieval]
+    RETRIEVAL_HYBRID: _ClassVar[Retrieval]
+    RETRIEVAL_DENSE: _ClassVar[Retrieval]
+    RETRIEVAL_LEXICAL: _ClassVar[Retrieval]
 MODE_UNSPECIFIED: Mode
 MODE_PRECISION: Mode
 MODE_BULK: Mode
+RETRIEVAL_UNSPECIFIED: Retrieval
+RETRIEVAL_HYBRID: Retrieval
+RETRIEVAL_DENSE: Retrieval
+RETRIEVAL_LEXICAL: Retrieval
 
 class Filter(_message.Message):
     __slots__ = ("field", "equals")
@@ -26,13 +37,13 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "hybrid", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_WINDOW_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
-    HYBRID_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     MRL_DIM_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -47,7 +58,7 @@ class SearchRequest(_message.Message):
     k: int
     candidate_window: int
     rerank: bool
-    hybrid: bool
+    retrieval: Retrieval
     rrf_k: int
     mrl_dim: int
     filters: _containers.RepeatedCompositeFieldContainer[Filter]
@@ -57,7 +68,7 @@ class SearchRequest(_message.Message):
     nprobe: int
     ef_search: int
     no_cache: bool
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., hybrid: _Optional[bool] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank")
