@@ -50,6 +50,13 @@ class _RequestIdInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.Unary
         return await continuation(self._details(client_call_details), request)
 
 
+class _RequestIdStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    """grpc.aio files an interceptor under the first kind it matches, so streaming calls need their own class."""
+
+    _details = _RequestIdInterceptor._details
+    intercept_unary_stream = _RequestIdInterceptor.intercept_unary_stream
+
+
 def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to `target` (host:port)."""
     options = [
@@ -60,7 +67,7 @@ def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries
         ("grpc.service_config", _SERVICE_CONFIG),
     ]
     return grpc.aio.insecure_channel(
-        target, options=options, interceptors=[_RequestIdInterceptor(), *tracing.client_interceptors()]
+        target, options=options, interceptors=[_RequestIdInterceptor(), _RequestIdStreamInterceptor(), *tracing.client_interceptors()]
     )
 
 

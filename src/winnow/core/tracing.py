@@ -1,13 +1,309 @@
-"""OpenTelemetry tracing hooks (filled in by the observability work; off by default)."""
+"""OpenTelemetry tracing: a span per RPC on both sides of every gRPC hop, W3C `traceparent` in the metadata.
+
+Off by default. Each service's `__main__` calls, before it builds its server or any channel::
+
+    tracing.configure(settings.otel_exporter, settings.otel_endpoint, service="gateway")
+
+`server.py` then installs `server_interceptors()` (a SERVER span per RPC, continuing the caller's trace) and
+`channels.py` installs `client_interceptors()` (a CLIENT span per outgoing call, its context injected into the
+metadata). Code marks its own stages with `with tracing.span("embed", k=64): ...`, which costs one attribute
+lookup when tracing is off.
+
+Exporters: `none` (default: no provider, no interceptors), `console` (JSON spans on stdout), `otlp` (gRPC OTLP
+to `endpoint`; needs the `otlp` extra: `pip install 'winnow[otlp]'`), `memory` (kept in-process for tests; the
+exporter is returned by `configure`).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from winnow.core.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+EXPORTERS = ("none", "console", "otlp", "memory")
+# Health probes (kubelet, compose, load balancers) would drown real traces; reflection is tooling.
+_UNTRACED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+_PROPAGATOR = TraceContextTextMapPropagator()
+_NOOP = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+class _State:
+    provider: TracerProvider | None = None
+    tracer: trace.Tracer | None = None
+    service: str = ""
+
+
+_state = _State()
+# Client spans of streaming calls end when the stream does; the finishing tasks are held here until then.
+_pending: set[asyncio.Task] = set()
+
+
+def _make_exporter(exporter: str, endpoint: str) -> SpanExporter:
+    if exporter == "console":
+        return ConsoleSpanExporter()
+    if exporter == "memory":
+        return InMemorySpanExporter()
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise ValueError(
+            "otel_exporter=otlp needs the OTLP exporter package: pip install 'winnow[otlp]' "
+            "(opentelemetry-exporter-otlp-proto-grpc)"
+        ) from exc
+    if not endpoint:
+        raise ValueError("otel_exporter=otlp needs otel_endpoint, e.g. http://otel-collector:4317")
+    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+
+
+def configure(exporter: str = "none", endpoint: str = "", service: str = "winnow") -> SpanExporter | None:
+    """Turn tracing on (or off with `none`) for this process; returns the span exporter (None when off).
+
+    Call it once at start-up, before creating servers and channels: the interceptors are chosen when those are
+    built. Calling it again shuts the previous provider down (flushing its spans) and starts afresh.
+    """
+    exporter = (exporter or "none").strip().lower()
+    if exporter not in EXPORTERS:
+        raise ValueError(f"otel_exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
+    shutdown()
+    if exporter == "none":
+        return None
+    span_exporter = _make_exporter(exporter, endpoint)
+    provider = TracerProvider(resource=Resource.create({"service.name": f"winnow-{service}"}))
+    # Tests read spans right after the call returns, so the memory exporter must not batch.
+    processor = SimpleSpanProcessor(span_exporter) if exporter == "memory" else BatchSpanProcessor(span_exporter)
+    provider.add_span_processor(processor)
+    _state.provider = provider
+    _state.tracer = provider.get_tracer("winnow")
+    _state.service = service
+    log.info("tracing on", extra={"fields": {"otel_exporter": exporter, "otel_endpoint": endpoint}})
+    return span_exporter
+
+
+def shutdown() -> None:
+    """Flush and stop the current provider, if any; tracing is off afterwards."""
+    provider, _state.provider, _state.tracer = _state.provider, None, None
+    if provider is not None:
+        provider.shutdown()
+
+
+def enabled() -> bool:
+    """Whether `configure` turned an exporter on."""
+    return _state.tracer is not None
+
+
+def span(name: str, **attrs: Any) -> contextlib.AbstractContextManager[trace.Span]:
+    """A child span of the current one for a stage of work (`with tracing.span("rerank", pairs=80):`).
+
+    When tracing is off this is a shared no-op context manager yielding a non-recording span, so
+    `s.set_attribute(...)` inside the block is always safe.
+    """
+    tracer = _state.tracer
+    if tracer is None:
+        return _NOOP
+    return tracer.start_as_current_span(name, attributes=attrs or None)
+
+
+def current_trace_id() -> str:
+    """The current trace id as 32 hex digits, or "" outside a sampled span (for log lines and responses)."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+def _set_code(span_: trace.Span, code: grpc.StatusCode | None) -> None:
+    if code is None:
+        return
+    span_.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code is not grpc.StatusCode.OK:
+        span_.set_status(Status(StatusCode.ERROR, code.name))
+
+
+def _rpc_attrs(method: str) -> dict[str, str]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+class _ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Open a SERVER span per RPC, continuing the trace found in the caller's `traceparent` metadata."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_UNTRACED_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming RPCs in Winnow's contracts
+
+    def _start(self, method: str, context) -> contextlib.AbstractContextManager[trace.Span]:
+        carrier = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        parent = _PROPAGATOR.extract(carrier)
+        attrs = _rpc_attrs(method)
+        attrs["winnow.request_id"] = request_id_var.get()
+        return self.tracer.start_as_current_span(
+            method.lstrip("/"), context=parent, kind=SpanKind.SERVER, attributes=attrs,
+            record_exception=False, set_status_on_exception=False,
+        )
+
+    def _unary(self, method: str, behavior):
+        async def wrapper(request, context):
+            with self._start(method, context) as s:
+                try:
+                    response = await behavior(request, context)
+                except BaseException as exc:
+                    _server_failure(s, context, exc)
+                    raise
+                _set_code(s, context.code() or grpc.StatusCode.OK)
+                return response
+
+        return wrapper
+
+    def _stream(self, method: str, behavior):
+        async def wrapper(request, context):
+            with self._start(method, context) as s:
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as exc:
+                    _server_failure(s, context, exc)
+                    raise
+                _set_code(s, context.code() or grpc.StatusCode.OK)
+
+        return wrapper
+
+
+def _server_failure(span_: trace.Span, context, exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        _set_code(span_, grpc.StatusCode.CANCELLED)
+    elif isinstance(exc, grpc.aio.AbortError):
+        _set_code(span_, context.code() or grpc.StatusCode.UNKNOWN)
+    else:
+        # The core interceptor outside this one maps the error to a status; the span keeps the error type only,
+        # never the message (it may hold user text).
+        span_.set_attribute("error.type", type(exc).__name__)
+        span_.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+
+def _method_name(details) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else str(method)
+
+
+def _untraced(details) -> bool:
+    return _method_name(details).startswith(_UNTRACED_PREFIXES)
+
+
+class _ClientSpans:
+    """Open a CLIENT span per outgoing call and put its context in the metadata as `traceparent`."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def _begin(self, details) -> tuple[trace.Span, Any]:
+        method = _method_name(details)
+        s = self.tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=_rpc_attrs(method))
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(s))
+        metadata = [(k, v) for k, v in (details.metadata or ()) if k not in carrier]
+        metadata.extend(carrier.items())
+        return s, details._replace(metadata=metadata)
+
+
+class _UnaryClientInterceptor(_ClientSpans, grpc.aio.UnaryUnaryClientInterceptor):
+    """Unary calls: the span covers the call until its status arrives."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        if _untraced(client_call_details):
+            return await continuation(client_call_details, request)
+        s, details = self._begin(client_call_details)
+        try:
+            call = await continuation(details, request)
+            _set_code(s, await call.code())
+        except BaseException as exc:
+            _client_failure(s, exc)
+            s.end()
+            raise
+        s.end()
+        return call
+
+
+# grpc.aio files an interceptor under the first interceptor kind it is an instance of, so one class cannot
+# serve both unary and streaming calls: each kind gets its own.
+class _StreamClientInterceptor(_ClientSpans, grpc.aio.UnaryStreamClientInterceptor):
+    """Server-streaming calls: the span ends when the stream's status arrives, not when the call is returned."""
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        if _untraced(client_call_details):
+            return await continuation(client_call_details, request)
+        s, details = self._begin(client_call_details)
+        try:
+            call = await continuation(details, request)
+        except BaseException as exc:
+            _client_failure(s, exc)
+            s.end()
+            raise
+        # The caller consumes the stream; the span ends when the stream's status arrives.
+        task = asyncio.get_running_loop().create_task(_finish_stream(call, s))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+        return call
+
+
+async def _finish_stream(call, s: trace.Span) -> None:
+    try:
+        _set_code(s, await call.code())
+    except BaseException as exc:  # noqa: BLE001 - the span must end whatever happened
+        _client_failure(s, exc)
+    finally:
+        s.end()
+
+
+def _client_failure(span_: trace.Span, exc: BaseException) -> None:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        _set_code(span_, exc.code())
+    elif isinstance(exc, asyncio.CancelledError):
+        _set_code(span_, grpc.StatusCode.CANCELLED)
+    else:
+        span_.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def server_interceptors() -> list:
     """Server interceptors that open a span per RPC; empty while tracing is off."""
-    return []
+    return [] if _state.tracer is None else [_ServerInterceptor(_state.tracer)]
 
 
 def client_interceptors() -> list:
     """Client interceptors that propagate the trace context in gRPC metadata; empty while tracing is off."""
-    return []
+    tracer = _state.tracer
+    return [] if tracer is None else [_UnaryClientInterceptor(tracer), _StreamClientInterceptor(tracer)]

@@ -1,0 +1,176 @@
+"""Tracing: spans across a real in-process grpc.aio hop (GrpcService + make_channel), W3C context propagation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.trace import SpanKind, StatusCode
+
+from winnow.core import tracing
+from winnow.core.channels import make_channel
+from winnow.core.errors import InvalidArgument
+from winnow.core.logs import request_id_var
+from winnow.core.server import GrpcService
+from winnow.core.settings import ServiceSettings
+
+SERVICE = "test.Stage"
+
+
+async def _ping(request: bytes, context) -> bytes:
+    with tracing.span("inner", size=len(request)):
+        if request == b"bad":
+            raise InvalidArgument("bad request")
+        return request
+
+
+async def _pages(request: bytes, context):
+    for i in range(3):
+        yield request + bytes([i])
+
+
+def _register(server: grpc.aio.Server) -> list[str]:
+    handlers = {
+        "Ping": grpc.unary_unary_rpc_method_handler(_ping),
+        "Pages": grpc.unary_stream_rpc_method_handler(_pages),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    return [SERVICE]
+
+
+@pytest.fixture
+def exporter():
+    exp = tracing.configure("memory", service="test")
+    yield exp
+    tracing.shutdown()
+
+
+@pytest.fixture
+async def target(exporter):
+    svc = GrpcService("test", ServiceSettings(host="127.0.0.1", port=0), _register)
+    await svc.start()
+    await svc.mark_ready()
+    channel = make_channel(f"127.0.0.1:{svc.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    yield channel
+    await channel.close()
+    await svc.drain(0)
+
+
+def _by_name(spans, name):
+    found = [s for s in spans if s.name == name]
+    assert found, f"no span {name!r} in {[s.name for s in spans]}"
+    return found
+
+
+async def test_client_span_is_parent_of_server_span(exporter, target):
+    ping = target.unary_unary(f"/{SERVICE}/Ping")
+    token = request_id_var.set("rid-unary-1")
+    try:
+        with tracing.span("root") as root:
+            assert await ping(b"hi", timeout=5) == b"hi"
+    finally:
+        request_id_var.reset(token)
+    spans = exporter.get_finished_spans()
+    root_ctx = root.get_span_context()
+    (client,) = [s for s in _by_name(spans, f"{SERVICE}/Ping") if s.kind is SpanKind.CLIENT]
+    (server,) = [s for s in _by_name(spans, f"{SERVICE}/Ping") if s.kind is SpanKind.SERVER]
+    (inner,) = _by_name(spans, "inner")
+    assert {s.context.trace_id for s in (client, server, inner)} == {root_ctx.trace_id}
+    assert client.parent.span_id == root_ctx.span_id
+    assert server.parent.span_id == client.context.span_id
+    assert server.parent.is_remote
+    assert server.attributes["winnow.request_id"] == "rid-unary-1"
+    assert inner.parent.span_id == server.context.span_id
+    assert server.attributes["rpc.method"] == "Ping"
+    assert client.attributes["rpc.grpc.status_code"] == 0
+
+
+async def test_one_child_per_stage_under_the_search_span(exporter, target):
+    """The gateway's shape: embed, concurrent shard searches, rerank, each a child of one search span."""
+    ping = target.unary_unary(f"/{SERVICE}/Ping")
+
+    async def stage(name: str) -> bytes:
+        with tracing.span(name):
+            return await ping(name.encode(), timeout=5)
+
+    with tracing.span("search", mode="precision") as root:
+        await stage("embed")
+        await asyncio.gather(stage("shard-0"), stage("shard-1"))
+        await stage("rerank")
+    spans = exporter.get_finished_spans()
+    root_id = root.get_span_context().span_id
+    children = sorted(s.name for s in spans if s.parent is not None and s.parent.span_id == root_id)
+    assert children == ["embed", "rerank", "shard-0", "shard-1"]
+    assert len({s.context.trace_id for s in spans}) == 1
+    for name in children:
+        (stage_span,) = _by_name(spans, name)
+        rpc = [s for s in spans if s.parent is not None and s.parent.span_id == stage_span.context.span_id]
+        assert [s.kind for s in rpc] == [SpanKind.CLIENT]
+
+
+async def test_error_status_recorded_on_both_sides(exporter, target):
+    ping = target.unary_unary(f"/{SERVICE}/Ping")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ping(b"bad", timeout=5)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    spans = _by_name(exporter.get_finished_spans(), f"{SERVICE}/Ping")
+    client = next(s for s in spans if s.kind is SpanKind.CLIENT)
+    server = next(s for s in spans if s.kind is SpanKind.SERVER)
+    assert client.status.status_code is StatusCode.ERROR
+    assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert server.status.status_code is StatusCode.ERROR
+    assert server.attributes["error.type"] == "InvalidArgument"
+
+
+async def test_streaming_call_span_ends_with_the_stream(exporter, target):
+    pages = target.unary_stream(f"/{SERVICE}/Pages")
+    token = request_id_var.set("rid-stream-1")
+    try:
+        with tracing.span("bulk"):
+            got = [item async for item in pages(b"p", timeout=5)]
+    finally:
+        request_id_var.reset(token)
+    assert got == [b"p\x00", b"p\x01", b"p\x02"]
+    for _ in range(100):  # the client span ends in a task once the status arrives; no sleeping on time
+        if any(s.kind is SpanKind.CLIENT for s in exporter.get_finished_spans()):
+            break
+        await asyncio.sleep(0)
+    spans = _by_name(exporter.get_finished_spans(), f"{SERVICE}/Pages")
+    assert {s.kind for s in spans} == {SpanKind.CLIENT, SpanKind.SERVER}
+    client = next(s for s in spans if s.kind is SpanKind.CLIENT)
+    server = next(s for s in spans if s.kind is SpanKind.SERVER)
+    assert server.parent.span_id == client.context.span_id
+    assert server.attributes["winnow.request_id"] == "rid-stream-1"  # the request id travels on streams too
+
+
+async def test_health_checks_are_not_traced(exporter, target):
+    exporter.clear()
+    await health_pb2_grpc.HealthStub(target).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER] == []
+
+
+def test_off_by_default_is_a_cheap_noop():
+    tracing.configure("none")
+    assert not tracing.enabled()
+    assert tracing.server_interceptors() == [] and tracing.client_interceptors() == []
+    with tracing.span("anything", k=1) as s:
+        s.set_attribute("safe", True)
+        assert not s.is_recording()
+    assert tracing.current_trace_id() == ""
+
+
+def test_console_exporter_and_bad_settings():
+    assert tracing.configure("console", service="test") is not None
+    with tracing.span("x"):
+        assert len(tracing.current_trace_id()) == 32
+    tracing.shutdown()
+    with pytest.raises(ValueError, match="otel_exporter must be one of"):
+        tracing.configure("jaeger")
+    with pytest.raises(ValueError, match="otlp"):
+        tracing.configure("otlp", endpoint="")
+    assert not tracing.enabled()
