@@ -1,0 +1,66 @@
+"""`python -m winnow.services.gateway [--flags]`: wire settings -> clients -> cores -> gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from winnow.core import tracing
+from winnow.core.logs import setup_logging
+from winnow.core.server import GrpcService, serve_forever
+from winnow.services.gateway.cache import make_cache
+from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
+from winnow.services.gateway.search import PipelineConfig, SearchCore
+from winnow.services.gateway.server import GatewayServicer
+from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.writes import WriteConfig, WriteCore
+
+SERVICE = "gateway"
+
+
+async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
+    """Everything but the event loop: used by __main__ and by in-process tests."""
+    cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
+    embedder = GrpcEmbedder(s.embedder)
+    reranker = GrpcReranker(s.reranker) if s.reranker else None
+    shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
+    search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, lexical_weight=s.lexical_weight))
+    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size))
+
+    def register(server):
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
+        return [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name]
+
+    async def probe() -> bool:
+        # Serving needs the embedder and at least one shard; a missing reranker or shard only degrades.
+        if not await search.refresh_models():
+            return False
+        stats = await asyncio.gather(*(sh.stats(1.0) for sh in shards), return_exceptions=True)
+        return any(not isinstance(x, BaseException) for x in stats)
+
+    return GrpcService(SERVICE, s, register, probe), search
+
+
+async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
+    """Bounded wait for the embedder so the first cache keys carry its model version."""
+    for _ in range(attempts):
+        if await search.refresh_models():
+            return
+        await asyncio.sleep(0.2)
+
+
+async def main(argv: list[str]) -> None:
+    s = GatewaySettings.from_args(argv)
+    setup_logging(SERVICE, s.log_level)
+    tracing.configure(s.otel_exporter, s.otel_endpoint, SERVICE) if hasattr(tracing, "configure") else None
+    s.log_effective(SERVICE)
+    svc, search = await build(s)
+    await serve_forever(svc, lambda: wait_for_dependencies(search))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,136 @@
+"""Public proto <-> gateway domain, with request validation: every bad input is an actionable InvalidArgument."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from winnow.api.gateway.v1 import gateway_pb2 as pb
+from winnow.core.errors import InvalidArgument
+from winnow.services.gateway.model import Candidate, Coverage, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument
+from winnow.services.gateway.settings import GatewaySettings
+
+_MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
+_RETRIEVAL = {
+    pb.RETRIEVAL_UNSPECIFIED: Retrieval.HYBRID, pb.RETRIEVAL_HYBRID: Retrieval.HYBRID,
+    pb.RETRIEVAL_DENSE: Retrieval.DENSE, pb.RETRIEVAL_LEXICAL: Retrieval.LEXICAL,
+}
+
+
+def _filter_value(f: pb.Filter) -> Any:
+    kind = f.equals.WhichOneof("kind")
+    if kind == "string_value":
+        return f.equals.string_value
+    if kind == "number_value":
+        return f.equals.number_value
+    if kind == "bool_value":
+        return f.equals.bool_value
+    raise InvalidArgument(
+        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})"
+    )
+
+
+def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
+    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
+    query = req.query.strip()
+    if not query:
+        raise InvalidArgument("query is empty: send the text to search for in `query`")
+    if len(query) > s.max_query_chars:
+        raise InvalidArgument(f"query is {len(query)} characters; the limit is {s.max_query_chars}")
+    if req.mode not in _MODES:
+        raise InvalidArgument(f"unknown mode {req.mode}: use MODE_PRECISION (Search) or MODE_BULK (BulkSearch)")
+    mode = _MODES[req.mode] or default_mode
+    if req.retrieval not in _RETRIEVAL:
+        raise InvalidArgument(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL")
+    retrieval = _RETRIEVAL[req.retrieval]
+    k = req.k or s.default_k
+    if k > s.max_k:
+        raise InvalidArgument(f"k={k} is above the limit of {s.max_k}; for more results use BulkSearch")
+    window = req.candidate_window or max(s.default_window, k)
+    if window > s.max_window:
+        raise InvalidArgument(f"candidate_window={window} is above the limit of {s.max_window}")
+    if window < k:
+        raise InvalidArgument(f"candidate_window={window} is smaller than k={k}: it must be >= k")
+    if not -1.0 <= req.threshold <= 1.0:
+        raise InvalidArgument(f"threshold={req.threshold} is outside [-1, 1] (cosine similarity)")
+    page_size = req.page_size or s.bulk_page_size
+    if page_size > s.max_page_size:
+        raise InvalidArgument(f"page_size={page_size} is above the limit of {s.max_page_size}")
+    if req.mrl_dim and retrieval is Retrieval.LEXICAL:
+        raise InvalidArgument("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL")
+    filters = []
+    for f in req.filters:
+        if not f.field:
+            raise InvalidArgument("a filter has an empty field name")
+        filters.append((f.field, _filter_value(f)))
+    return SearchOptions(
+        query=query, mode=mode, k=k, window=window,
+        rerank=req.rerank if req.HasField("rerank") else True,
+        retrieval=retrieval, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
+        threshold=req.threshold, page_size=page_size,
+        max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
+        nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
+    )
+
+
+def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
+    if not ids:
+        raise InvalidArgument(f"{what}: the list is empty")
+    if len(ids) > s.max_write_docs:
+        raise InvalidArgument(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request")
+    for i, doc_id in enumerate(ids):
+        if not doc_id.strip():
+            raise InvalidArgument(f"{what}: item {i} has an empty id")
+
+
+def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
+    _check_ids([d.id for d in req.documents], s, "upsert")
+    seen: set[str] = set()
+    docs = []
+    for i, d in enumerate(req.documents):
+        if d.id in seen:
+            raise InvalidArgument(f"upsert: id {d.id!r} appears twice in one request")
+        seen.add(d.id)
+        if not d.text.strip():
+            raise InvalidArgument(f"upsert: document {d.id!r} has no text")
+        size = len(d.text.encode()) + len(d.metadata_json.encode())
+        if size > s.max_doc_bytes:
+            raise InvalidArgument(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}")
+        if d.metadata_json:
+            try:
+                meta = json.loads(d.metadata_json)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})") from None
+            if not isinstance(meta, dict):
+                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json must be a JSON object")
+        docs.append(WriteDocument(d.id, d.text, d.metadata_json))
+    return docs
+
+
+def ids(req_ids, s: GatewaySettings, what: str) -> list[str]:
+    out = list(req_ids)
+    _check_ids(out, s, what)
+    return out
+
+
+def hit(c: Candidate) -> pb.Hit:
+    h = pb.Hit(
+        id=c.id, score=c.score, text=c.text, metadata_json=c.metadata_json,
+        first_stage_rank=c.first_stage_rank, first_stage_score=c.first_stage_score,
+        dense_rank=c.dense_rank, lexical_rank=c.lexical_rank,
+    )
+    if c.rerank_score is not None:
+        h.rerank_score = c.rerank_score
+    return h
+
+
+def coverage(c: Coverage) -> pb.Coverage:
+    return pb.Coverage(shards_asked=c.asked, shards_answered=c.answered, failed_shards=c.failed)
+
+
+def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
+        rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
+        request_id=request_id, model=r.model, reranker=r.reranker,
+    )

@@ -1,0 +1,97 @@
+"""What the gateway core needs from the other services, as plain async interfaces (no gRPC here).
+
+`clients.py` implements them over gRPC; tests may implement them in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from winnow.services.gateway.model import Candidate
+
+
+@dataclass
+class ShardHit:
+    id: str
+    score: float
+    text: str = ""
+    metadata_json: str = ""
+
+
+@dataclass
+class ShardQuery:
+    vector: np.ndarray | None  # None = no dense search
+    k: int
+    query_text: str = ""        # "" = no BM25
+    lexical_k: int = 0
+    filters: tuple[tuple[str, Any], ...] = ()
+    coarse_dim: int = 0
+    nprobe: int = 0
+    ef_search: int = 0
+
+
+@dataclass
+class ShardRangeQuery:
+    vector: np.ndarray
+    threshold: float
+    page_size: int = 256
+    filters: tuple[tuple[str, Any], ...] = ()
+    coarse_dim: int = 0
+    max_results: int = 0
+    nprobe: int = 0
+    ef_search: int = 0
+
+
+@dataclass
+class ShardResult:
+    dense: list[ShardHit] = field(default_factory=list)
+    lexical: list[ShardHit] = field(default_factory=list)
+    generation: int = 0
+
+
+@dataclass
+class ShardStats:
+    name: str
+    count: int
+    generation: int
+    index_factory: str = ""
+    dimension: int = 0
+
+
+@dataclass
+class WriteRecord:
+    id: str
+    vector: np.ndarray
+    text: str
+    metadata_json: str
+
+
+class EmbedderPort(Protocol):
+    async def embed(self, texts: list[str], *, query: bool, timeout: float | None) -> np.ndarray:
+        """Unit vectors, one row per text, at the model's full dimension."""
+
+    async def describe(self, timeout: float | None) -> dict[str, Any]:
+        """{"model": ..., "dimension": ..., "device": ...}"""
+
+
+class ShardPort(Protocol):
+    name: str
+
+    async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult: ...
+    def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]: ...
+    async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int: ...
+    async def delete(self, ids: list[str], timeout: float | None) -> int: ...
+    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[ShardHit], list[str]]: ...
+    async def stats(self, timeout: float | None) -> ShardStats: ...
+
+
+class RerankerPort(Protocol):
+    async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
+        """One score per candidate, in the candidates' order (higher is better)."""
+
+    async def describe(self, timeout: float | None) -> dict[str, Any]:
+        """{"model": ..., "scorer": ..., "device": ...}"""

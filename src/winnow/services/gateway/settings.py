@@ -1,0 +1,54 @@
+"""Gateway settings: env vars WINNOW_GATEWAY_<FIELD> or CLI flags --<field>."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from winnow.core.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_GATEWAY_"})
+
+    embedder: str = Field("127.0.0.1:50051", description="Embedder address, host:port.")
+    reranker: str = Field("127.0.0.1:50052", description="Reranker address, host:port; empty = no reranker.")
+    shards: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:50053"],
+        description="Index shard addresses, comma-separated host:port, in shard order (routing depends on it).",
+    )
+    redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Result-cache Redis URL.")
+    cache: str = Field("auto", description="Result cache: auto (Redis if reachable, else in-process), redis, memory, off.")
+    cache_ttl_s: int = Field(300, ge=1, description="Cache entry lifetime, seconds.")
+    default_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline for a request whose caller set none (outgoing calls derive from it)."
+    )
+    default_k: int = Field(64, ge=1, description="Results returned when the request leaves k at 0.")
+    max_k: int = Field(1000, ge=1, description="Largest k a precision search may ask for.")
+    default_window: int = Field(80, ge=1, description="First-stage candidates reranked when the request says 0.")
+    max_window: int = Field(1000, ge=1, description="Largest candidate window.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant when the request says 0.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense list in fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 list in fusion.")
+    rerank_batch_size: int = Field(16, ge=1, description="Candidates per reranker call; calls run concurrently.")
+    bulk_page_size: int = Field(256, ge=1, description="Bulk hits per streamed page when the request says 0.")
+    max_page_size: int = Field(10_000, ge=1, description="Largest bulk page a request may ask for.")
+    max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
+    max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
+    max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
+    max_doc_bytes: int = Field(1 << 20, ge=1, description="Largest text + metadata of one document, bytes.")
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _split(cls, v):
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
