@@ -1,0 +1,108 @@
+"""A small synchronous Python client for Winnow's public gateway API.
+
+    from winnow.client import WinnowClient
+    with WinnowClient("127.0.0.1:50050") as w:
+        w.upsert([{"id": "a", "text": "aspirin lowers fever", "metadata": {"year": 2020}}])
+        for hit in w.search("does aspirin reduce fever?", k=10).hits:
+            print(hit.id, hit.score)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from winnow.api.gateway.v1 import gateway_pb2 as pb
+from winnow.api.gateway.v1 import gateway_pb2_grpc
+
+_RETRIEVAL = {"hybrid": pb.RETRIEVAL_HYBRID, "dense": pb.RETRIEVAL_DENSE, "lexical": pb.RETRIEVAL_LEXICAL}
+
+
+def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
+    out = []
+    for field, value in (filters or {}).items():
+        v = struct_pb2.Value()
+        if isinstance(value, bool):
+            v.bool_value = value
+        elif isinstance(value, (int, float)):
+            v.number_value = float(value)
+        else:
+            v.string_value = str(value)
+        out.append(pb.Filter(field=field, equals=v))
+    return out
+
+
+def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
+                   mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, threshold: float = 0.0,
+                   page_size: int = 0, max_results: int = 0, no_cache: bool = False, bulk: bool = False,
+                   rrf_k: int = 0) -> pb.SearchRequest:
+    """Build a SearchRequest from keyword options (retrieval: hybrid, dense or lexical)."""
+    if retrieval not in _RETRIEVAL:
+        raise ValueError(f"retrieval must be one of {sorted(_RETRIEVAL)}")
+    return pb.SearchRequest(
+        query=query, mode=pb.MODE_BULK if bulk else pb.MODE_PRECISION, k=k, candidate_window=window,
+        rerank=rerank, retrieval=_RETRIEVAL[retrieval], mrl_dim=mrl_dim, filters=_filters(filters),
+        threshold=threshold, page_size=page_size, max_results=max_results, no_cache=no_cache, rrf_k=rrf_k,
+    )
+
+
+class WinnowClient:
+    """Blocking client. Every call has a deadline (`timeout`, seconds)."""
+
+    def __init__(self, target: str = "127.0.0.1:50050", timeout: float = 30.0,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
+
+    def search(self, query: str, timeout: float | None = None, **options: Any) -> pb.SearchResponse:
+        """Precision search: top k reranked hits. Options: see `search_request`."""
+        return self.stub.Search(search_request(query, **options), timeout=timeout or self.timeout)
+
+    def bulk_search(self, query: str, threshold: float, timeout: float | None = None,
+                    **options: Any) -> Iterator[pb.BulkSearchPage]:
+        """Bulk ("find all") search: every document with similarity >= threshold, page by page."""
+        req = search_request(query, threshold=threshold, bulk=True, **options)
+        yield from self.stub.BulkSearch(req, timeout=timeout or self.timeout)
+
+    def upsert(self, documents: Iterable[Mapping[str, Any]], timeout: float | None = None) -> pb.UpsertResponse:
+        """documents: dicts with id, text and optional metadata (a dict)."""
+        docs = [pb.Document(id=str(d["id"]), text=d["text"],
+                            metadata_json=json.dumps(d["metadata"]) if d.get("metadata") else "")
+                for d in documents]
+        return self.stub.Upsert(pb.UpsertRequest(documents=docs), timeout=timeout or self.timeout)
+
+    def delete(self, ids: Iterable[str], timeout: float | None = None) -> pb.DeleteResponse:
+        return self.stub.Delete(pb.DeleteRequest(ids=list(ids)), timeout=timeout or self.timeout)
+
+    def get(self, ids: Iterable[str], timeout: float | None = None) -> pb.GetResponse:
+        return self.stub.Get(pb.GetRequest(ids=list(ids)), timeout=timeout or self.timeout)
+
+    def info(self, timeout: float | None = None) -> pb.ClusterInfoResponse:
+        return self.stub.ClusterInfo(pb.ClusterInfoRequest(), timeout=timeout or self.timeout)
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """True when the gateway's grpc.health.v1 reports SERVING."""
+        try:
+            resp = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return False
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "WinnowClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
