@@ -1,0 +1,187 @@
+"""`winnow eval`: measure retrieval quality and latency of every pipeline on a BEIR collection.
+
+    winnow eval --dataset ../shared/datasets/scifact            # private local cluster, all pipelines
+    winnow eval --dataset DIR --target 127.0.0.1:50050 --no-ingest --pipelines hybrid,hybrid+rerank
+    winnow eval --dataset DIR --queries 50 --json
+
+Without --target a private cluster (the project's real services, as local processes on loopback, data in a
+temporary directory) is started, the corpus is ingested through the gateway, and the cluster is stopped at the
+end. Progress goes to stderr; stdout carries only the table (or, with --json, one JSON object keyed by pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from winnow.eval.beir import DatasetError, load_beir
+from winnow.eval.runner import DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalReport, evaluate_target, select_pipelines
+
+log = logging.getLogger(__name__)
+
+STAGES = ("embed", "search", "merge", "rerank", "total", "client")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `winnow eval`."""
+    p = argparse.ArgumentParser(prog="winnow eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, type=Path, help="BEIR-layout directory (corpus, queries, qrels/).")
+    p.add_argument("--split", default="test", help="qrels split to evaluate (default: test).")
+    p.add_argument("--target", default="", help="HOST:PORT of a running gateway; default: start a private cluster.")
+    p.add_argument("--no-ingest", action="store_true", help="with --target: the corpus is already indexed.")
+    p.add_argument("--queries", type=int, default=None, help="evaluate a deterministic sample of N queries.")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --queries sample (default 0).")
+    p.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
+                   help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all).")
+    p.add_argument("--json", action="store_true", help="print one JSON object keyed by pipeline instead of a table.")
+    d = EvalOptions()
+    p.add_argument("--k", type=int, default=d.k, help=f"hits asked of first-stage pipelines (default {d.k}).")
+    p.add_argument("--window", type=int, default=d.window,
+                   help=f"candidate window of rerank pipelines; all reranked candidates are returned (default {d.window}).")
+    p.add_argument("--rrf-k", type=int, default=d.rrf_k, help="RRF constant sent to the gateway (0 = its default).")
+    p.add_argument("--threshold", type=float, default=d.threshold,
+                   help=f"bulk pipeline: cosine similarity threshold (default {d.threshold}).")
+    p.add_argument("--concurrency", type=int, default=d.concurrency,
+                   help=f"queries in flight (default {d.concurrency}: latency without self-inflicted queueing).")
+    p.add_argument("--timeout", type=float, default=d.timeout_s, help=f"deadline of each RPC, s (default {d.timeout_s:g}).")
+    p.add_argument("--shards", type=int, default=2, help="private cluster: number of index shards (default 2).")
+    p.add_argument("--data-dir", type=Path, default=None, help="private cluster: data directory (default: a temp dir).")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr.")
+    return p
+
+
+@contextlib.contextmanager
+def start_private_cluster(data_dir: Path | None, shards: int) -> Iterator[str]:
+    """Start the project's local cluster on loopback (free ports, no Redis) and yield the gateway address.
+
+    The data directory is temporary unless given; every process is stopped (drained) on exit.
+    """
+    from winnow.cluster.launcher import ClusterConfig, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="winnow-eval-")))
+        config = ClusterConfig(data_dir=data_dir, shards=shards, gateway_port=0, cache="memory")
+        started = time.perf_counter()
+        cluster = stack.enter_context(LocalCluster(config))
+        print(f"private cluster up in {time.perf_counter() - started:.0f}s: gateway {cluster.gateway}, "
+              f"{shards} shards, data in {data_dir}", file=sys.stderr)
+        yield cluster.gateway
+
+
+def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def make(name: str, total: int) -> Callable[[int], None]:
+        bar = tqdm(total=total, desc=f"{name:>14s}", unit="doc" if name == "ingest" else "q", file=sys.stderr,
+                   leave=True, dynamic_ncols=True)
+
+        def advance(n: int) -> None:
+            bar.update(n)
+            if bar.n >= total:
+                bar.close()
+
+        return advance
+
+    return make
+
+
+def _lat(res, stage: str) -> str:
+    v = res.latency_ms.get(stage)
+    return f"{v['p50']:.0f}/{v['p99']:.0f}" if v else "-"
+
+
+def format_table(report: EvalReport) -> str:
+    """The human table: quality columns, then per-stage latency p50/p99 in ms, then the bulk line."""
+    lines = [
+        f"dataset {report.dataset} · split {report.split} · {report.queries} queries · {report.documents} documents"
+        + (f" · ingest {report.ingest_s:.0f}s" if report.ingest_s is not None else ""),
+    ]
+    if report.cluster:
+        c = report.cluster
+        lines.append(f"embedder {c.get('embedder_model')} ({c.get('embedder_device')}) · reranker "
+                     f"{c.get('reranker_model')} / {c.get('reranker_scorer')} · {c.get('shards')} shards · "
+                     f"{c.get('documents')} docs indexed")
+    head = ["pipeline", "nDCG@10", "MRR@10", "R@10", "R@80", "R@100", "err", *(f"{s} p50/p99" for s in STAGES)]
+    rows = []
+    for name, res in report.pipelines.items():
+        m = res.metrics
+        rows.append([name, *(f"{m.get(k, 0.0):.4f}" for k in ("ndcg@10", "mrr@10", "recall@10", "recall@80",
+                                                               "recall@100")),
+                     str(res.errors), *(_lat(res, s) for s in STAGES)])
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    lines += [fmt(head), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+    for name, res in report.pipelines.items():
+        if res.bulk:
+            b = res.bulk
+            lines.append(f"{name}: threshold {b['threshold']:g} → recall {b['recall']:.4f}, precision "
+                         f"{b['precision']:.4f}, returned per query mean {b['returned_mean']:.1f} / median "
+                         f"{b['returned_p50']:.0f} / max {b['returned_max']}")
+        if res.errors:
+            lines.append(f"{name}: {res.errors} queries failed (scored 0), first: {res.first_error}")
+        rerank_asked = PIPELINES[name].rerank
+        if rerank_asked and res.reranked < res.queries - res.errors:
+            lines.append(f"{name}: only {res.reranked} of {res.queries} responses were reranked")
+    lines.append("latency in ms from the responses' timings_ms; client = wall time seen by the eval client")
+    return "\n".join(lines)
+
+
+async def _evaluate(target: str, dataset, args: argparse.Namespace, options: EvalOptions) -> EvalReport:
+    from winnow.core.channels import make_channel
+
+    pipelines = select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
+    channel = make_channel(target)
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        return await evaluate_target(channel, dataset, pipelines, options, do_ingest=not args.no_ingest,
+                                     progress_factory=_progress_factory(not args.no_progress))
+    finally:
+        await channel.close()
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `winnow eval`; returns the process exit code (0 ok, 2 bad input, 1 run failed)."""
+    args = build_parser().parse_args(argv)
+    options = EvalOptions(k=args.k, window=args.window, rrf_k=args.rrf_k, threshold=args.threshold,
+                          concurrency=args.concurrency, timeout_s=args.timeout)
+    try:
+        select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
+        if args.no_ingest and not args.target:
+            raise ValueError("--no-ingest needs --target (a private cluster starts empty)")
+        dataset = load_beir(args.dataset, args.split).sample(args.queries, args.seed)
+    except (DatasetError, ValueError) as exc:
+        print(f"winnow eval: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        if args.target:
+            report = asyncio.run(_evaluate(args.target, dataset, args, options))
+        else:
+            with start_private_cluster(args.data_dir, args.shards) as gateway:
+                report = asyncio.run(_evaluate(gateway, dataset, args, options))
+    except (TimeoutError, asyncio.TimeoutError):
+        print(f"winnow eval: gateway {args.target or '(private)'} not reachable within 30s", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
+        log.debug("eval failed", exc_info=True)
+        print(f"winnow eval: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_json(), indent=2) if args.json else format_table(report))
+    print(f"eval finished in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,306 @@
+"""Run a BEIR collection through a Winnow gateway: ingest the corpus, query every pipeline, score and time it.
+
+The runner is a plain gateway client (public API only), so it measures exactly what a caller gets: the judged
+queries of the split go through ``Search`` (or ``BulkSearch`` for ``bulk``) with the cache bypassed, and every
+pipeline's ranked hits are scored with :mod:`winnow.eval.metrics`. Latency per stage comes from the response's
+``timings_ms`` (cache, embed, search, merge, rerank, total, as the gateway reports them) plus ``client``, the
+wall time seen by this process. A query whose RPC fails counts as an empty result (it scores 0) and is counted
+in ``errors``; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from winnow.api.gateway.v1 import gateway_pb2 as pb
+from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from winnow.eval.beir import BeirDataset, Document
+from winnow.eval.metrics import mean_metrics, per_query, set_recall_precision
+
+log = logging.getLogger(__name__)
+
+KS = (10, 80, 100)
+#: The figures every pipeline reports (the --json keys), in table order.
+REPORTED = ("ndcg@10", "mrr@10", "recall@10", "recall@80", "recall@100")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One way of searching, as gateway SearchRequest options."""
+
+    name: str
+    retrieval: int
+    rerank: bool
+    mrl_dim: int = 0
+    bulk: bool = False
+    about: str = ""
+
+
+PIPELINES: dict[str, Pipeline] = {
+    p.name: p
+    for p in (
+        Pipeline("bm25", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
+        Pipeline("dense", pb.RETRIEVAL_DENSE, False, about="dense (full dimension) only, first-stage order"),
+        Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused, first-stage order"),
+        Pipeline("dense+rerank", pb.RETRIEVAL_DENSE, True, about="dense, candidate window reranked"),
+        Pipeline("hybrid+rerank", pb.RETRIEVAL_HYBRID, True, about="fused, candidate window reranked (default)"),
+        Pipeline("mrl64", pb.RETRIEVAL_DENSE, False, mrl_dim=64, about="dense, 64-d sweep refined at full dim"),
+        Pipeline("mrl128", pb.RETRIEVAL_DENSE, False, mrl_dim=128, about="dense, 128-d sweep refined at full dim"),
+        Pipeline("bulk", pb.RETRIEVAL_DENSE, False, bulk=True, about="BulkSearch: every doc above the threshold"),
+    )
+}
+DEFAULT_PIPELINES = tuple(PIPELINES)
+
+
+@dataclass
+class EvalOptions:
+    """How the runner queries the gateway."""
+
+    k: int = 100  # hits asked of first-stage pipelines (recall@100 needs 100)
+    window: int = 80  # rerank pipelines: candidate window, and k = window (all reranked candidates come back)
+    rrf_k: int = 0  # 0 = the gateway's default
+    threshold: float = 0.5  # bulk: cosine similarity threshold
+    bulk_max_results: int = 0  # bulk: 0 = the gateway's limit
+    concurrency: int = 1  # queries in flight; 1 keeps per-query latency free of self-inflicted queueing
+    timeout_s: float = 60.0  # deadline of every RPC
+    ingest_batch: int = 64
+    ingest_concurrency: int = 2
+
+
+@dataclass
+class PipelineResult:
+    """One pipeline's scores and latency over the evaluated queries."""
+
+    name: str
+    metrics: dict[str, float]
+    latency_ms: dict[str, dict[str, float]]  # stage -> {"p50", "p99"}
+    queries: int
+    errors: int
+    reranked: int  # queries whose response says reranked=True
+    bulk: dict[str, float] | None = None  # recall, precision, returned_mean/p50/max, threshold
+    first_error: str = ""
+
+    def to_json(self) -> dict:
+        """JSON object for --json: the metric keys at the top level, the rest alongside."""
+        out: dict = {key: round(self.metrics.get(key, 0.0), 4) for key in REPORTED}
+        out.update(queries=self.queries, errors=self.errors, reranked=self.reranked, latency_ms=self.latency_ms)
+        if self.bulk is not None:
+            out["bulk"] = self.bulk
+        if self.first_error:
+            out["first_error"] = self.first_error
+        return out
+
+
+@dataclass
+class EvalReport:
+    """Everything one eval run measured."""
+
+    dataset: str
+    split: str
+    queries: int
+    documents: int
+    ingest_s: float | None
+    pipelines: dict[str, PipelineResult] = field(default_factory=dict)
+    cluster: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """One JSON object keyed by pipeline name."""
+        return {name: res.to_json() for name, res in self.pipelines.items()}
+
+
+def document_text(doc: Document) -> str:
+    """What the gateway indexes for a BEIR document: ``title + " " + text`` (BEIR's convention)."""
+    return f"{doc.title} {doc.text}".strip()
+
+
+def _percentiles(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        stage: {"p50": round(float(np.percentile(v, 50)), 2), "p99": round(float(np.percentile(v, 99)), 2)}
+        for stage, v in sorted(samples.items())
+        if v
+    }
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def ingest(
+    stub: pb_grpc.GatewayStub,
+    dataset: BeirDataset,
+    options: EvalOptions,
+    progress: Callable[[int], None] | None = None,
+) -> float:
+    """Upsert the whole corpus in batches through the gateway; returns seconds taken. Retries overload briefly."""
+    docs = [
+        pb.Document(id=d.id, text=document_text(d), metadata_json=json.dumps({"title": d.title}))
+        for d in dataset.corpus.values()
+        if document_text(d)
+    ]
+    skipped = len(dataset.corpus) - len(docs)
+    if skipped:
+        log.warning("skipping %d documents with no title and no text", skipped)
+    batches = [docs[i : i + options.ingest_batch] for i in range(0, len(docs), options.ingest_batch)]
+    gate = asyncio.Semaphore(max(1, options.ingest_concurrency))
+
+    async def send(batch: list[pb.Document]) -> None:
+        async with gate:
+            for attempt in range(5):
+                try:
+                    await stub.Upsert(pb.UpsertRequest(documents=batch), timeout=max(options.timeout_s, 120.0))
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == 4:
+                        raise
+                    await asyncio.sleep(0.2 * 2**attempt)  # admission control said "later"
+        if progress is not None:
+            progress(len(batch))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(send(b) for b in batches))
+    return time.perf_counter() - start
+
+
+async def _search_one(stub, pipeline: Pipeline, query: str, options: EvalOptions) -> tuple[dict, dict, bool]:
+    """(doc id → score in returned order, timings, reranked) for one query."""
+    req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
+                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim)
+    if pipeline.bulk:
+        req.mode = pb.MODE_BULK
+        req.threshold = options.threshold
+        req.max_results = options.bulk_max_results
+        hits: dict[str, float] = {}
+        timings: dict[str, float] = {}
+        async for page in stub.BulkSearch(req, timeout=options.timeout_s):
+            for h in page.hits:
+                hits.setdefault(h.id, h.score)
+            timings = dict(page.timings_ms)  # the last page's timings cover the whole request
+        return hits, timings, False
+    req.mode = pb.MODE_PRECISION
+    if pipeline.rerank:
+        req.k = req.candidate_window = options.window
+    else:
+        req.k = req.candidate_window = options.k
+    resp = await stub.Search(req, timeout=options.timeout_s)
+    # Keep the gateway's order exactly: scores are replaced by a strictly decreasing rank score.
+    ranked = {h.id: float(len(resp.hits) - i) for i, h in enumerate(resp.hits)}
+    return ranked, dict(resp.timings_ms), resp.reranked
+
+
+async def run_pipeline(
+    stub: pb_grpc.GatewayStub,
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    options: EvalOptions,
+    progress: Callable[[int], None] | None = None,
+) -> PipelineResult:
+    """Send every query of the dataset through one pipeline and score the results."""
+    run: dict[str, dict[str, float]] = {}
+    stages: dict[str, list[float]] = {}
+    errors, reranked, first_error = 0, 0, ""
+    gate = asyncio.Semaphore(max(1, options.concurrency))
+
+    async def one(qid: str, text: str) -> None:
+        nonlocal errors, reranked, first_error
+        async with gate:
+            start = time.perf_counter()
+            try:
+                hits, timings, was_reranked = await _search_one(stub, pipeline, text, options)
+            except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+                errors += 1
+                first_error = first_error or _short(exc)
+                run[qid] = {}
+                return
+            finally:
+                if progress is not None:
+                    progress(1)
+            stages.setdefault("client", []).append((time.perf_counter() - start) * 1000)
+        run[qid] = hits
+        reranked += was_reranked
+        for stage, ms in timings.items():
+            stages.setdefault(stage, []).append(ms)
+
+    await asyncio.gather(*(one(qid, text) for qid, text in dataset.queries.items()))
+    rows = per_query(run, dataset.qrels, KS)
+    result = PipelineResult(
+        name=pipeline.name, metrics=mean_metrics(rows), latency_ms=_percentiles(stages), queries=len(rows),
+        errors=errors, reranked=reranked, first_error=first_error,
+    )
+    if pipeline.bulk:
+        result.bulk = _bulk_summary(run, dataset, options.threshold)
+    return result
+
+
+def _bulk_summary(run: dict[str, dict[str, float]], dataset: BeirDataset, threshold: float) -> dict[str, float]:
+    judged = [q for q in sorted(dataset.qrels) if any(g > 0 for g in dataset.qrels[q].values())]
+    pairs = [set_recall_precision(run.get(q, {}), dataset.qrels[q]) for q in judged]
+    counts = [len(run.get(q, {})) for q in judged] or [0]
+    return {
+        "threshold": threshold,
+        "recall": round(float(np.mean([r for r, _ in pairs])) if pairs else 0.0, 4),
+        "precision": round(float(np.mean([p for _, p in pairs])) if pairs else 0.0, 4),
+        "returned_mean": round(float(np.mean(counts)), 1),
+        "returned_p50": float(np.median(counts)),
+        "returned_max": int(np.max(counts)),
+    }
+
+
+async def cluster_info(stub: pb_grpc.GatewayStub, timeout_s: float = 10.0) -> dict:
+    """The gateway's ClusterInfo as a plain dict (documents, models, shards); {} if the RPC fails."""
+    try:
+        info = await stub.ClusterInfo(pb.ClusterInfoRequest(), timeout=timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("ClusterInfo failed: %s", _short(exc))
+        return {}
+    return {
+        "documents": info.documents, "embedder_model": info.embedder_model, "embedder_device": info.embedder_device,
+        "reranker_model": info.reranker_model, "reranker_scorer": info.reranker_scorer, "cache": info.cache,
+        "shards": len(info.shards),
+    }
+
+
+def select_pipelines(names: Iterable[str]) -> list[Pipeline]:
+    """Pipelines by name, in the order given; ValueError naming the unknown ones and the valid choices."""
+    names = list(names)
+    unknown = [n for n in names if n not in PIPELINES]
+    if unknown:
+        raise ValueError(f"unknown pipeline(s) {unknown}; choose from {', '.join(PIPELINES)}")
+    return [PIPELINES[n] for n in names]
+
+
+async def evaluate_target(
+    channel: grpc.aio.Channel,
+    dataset: BeirDataset,
+    pipelines: Sequence[Pipeline],
+    options: EvalOptions,
+    do_ingest: bool = True,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> EvalReport:
+    """Ingest (optionally) and evaluate every pipeline against a gateway reachable on `channel`."""
+    stub = pb_grpc.GatewayStub(channel)
+    report = EvalReport(dataset=str(dataset.root), split=dataset.split, queries=len(dataset.queries),
+                        documents=len(dataset.corpus), ingest_s=None)
+    if do_ingest:
+        bar = progress_factory("ingest", len(dataset.corpus)) if progress_factory else None
+        report.ingest_s = round(await ingest(stub, dataset, options, bar), 1)
+    report.cluster = await cluster_info(stub)
+    for pipeline in pipelines:
+        bar = progress_factory(pipeline.name, len(dataset.queries)) if progress_factory else None
+        report.pipelines[pipeline.name] = await run_pipeline(stub, dataset, pipeline, options, bar)
+    return report
+
+
+__all__ = [
+    "DEFAULT_PIPELINES", "EvalOptions", "EvalReport", "PIPELINES", "Pipeline", "PipelineResult",
+    "cluster_info", "document_text", "evaluate_target", "ingest", "run_pipeline", "select_pipelines",
+]
