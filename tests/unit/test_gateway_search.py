@@ -1,0 +1,241 @@
+"""SearchCore and WriteCore against in-process fakes of the embedder, shards and reranker (fast, no models)."""
+
+import asyncio
+import hashlib
+
+import numpy as np
+import pytest
+
+from winnow.core.channels import Deadline
+from winnow.core.errors import Unavailable
+from winnow.services.gateway import routing
+from winnow.services.gateway.cache import MemoryBackend, ResultCache
+from winnow.services.gateway.model import Mode, Retrieval, SearchOptions, WriteDocument
+from winnow.services.gateway.ports import ShardHit, ShardResult, ShardStats
+from winnow.services.gateway.search import SearchCore
+from winnow.services.gateway.writes import WriteCore
+
+DIM = 16
+
+
+def _vec(text: str) -> np.ndarray:
+    """Bag-of-words hashing embedding: texts sharing words are similar."""
+    v = np.zeros(DIM, dtype=np.float32)
+    for w in text.lower().split():
+        v[int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1
+    n = np.linalg.norm(v)
+    return v / n if n else v
+
+
+class FakeEmbedder:
+    def __init__(self):
+        self.calls = 0
+
+    async def embed(self, texts, *, query, timeout):
+        self.calls += 1
+        return np.stack([_vec(t) for t in texts])
+
+    async def describe(self, timeout):
+        return {"model": "fake-embedder@1", "dimension": DIM, "device": "cpu"}
+
+
+class FakeShard:
+    def __init__(self, name):
+        self.name = name
+        self.target = name
+        self.docs = {}
+        self.generation = 0
+        self.fail = False
+
+    async def search(self, q, timeout):
+        if self.fail:
+            raise Unavailable(f"{self.name} down")
+        dense = sorted((ShardHit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
+                       key=lambda h: (-h.score, h.id))[: q.k] if q.vector is not None else []
+        words = set(q.query_text.lower().split())
+        lex = [ShardHit(i, float(len(words & set(t.lower().split()))), t, m) for i, (v, t, m) in self.docs.items()]
+        lex = sorted((h for h in lex if h.score > 0), key=lambda h: (-h.score, h.id))[: q.lexical_k or q.k]
+        return ShardResult(dense, lex if q.query_text else [], self.generation)
+
+    async def range_search(self, q, timeout):
+        if self.fail:
+            raise Unavailable(f"{self.name} down")
+        hits = sorted((ShardHit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
+                      key=lambda h: (-h.score, h.id))
+        hits = [h for h in hits if h.score >= q.threshold]
+        for i in range(0, len(hits), q.page_size):
+            yield hits[i:i + q.page_size]
+
+    async def upsert(self, records, timeout):
+        if self.fail:
+            raise Unavailable(f"{self.name} down")
+        for r in records:
+            self.docs[r.id] = (r.vector, r.text, r.metadata_json)
+        self.generation += 1
+        return self.generation
+
+    async def delete(self, ids, timeout):
+        n = sum(self.docs.pop(i, None) is not None for i in ids)
+        self.generation += 1
+        return n
+
+    async def get(self, ids, timeout):
+        return [ShardHit(i, 0.0, self.docs[i][1]) for i in ids if i in self.docs], [i for i in ids if i not in self.docs]
+
+    async def stats(self, timeout):
+        if self.fail:
+            raise Unavailable(f"{self.name} down")
+        return ShardStats(self.name, len(self.docs), self.generation)
+
+
+class FakeReranker:
+    def __init__(self):
+        self.fail = False
+        self.calls = 0
+
+    async def rerank(self, query, candidates, timeout):
+        self.calls += 1
+        if self.fail:
+            raise Unavailable("reranker down")
+        words = set(query.lower().split())
+        # Prefers shorter texts with the same overlap: a different order than the first stage.
+        return [len(words & set(c.text.lower().split())) - 0.01 * len(c.text.split()) for c in candidates]
+
+    async def describe(self, timeout):
+        return {"model": "fake-reranker", "scorer": "overlap"}
+
+
+DOCS = [
+    ("d1", "aspirin reduces fever in adults"),
+    ("d2", "aspirin fever"),
+    ("d3", "statins lower cholesterol levels"),
+    ("d4", "vitamin d and bone density in older women"),
+    ("d5", "fever and infection in children"),
+    ("d6", "exercise improves heart health"),
+]
+
+
+@pytest.fixture
+async def world():
+    emb, rr = FakeEmbedder(), FakeReranker()
+    shards = [FakeShard("shard-0"), FakeShard("shard-1")]
+    writes = WriteCore(emb, shards)
+    await writes.upsert([WriteDocument(i, t) for i, t in DOCS], Deadline(10))
+    core = SearchCore(emb, shards, rr, ResultCache(MemoryBackend(), ttl_s=60))
+    await core.refresh_models()
+    return core, writes, shards, rr
+
+
+async def test_writes_route_by_stable_hash(world):
+    core, writes, shards, _ = world
+    for doc_id, _ in DOCS:
+        assert doc_id in shards[routing.shard_for(doc_id, 2)].docs
+    assert sum(len(s.docs) for s in shards) == len(DOCS)
+
+
+async def test_precision_search_reranks_and_reports_ranks(world):
+    core, *_ = world
+    r = await core.search(SearchOptions(query="aspirin fever", k=3, window=6), Deadline(5))
+    assert r.reranked and r.coverage.complete and not r.cache_hit
+    assert r.hits[0].id == "d2"  # reranker prefers the shorter exact match
+    assert all(h.first_stage_rank >= 1 for h in r.hits)
+    assert {"embed", "search", "merge", "rerank", "total"} <= set(r.timings_ms)
+
+
+async def test_second_identical_search_is_a_cache_hit_and_equal(world):
+    core, *_ = world
+    opts = SearchOptions(query="aspirin fever", k=3)
+    a = await core.search(opts, Deadline(5))
+    await core.cache.flush()
+    b = await core.search(opts, Deadline(5))
+    assert b.cache_hit and [h.id for h in a.hits] == [h.id for h in b.hits]
+    assert [h.score for h in a.hits] == [h.score for h in b.hits]
+
+
+async def test_write_bumps_generation_so_cache_is_not_stale(world):
+    core, writes, *_ = world
+    opts = SearchOptions(query="cholesterol", k=2)
+    await core.search(opts, Deadline(5))
+    await core.cache.flush()
+    await writes.upsert([WriteDocument("d9", "cholesterol cholesterol drugs")], Deadline(5))
+    r = await core.search(opts, Deadline(5))
+    assert not r.cache_hit
+    assert "d9" in [h.id for h in r.hits]
+
+
+async def test_failed_shard_gives_partial_coverage_not_an_error(world):
+    core, _, shards, _ = world
+    shards[1].fail = True
+    r = await core.search(SearchOptions(query="fever", k=5), Deadline(5))
+    assert (r.coverage.asked, r.coverage.answered) == (2, 1)
+    assert r.coverage.failed and "shard-1" in r.coverage.failed[0]
+    assert r.hits and all(h.id in shards[0].docs for h in r.hits)
+    await core.cache.flush()
+    shards[1].fail = False
+    r2 = await core.search(SearchOptions(query="fever", k=5), Deadline(5))
+    assert r2.coverage.complete and not r2.cache_hit  # the degraded answer was not cached
+
+
+async def test_all_shards_down_is_unavailable(world):
+    core, _, shards, _ = world
+    for s in shards:
+        s.fail = True
+    with pytest.raises(Unavailable):
+        await core.search(SearchOptions(query="fever"), Deadline(5))
+
+
+async def test_reranker_down_returns_first_stage_order_flagged(world):
+    core, _, _, rr = world
+    rr.fail = True
+    r = await core.search(SearchOptions(query="aspirin fever", k=3), Deadline(5))
+    assert not r.reranked and "reranker" in r.rerank_skipped_reason
+    assert [h.first_stage_rank for h in r.hits] == [1, 2, 3]
+    assert all(h.rerank_score is None for h in r.hits)
+
+
+async def test_rerank_batches_are_sent_concurrently(world):
+    core, _, _, rr = world
+    core.config.rerank_batch_size = 2
+    await core.search(SearchOptions(query="fever aspirin children", k=5, window=6, no_cache=True), Deadline(5))
+    assert rr.calls == 3
+
+
+async def test_lexical_and_dense_only_modes(world):
+    core, *_ = world
+    lex = await core.search(SearchOptions(query="statins", retrieval=Retrieval.LEXICAL, rerank=False), Deadline(5))
+    assert [h.id for h in lex.hits] == ["d3"] and lex.hits[0].lexical_rank == 1 and lex.hits[0].dense_rank == 0
+    dense = await core.search(SearchOptions(query="statins", retrieval=Retrieval.DENSE, rerank=False, k=6),
+                              Deadline(5))
+    assert len(dense.hits) == 6 and all(h.lexical_rank == 0 for h in dense.hits)
+
+
+async def test_bulk_returns_everything_above_threshold_in_pages(world):
+    core, _, shards, _ = world
+    opts = SearchOptions(query="fever", mode=Mode.BULK, threshold=0.1, page_size=2)
+    pages = [p async for p in core.bulk(opts, Deadline(5), max_results=1000)]
+    hits = [h for p in pages for h in p.hits]
+    q = _vec("fever")
+    expected = sorted((float(v @ q), i) for s in shards for i, (v, _, _) in s.docs.items() if float(v @ q) >= 0.1)
+    assert sorted(h.id for h in hits) == sorted(i for _, i in expected)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert pages[-1].last and all(not p.last for p in pages[:-1]) and pages[-1].total == len(hits)
+    assert all(len(p.hits) <= 2 for p in pages)
+
+
+async def test_partial_write_failure_says_what_was_written(world):
+    _, writes, shards, _ = world
+    shards[1].fail = True
+    docs = [WriteDocument(f"n{i}", f"new doc {i}") for i in range(20)]
+    with pytest.raises(Unavailable) as err:
+        await writes.upsert(docs, Deadline(5))
+    on_ok = sum(routing.shard_for(d.id, 2) == 0 for d in docs)
+    assert f"only {on_ok} of 20" in str(err.value) and "shard-1" in str(err.value)
+
+
+async def test_concurrent_identical_misses_compute_once(world):
+    core, _, _, rr = world
+    before = rr.calls
+    opts = SearchOptions(query="bone density", k=2)
+    results = await asyncio.gather(*(core.search(opts, Deadline(5)) for _ in range(4)))
+    assert rr.calls - before == 1  # window 80 > 6 docs: one rerank batch for the one computation
+    assert sum(r.cache_hit for r in results) == 3
