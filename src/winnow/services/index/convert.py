@@ -1,0 +1,83 @@
+"""Proto <-> domain for the index shard. Shape checks of filter values live here (they need the proto kinds);
+every other check is the core's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from winnow.api.internal.index.v1 import index_pb2 as pb
+from winnow.services.index import validate
+from winnow.services.index.model import (
+    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, SearchResult, ShardStats, WriteResult,
+)
+
+
+def docs_in(req: pb.UpsertRequest) -> list[Doc]:
+    return [Doc(d.id, np.asarray(d.vector, np.float32), d.text, d.metadata_json) for d in req.documents]
+
+
+def _filters(filters) -> list[FilterTerm]:
+    out = []
+    for f in filters:
+        kind = f.equals.WhichOneof("kind") if f.HasField("equals") else None
+        value = getattr(f.equals, kind) if kind else None
+        out.append(validate.filter_term(f.field, kind or "", value))
+    return out
+
+
+def _vector(values) -> np.ndarray | None:
+    return np.asarray(values, np.float32) if len(values) else None
+
+
+def search_in(req: pb.SearchRequest) -> SearchQuery:
+    return SearchQuery(
+        vector=_vector(req.vector), k=req.k, text=req.query_text, lexical_k=req.lexical_k,
+        filters=_filters(req.filters), nprobe=req.params.nprobe, ef_search=req.params.ef_search,
+        coarse_dim=req.coarse_dim, coarse_candidates=req.coarse_candidates, include_payloads=req.include_payloads,
+    )
+
+
+def range_in(req: pb.RangeSearchRequest) -> RangeQuery:
+    vec = _vector(req.vector)
+    return RangeQuery(
+        vector=vec if vec is not None else np.zeros(0, np.float32), threshold=req.threshold,
+        page_size=req.page_size, filters=_filters(req.filters), coarse_dim=req.coarse_dim,
+        include_payloads=req.include_payloads, max_results=req.max_results,
+    )
+
+
+def hit_out(h: Hit) -> pb.Hit:
+    return pb.Hit(id=h.id, score=h.score, text=h.text, metadata_json=h.metadata_json)
+
+
+def upsert_out(r: WriteResult) -> pb.UpsertResponse:
+    return pb.UpsertResponse(upserted=r.count, generation=r.generation, timings_ms=r.timings_ms)
+
+
+def delete_out(r: WriteResult) -> pb.DeleteResponse:
+    return pb.DeleteResponse(deleted=r.count, generation=r.generation, timings_ms=r.timings_ms)
+
+
+def get_out(found: list[Hit], missing: list[str]) -> pb.GetResponse:
+    return pb.GetResponse(documents=[hit_out(h) for h in found], missing=missing)
+
+
+def search_out(r: SearchResult) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        dense=[hit_out(h) for h in r.dense], lexical=[hit_out(h) for h in r.lexical],
+        generation=r.generation, timings_ms=r.timings_ms,
+    )
+
+
+def page_out(p: RangePage) -> pb.RangeSearchPage:
+    return pb.RangeSearchPage(
+        hits=[hit_out(h) for h in p.hits], page=p.page, last=p.last, total=p.total,
+        generation=p.generation, timings_ms=p.timings_ms,
+    )
+
+
+def stats_out(s: ShardStats) -> pb.StatsResponse:
+    return pb.StatsResponse(
+        shard_id=s.shard_id, count=s.count, generation=s.generation, dimension=s.dimension,
+        index_factory=s.index_factory, trained=s.trained, device=s.device,
+    )

@@ -1,0 +1,105 @@
+"""The gRPC edge of the index shard: decode, run the core in an executor, encode. No logic of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import grpc
+
+from winnow.api.internal.index.v1 import index_pb2 as pb
+from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
+from winnow.core import metrics
+from winnow.services.index import convert
+from winnow.services.index.shard import Shard
+
+T = TypeVar("T")
+SERVICE = "index"
+
+
+class IndexShardServicer(pb_grpc.IndexShardServicer):
+    """Writes run on one writer thread (they are serialised anyway); reads on a pool of search threads."""
+
+    def __init__(self, shard: Shard, search_threads: int = 2) -> None:
+        self.shard = shard
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")
+        self.readers = ThreadPoolExecutor(search_threads, thread_name_prefix="index-search")
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> tuple[T, float]:
+        """Run `fn` off the loop; returns its result and the ms it waited for a thread."""
+        submitted = time.perf_counter()
+        started: list[float] = []
+
+        def call() -> T:
+            started.append(time.perf_counter())
+            return fn()
+
+        result = await asyncio.get_running_loop().run_in_executor(pool, call)
+        return result, round((started[0] - submitted) * 1000, 3)
+
+    def _gauges(self, generation: int) -> None:
+        sid = self.shard.s.shard_id
+        metrics.INDEX_GENERATION.labels(sid).set(generation)
+        metrics.INDEX_DOCUMENTS.labels(sid).set(self.shard.state.count)
+
+    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
+        docs = convert.docs_in(request)
+        result, queued = await self._run(self.writer, lambda: self.shard.upsert(docs))
+        result.timings_ms["queue"] = queued
+        metrics.observe_timings(SERVICE, result.timings_ms)
+        self._gauges(result.generation)
+        return convert.upsert_out(result)
+
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        ids = list(request.ids)
+        result, queued = await self._run(self.writer, lambda: self.shard.delete(ids))
+        result.timings_ms["queue"] = queued
+        metrics.observe_timings(SERVICE, result.timings_ms)
+        self._gauges(result.generation)
+        return convert.delete_out(result)
+
+    async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
+        ids = list(request.ids)
+        (found, missing), _ = await self._run(self.readers, lambda: self.shard.get(ids))
+        return convert.get_out(found, missing)
+
+    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
+        query = convert.search_in(request)
+        result, queued = await self._run(self.readers, lambda: self.shard.search(query))
+        result.timings_ms["queue"] = queued
+        metrics.observe_timings(SERVICE, result.timings_ms)
+        return convert.search_out(result)
+
+    async def RangeSearch(self, request: pb.RangeSearchRequest, context: grpc.aio.ServicerContext):
+        query = convert.range_in(request)
+        pages, queued = await self._run(self.readers, lambda: list(self.shard.range_search(query)))
+        for page in pages:
+            if page.page == 0:
+                page.timings_ms["queue"] = queued
+                metrics.observe_timings(SERVICE, page.timings_ms)
+            yield convert.page_out(page)
+
+    async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StatsResponse:
+        stats, _ = await self._run(self.readers, self.shard.stats)
+        return convert.stats_out(stats)
+
+    async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext) -> pb.TrainResponse:
+        (trained, generation), _ = await self._run(self.writer, self.shard.train)
+        self._gauges(generation)
+        return pb.TrainResponse(trained=trained, generation=generation)
+
+    async def probe(self) -> bool:
+        """Health watcher probe: a real search through the index on a search thread."""
+        ok, _ = await self._run(self.readers, self.shard.probe)
+        return ok
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        pb_grpc.add_IndexShardServicer_to_server(self, server)
+        return [pb.DESCRIPTOR.services_by_name["IndexShard"].full_name]
+
+    def shutdown(self) -> None:
+        self.writer.shutdown(wait=True)
+        self.readers.shutdown(wait=True)

@@ -1,0 +1,91 @@
+"""Settings of one index shard: every field is an env var (`WINNOW_INDEX_<FIELD>`) and a CLI flag."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from winnow.core.settings import ServiceSettings
+
+
+class IndexSettings(ServiceSettings):
+    """One shard: FAISS vectors + BM25 + payloads, made durable by a write-ahead log and snapshots."""
+
+    model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_INDEX_"})
+
+    shard_id: str = Field("0", description="Name of this shard, reported by Stats and used as the metrics label.")
+    data_dir: str = Field(
+        "./data/index-0", description="Directory of the shard's snapshots and write-ahead log (created if missing)."
+    )
+    dim: int = Field(384, ge=1, le=65536, description="Vector dimension; every vector written or searched has it.")
+    index_factory: str = Field(
+        "HNSW32,Flat",
+        description=(
+            "FAISS index_factory string, inner-product metric. Default HNSW32,Flat: recall@80 >= 0.95 vs exact "
+            "at the default ef_search on structured data (see docs/index.md). IVF/PQ types train automatically "
+            "once `train_min_vectors` exist (or on Train); until then searches are exact."
+        ),
+    )
+    normalize: bool = Field(
+        True, description="L2-normalise stored and query vectors so inner product is cosine in [-1, 1]."
+    )
+    default_nprobe: int = Field(32, ge=1, description="IVF lists probed when a request leaves nprobe at 0.")
+    default_ef_search: int = Field(128, ge=1, description="HNSW efSearch when a request leaves ef_search at 0.")
+    train_min_vectors: int = Field(
+        0,
+        ge=0,
+        description="Vectors needed before an untrained index (IVF, PQ) trains itself; 0 = 39 x nlist (FAISS's advice).",
+    )
+    max_k: int = Field(10_000, ge=1, description="Largest k (and lexical_k) a search may ask for.")
+    default_page_size: int = Field(1000, ge=1, description="Hits per RangeSearch page when the request says 0.")
+    max_page_size: int = Field(10_000, ge=1, description="Largest page_size a RangeSearch may ask for.")
+    payload_max_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest text + metadata_json of one document, in UTF-8 bytes."
+    )
+    max_id_bytes: int = Field(512, ge=1, description="Longest document id, in UTF-8 bytes.")
+    snapshot_every: int = Field(
+        10_000, ge=1, description="Write a snapshot (and start a fresh log) after this many acknowledged writes."
+    )
+    compact_dead_fraction: float = Field(
+        0.25, gt=0, le=1, description="At snapshot time, rebuild the index without deleted slots above this share."
+    )
+    fsync: bool = Field(
+        True, description="fsync the log before acknowledging a write (off only for benchmarks and throwaway data)."
+    )
+    coarse_dims: list[int] = Field(
+        [64, 128], description="MRL sweep dimensions kept pre-normalised in memory (others are computed per request)."
+    )
+    coarse_factor: int = Field(
+        8, ge=1, description="MRL coarse-to-fine: survivors refined at full dimension = coarse_factor x k by default."
+    )
+    coarse_range_margin: float = Field(
+        0.1, ge=0, le=2, description="MRL range search: the coarse sweep keeps scores >= threshold - margin."
+    )
+    exact_filter_max: int = Field(
+        20_000, ge=0, description="Filtered searches matching at most this many documents scan them exactly."
+    )
+    exact_filter_fraction: float = Field(
+        0.2, ge=0, le=1,
+        description="Filtered searches matching less than this share of the shard scan them exactly (graph/list "
+        "indexes lose recall when most of the graph is excluded).",
+    )
+    bm25_max_staleness_s: float = Field(
+        0.0, ge=0,
+        description="BM25 rebuilds lazily on the next lexical search after upserts; a rebuild younger than this "
+        "many seconds is reused (0 = searches always see every acknowledged write).",
+    )
+    search_threads: int = Field(2, ge=1, description="Threads running searches (FAISS, BM25) off the event loop.")
+    use_gpu: bool = Field(True, description="Clone the index to GPU when faiss sees one and the type supports it.")
+
+    @field_validator("coarse_dims", mode="before")
+    @classmethod
+    def _split(cls, value):
+        """Accept "64,128" from env vars and flags as well as a JSON list."""
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [int(v) for v in value.replace(" ", "").split(",") if v]
+        return value

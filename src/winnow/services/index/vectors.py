@@ -1,0 +1,301 @@
+"""Vectors of one shard: a slot matrix (the source of truth) and a FAISS index over it.
+
+Every vector ever added gets the next *slot* (an int64 FAISS id). Slots are only appended, in order, so the
+FAISS index's sequential ids equal the slots for every index type (HNSW cannot `add_with_ids` or `remove_ids`).
+Deleting or replacing a document kills its slot: searches pass a bitmap IDSelector of live slots into FAISS, so
+dead slots are excluded inside the search, never post-filtered. Compaction (at snapshot time) renumbers slots.
+
+The matrix also serves what FAISS cannot: exact search before an IVF/PQ index is trained, exact search on a small
+filtered subset, exact range search, and the MRL coarse sweep over pre-normalised leading dimensions.
+Not thread-safe: the shard holds a read/write lock around it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+from winnow.core.errors import FailedPrecondition, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 65_536  # rows per matmul block in exact scans: bounds the temporary score matrix
+
+
+def _topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best k (scores, rows), best first; -inf scores are never returned."""
+    keep = np.isfinite(scores)
+    scores, rows = scores[keep], rows[keep]
+    if scores.shape[0] > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        scores, rows = scores[part], rows[part]
+    order = np.lexsort((rows, -scores))  # ties broken by slot: deterministic
+    return scores[order], rows[order]
+
+
+class VectorStore:
+    """Append-only slots of float32 vectors with liveness, a FAISS index, and coarse (MRL) views."""
+
+    def __init__(self, dim: int, factory: str, coarse_dims: list[int], train_min: int = 0, use_gpu: bool = False):
+        self.dim = dim
+        self.factory = factory
+        try:
+            self.index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise InvalidArgument(f"index_factory {factory!r} is not a valid FAISS factory string: {exc}") from None
+        self.coarse_dims = sorted({d for d in coarse_dims if 0 < d < dim})
+        self._ivf = faiss.try_extract_index_ivf(self.index)
+        self.train_min = train_min or (39 * self._ivf.nlist if self._ivf is not None else 1000)
+        self.n = 0  # slots used
+        self._vecs = np.zeros((0, dim), np.float32)
+        self._live = np.zeros(0, bool)
+        self._coarse: dict[int, np.ndarray] = {d: np.zeros((0, d), np.float32) for d in self.coarse_dims}
+        self._bits: np.ndarray | None = None  # packed live bitmap, rebuilt when liveness changes
+        self.n_live = 0
+        self.device = "cpu"
+        self._gpu = None
+        self._gpu_res = None
+        self._gpu_stale = True
+        if use_gpu:
+            self._init_gpu()
+
+    # ---- writes -------------------------------------------------------------------------------------
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors (m x dim, float32) as new live slots; returns their slots."""
+        m = vectors.shape[0]
+        start = self.n
+        self._grow(start + m)
+        self._vecs[start : start + m] = vectors
+        self._live[start : start + m] = True
+        for d, mat in self._coarse.items():
+            mat[start : start + m] = self._normalised(vectors[:, :d])
+        self.n += m
+        self.n_live += m
+        self._bits = None
+        if self.index.is_trained:
+            self.index.add(vectors)
+            self._gpu_stale = True
+        elif self.n_live >= self.train_min:
+            self.train()
+        return np.arange(start, start + m, dtype=np.int64)
+
+    def kill(self, slots: np.ndarray) -> None:
+        """Mark slots dead (deleted or replaced); they stay in FAISS but every search excludes them."""
+        slots = slots[self._live[slots]]
+        self._live[slots] = False
+        self.n_live -= int(slots.shape[0])
+        self._bits = None
+
+    def train(self) -> bool:
+        """Train an untrained index on the live vectors, then index every slot. True if trained now or before."""
+        if self.index.is_trained:
+            return True
+        if self.n_live == 0:
+            raise FailedPrecondition("cannot train an empty index: upsert documents first")
+        try:
+            self.index.train(self._vecs[: self.n][self._live[: self.n]])
+        except RuntimeError as exc:
+            raise FailedPrecondition(
+                f"training {self.factory} on {self.n_live} vectors failed ({str(exc).splitlines()[0]}); add more vectors"
+            ) from None
+        self.index.add(self._vecs[: self.n])
+        self._gpu_stale = True
+        log.info("index trained", extra={"fields": {"factory": self.factory, "vectors": self.n_live}})
+        return True
+
+    def compact(self) -> np.ndarray:
+        """Drop dead slots and rebuild the index; returns old slot -> new slot (-1 for dead)."""
+        live = self._live[: self.n]
+        remap = np.full(self.n, -1, np.int64)
+        remap[live] = np.arange(int(live.sum()), dtype=np.int64)
+        kept = self._vecs[: self.n][live].copy()
+        was_trained = self.index.is_trained
+        fresh = VectorStore(self.dim, self.factory, self.coarse_dims, self.train_min, use_gpu=False)
+        if was_trained and not fresh.index.is_trained and kept.shape[0]:
+            fresh._vecs = kept  # train on what survives, so search quality does not regress
+            fresh.n = fresh.n_live = kept.shape[0]
+            fresh._live = np.ones(kept.shape[0], bool)
+            fresh.index.train(kept)
+            fresh.n = fresh.n_live = 0
+            fresh._vecs = np.zeros((0, self.dim), np.float32)
+            fresh._live = np.zeros(0, bool)
+        if kept.shape[0]:
+            fresh.add(kept)
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in ("device", "_gpu_res")})
+        self._gpu, self._gpu_stale = None, True
+        return remap
+
+    def restore(self, vectors: np.ndarray, live: np.ndarray, index: faiss.Index | None) -> None:
+        """Load slots from a snapshot into this empty store; `index` (if given) must hold exactly those slots."""
+        n = vectors.shape[0]
+        self._grow(n)
+        self._vecs[:n], self._live[:n] = vectors, live
+        for d, mat in self._coarse.items():
+            for a in range(0, n, _BLOCK):
+                mat[a : a + _BLOCK] = self._normalised(vectors[a : a + _BLOCK, :d])
+        self.n, self.n_live, self._bits = n, int(live.sum()), None
+        if index is not None and index.ntotal == n and index.d == self.dim:
+            self.index = index
+            self._ivf = faiss.try_extract_index_ivf(index)
+        elif self.index.is_trained:
+            self.index.add(vectors)
+        elif self.n_live >= self.train_min:
+            self.train()
+        self._gpu_stale = True
+
+    # ---- reads --------------------------------------------------------------------------------------
+    def vectors(self) -> np.ndarray:
+        """The slot matrix (a view: n x dim)."""
+        return self._vecs[: self.n]
+
+    def live_mask(self) -> np.ndarray:
+        """Liveness per slot (a view: n)."""
+        return self._live[: self.n]
+
+    def search(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None, nprobe: int, ef_search: int, exact: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, slots) of one query among live slots (and `allowed`, a bool mask, when given).
+
+        `exact` scans the matrix (used for small filtered subsets); an untrained index is always exact.
+        """
+        if self.n_live == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        mask = self._live[: self.n] if allowed is None else (self._live[: self.n] & allowed)
+        if exact or not self.index.is_trained:
+            return self.exact(q, k, mask)
+        sel_bits = None
+        if allowed is not None:
+            sel_bits = np.packbits(mask, bitorder="little")
+        elif self.n_live < self.n:
+            if self._bits is None:
+                self._bits = np.packbits(self._live[: self.n], bitorder="little")
+            sel_bits = self._bits
+        index = self.index
+        if sel_bits is None and self.device != "cpu":
+            index = self._gpu_index() or self.index
+        params, _sel = self._params(nprobe, ef_search, sel_bits) if index is self.index else (None, None)
+        scores, ids = index.search(q.reshape(1, -1), k, params=params)  # _sel and sel_bits stay alive until here
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    def exact(self, q: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force top-k over the slots where `mask` is true."""
+        count = int(mask.sum())
+        if count == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if count * 4 < self.n:  # sparse subset: gather its rows instead of scanning everything
+            rows = np.flatnonzero(mask)
+            return _topk(self._vecs[rows] @ q, rows, k)
+        best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        for a in range(0, self.n, _BLOCK):
+            b = min(a + _BLOCK, self.n)
+            s = self._vecs[a:b] @ q
+            s[~mask[a:b]] = -np.inf
+            s2, r2 = _topk(s, np.arange(a, b, dtype=np.int64), k)
+            best_s, best_r = _topk(np.concatenate([best_s, s2]), np.concatenate([best_r, r2]), k)
+        return best_s, best_r
+
+    def range(self, q: np.ndarray, threshold: float, mask: np.ndarray, coarse_dim: int = 0):
+        """Every slot in `mask` scoring >= threshold, exactly, at full dimension or at `coarse_dim`."""
+        qq = self._normalised(q[:coarse_dim].reshape(1, -1))[0] if coarse_dim else q
+        out_s, out_r = [], []
+        for a in range(0, self.n, _BLOCK):
+            b = min(a + _BLOCK, self.n)
+            s = self._block(a, b, coarse_dim) @ qq
+            hit = (s >= threshold) & mask[a:b]
+            out_s.append(s[hit])
+            out_r.append(np.flatnonzero(hit) + a)
+        if not out_s:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.concatenate(out_s), np.concatenate(out_r).astype(np.int64)
+
+    def coarse_topk(self, q: np.ndarray, k: int, mask: np.ndarray, coarse_dim: int):
+        """Top-k slots by the cosine of the first `coarse_dim` dimensions (the MRL sweep)."""
+        qq = self._normalised(q[:coarse_dim].reshape(1, -1))[0]
+        best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        for a in range(0, self.n, _BLOCK):
+            b = min(a + _BLOCK, self.n)
+            s = self._block(a, b, coarse_dim) @ qq
+            s[~mask[a:b]] = -np.inf
+            s2, r2 = _topk(s, np.arange(a, b, dtype=np.int64), k)
+            best_s, best_r = _topk(np.concatenate([best_s, s2]), np.concatenate([best_r, r2]), k)
+        return best_s, best_r
+
+    def rescore(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Full-dimension scores of the given slots."""
+        return self._vecs[slots] @ q if slots.shape[0] else np.zeros(0, np.float32)
+
+    def probe(self) -> bool:
+        """Touch the index (a real search of a stored vector); True when it answers."""
+        if self.n_live == 0:
+            return self.index.ntotal >= 0
+        slot = int(np.flatnonzero(self._live[: self.n])[0])
+        _, slots = self.search(self._vecs[slot].copy(), 1, None, 0, 0, exact=False)
+        return slots.shape[0] == 1
+
+    # ---- internals ----------------------------------------------------------------------------------
+    def _block(self, a: int, b: int, coarse_dim: int) -> np.ndarray:
+        if not coarse_dim:
+            return self._vecs[a:b]
+        if coarse_dim in self._coarse:
+            return self._coarse[coarse_dim][a:b]
+        return self._normalised(self._vecs[a:b, :coarse_dim])
+
+    @staticmethod
+    def _normalised(x: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return (x / norms).astype(np.float32)
+
+    def _grow(self, need: int) -> None:
+        cap = self._vecs.shape[0]
+        if need <= cap:
+            return
+        new_cap = max(need, 2 * cap, 1024)
+        vecs = np.zeros((new_cap, self.dim), np.float32)
+        vecs[: self.n] = self._vecs[: self.n]
+        live = np.zeros(new_cap, bool)
+        live[: self.n] = self._live[: self.n]
+        self._vecs, self._live = vecs, live
+        for d, mat in list(self._coarse.items()):
+            grown = np.zeros((new_cap, d), np.float32)
+            grown[: self.n] = mat[: self.n]
+            self._coarse[d] = grown
+
+    def _params(self, nprobe: int, ef_search: int, bits: np.ndarray | None):
+        sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bits)) if bits is not None else None
+        inner = faiss.downcast_index(self.index)
+        if isinstance(inner, faiss.IndexPreTransform):
+            inner = faiss.downcast_index(inner.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(efSearch=ef_search)
+        elif self._ivf is not None:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters()
+        if sel is not None:
+            params.sel = sel
+        return params, sel  # the caller keeps `sel` (and the bitmap it points into) alive through the search
+
+    def _init_gpu(self) -> None:
+        try:
+            if faiss.get_num_gpus() <= 0:
+                return
+            self._gpu_res = faiss.StandardGpuResources()
+            faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)  # raises when the type has no GPU version
+            self.device = "cuda:0"
+        except (AttributeError, RuntimeError) as exc:
+            log.info("FAISS GPU not used", extra={"fields": {"reason": str(exc).splitlines()[0] if str(exc) else "n/a"}})
+
+    def _gpu_index(self):
+        """A GPU clone for unfiltered searches, re-cloned lazily after writes."""
+        if self._gpu_stale or self._gpu is None:
+            try:
+                self._gpu = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
+                self._gpu_stale = False
+            except RuntimeError:
+                self.device, self._gpu = "cpu", None
+        return self._gpu
