@@ -1,0 +1,71 @@
+import pytest
+from google.protobuf import struct_pb2
+
+from winnow.api.gateway.v1 import gateway_pb2 as pb
+from winnow.core.errors import InvalidArgument
+from winnow.services.gateway import convert
+from winnow.services.gateway.model import Mode, Retrieval
+from winnow.services.gateway.settings import GatewaySettings
+
+S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, max_doc_bytes=100)
+
+
+def opts(**kw):
+    return convert.search_options(pb.SearchRequest(**kw), S, Mode.PRECISION)
+
+
+def test_defaults_filled_in():
+    o = opts(query="  aspirin  ")
+    assert (o.query, o.k, o.window, o.rerank, o.retrieval, o.rrf_k) == ("aspirin", 64, 80, True, Retrieval.HYBRID, 60)
+    assert opts(query="x", rerank=False).rerank is False
+    assert opts(query="x", k=90).window == 90  # default window grows to k
+
+
+@pytest.mark.parametrize("kw, fragment", [
+    ({"query": ""}, "query is empty"),
+    ({"query": "   "}, "query is empty"),
+    ({"query": "x", "k": 101}, "above the limit"),
+    ({"query": "x", "k": 10, "candidate_window": 5}, "smaller than k"),
+    ({"query": "x", "candidate_window": 500}, "candidate_window=500"),
+    ({"query": "x", "mode": 7}, "unknown mode"),
+    ({"query": "x", "retrieval": 9}, "unknown retrieval"),
+    ({"query": "x", "threshold": 1.5}, "outside [-1, 1]"),
+    ({"query": "x", "retrieval": pb.RETRIEVAL_LEXICAL, "mrl_dim": 64}, "mrl_dim"),
+    ({"query": "x", "filters": [pb.Filter(field="tags", equals=struct_pb2.Value(
+        list_value=struct_pb2.ListValue()))]}, "string, number or bool"),
+    ({"query": "x", "filters": [pb.Filter(field="", equals=struct_pb2.Value(string_value="a"))]}, "empty field"),
+])
+def test_bad_search_requests(kw, fragment):
+    with pytest.raises(InvalidArgument) as err:
+        opts(**kw)
+    assert fragment in str(err.value)
+
+
+def test_filters_keep_types():
+    o = opts(query="x", filters=[pb.Filter(field="year", equals=struct_pb2.Value(number_value=2020)),
+                                 pb.Filter(field="ok", equals=struct_pb2.Value(bool_value=True))])
+    assert o.filters == (("year", 2020.0), ("ok", True))
+
+
+@pytest.mark.parametrize("docs, fragment", [
+    ([], "empty"),
+    ([pb.Document(id="", text="a")], "empty id"),
+    ([pb.Document(id="a", text=" ")], "no text"),
+    ([pb.Document(id="a", text="t"), pb.Document(id="a", text="u")], "twice"),
+    ([pb.Document(id="a", text="x" * 101)], "bytes"),
+    ([pb.Document(id="a", text="t", metadata_json="{bad")], "not JSON"),
+    ([pb.Document(id="a", text="t", metadata_json="[1]")], "JSON object"),
+    ([pb.Document(id=str(i), text="t") for i in range(4)], "limit is 3"),
+])
+def test_bad_writes(docs, fragment):
+    with pytest.raises(InvalidArgument) as err:
+        convert.write_documents(pb.UpsertRequest(documents=docs), S)
+    assert fragment in str(err.value)
+
+
+def test_cache_material_ignores_no_cache_and_orders_filters():
+    a = opts(query="x", no_cache=True, filters=[pb.Filter(field="b", equals=struct_pb2.Value(string_value="1")),
+                                                pb.Filter(field="a", equals=struct_pb2.Value(string_value="2"))])
+    b = opts(query="x", filters=[pb.Filter(field="a", equals=struct_pb2.Value(string_value="2")),
+                                 pb.Filter(field="b", equals=struct_pb2.Value(string_value="1"))])
+    assert a.cache_material() == b.cache_material()
