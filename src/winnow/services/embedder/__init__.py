@@ -1,0 +1,1 @@
+"""Embedder service: texts -> unit-length vectors, dynamically batched, MRL-truncatable."""

@@ -1,0 +1,30 @@
+"""The embedder's gRPC edge: decode, call the core, encode."""
+
+from __future__ import annotations
+
+from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
+from winnow.api.internal.embedder.v1 import embedder_pb2_grpc as pb_grpc
+from winnow.services.embedder import convert
+from winnow.services.embedder.core import EmbedderCore
+
+
+class EmbedderServicer(pb_grpc.EmbedderServicer):
+    def __init__(self, core: EmbedderCore) -> None:
+        self.core = core
+
+    async def Embed(self, request: pb.EmbedRequest, context) -> pb.EmbedResponse:  # noqa: N802
+        result = await self.core.embed(list(request.texts), convert.kind_from_proto(request.kind), request.dimension)
+        return convert.embed_response(result)
+
+    async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
+        return convert.info_response(self.core)
+
+
+def register(core: EmbedderCore):
+    """A GrpcService `register` callback: adds the servicer, returns its full service name."""
+
+    def _register(server) -> list[str]:
+        pb_grpc.add_EmbedderServicer_to_server(EmbedderServicer(core), server)
+        return [pb.DESCRIPTOR.services_by_name["Embedder"].full_name]
+
+    return _register
