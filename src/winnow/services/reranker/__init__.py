@@ -1,0 +1,1 @@
+"""Reranker service: (query, candidate) pairs -> scores, sorted, dynamically batched across requests."""

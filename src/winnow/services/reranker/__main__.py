@@ -1,0 +1,62 @@
+"""`python -m winnow.services.reranker [--flags]`: settings -> scorer -> core -> gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from winnow.core import tracing
+from winnow.core.logs import setup_logging
+from winnow.core.server import GrpcService, serve_forever
+from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
+
+
+def build_scorer(settings: RerankerSettings):
+    """The configured scorer (cross-encoder from model_dir, or late interaction over an encoder)."""
+    from winnow.models.loading import ModelLoadError, set_threads
+
+    set_threads(settings.threads)
+    if settings.scorer == CROSS_ENCODER:
+        from winnow.models.scorer import CrossEncoderScorer
+
+        if not settings.model_dir:
+            raise ModelLoadError("scorer=cross-encoder needs model_dir: a local sequence-classification model")
+        return CrossEncoderScorer(settings.model_dir, settings.device, settings.max_length)
+    from winnow.models.encoder import SentenceTransformerEncoder
+    from winnow.models.late_interaction import LateInteractionScorer
+
+    encoder = SentenceTransformerEncoder(settings.model_dir or None, settings.device)
+    return LateInteractionScorer(encoder, weight=settings.fusion_weight, rrf_k=settings.fusion_rrf_k,
+                                 cache_bytes=settings.cache_mb << 20)
+
+
+def build(settings: RerankerSettings, scorer=None):
+    """Wire scorer, core and service (also used by tests and benchmarks)."""
+    from winnow.services.reranker.core import RerankerCore
+    from winnow.services.reranker.server import register
+
+    core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
+                        max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                        max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue)
+    return core, GrpcService("reranker", settings, register(core), probe=core.probe)
+
+
+async def _main(settings: RerankerSettings) -> None:
+    core, svc = build(settings)
+    try:
+        await serve_forever(svc, warmup=core.warmup)
+    finally:
+        await core.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = RerankerSettings.from_args(sys.argv[1:] if argv is None else argv)
+    setup_logging("reranker", settings.log_level)
+    tracing.configure(settings.otel_exporter, settings.otel_endpoint, "reranker")
+    settings.log_effective("reranker")
+    asyncio.run(_main(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The reranker's gRPC edge: decode, call the core, encode."""
+
+from __future__ import annotations
+
+from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
+from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
+from winnow.services.reranker import convert
+from winnow.services.reranker.core import RerankerCore
+
+
+class RerankerServicer(pb_grpc.RerankerServicer):
+    def __init__(self, core: RerankerCore) -> None:
+        self.core = core
+
+    async def Rerank(self, request: pb.RerankRequest, context) -> pb.RerankResponse:  # noqa: N802
+        result = await self.core.rerank(request.query, convert.candidates_from_proto(request), request.top_n)
+        return convert.rerank_response(result)
+
+    async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
+        return convert.info_response(self.core)
+
+
+def register(core: RerankerCore):
+    """A GrpcService `register` callback: adds the servicer, returns its full service name."""
+
+    def _register(server) -> list[str]:
+        pb_grpc.add_RerankerServicer_to_server(RerankerServicer(core), server)
+        return [pb.DESCRIPTOR.services_by_name["Reranker"].full_name]
+
+    return _register

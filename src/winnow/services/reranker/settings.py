@@ -1,0 +1,47 @@
+"""Typed settings of the reranker service (env prefix WINNOW_RERANKER_, same names as CLI flags)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from winnow.core.settings import ServiceSettings
+
+LATE_INTERACTION = "late-interaction-maxsim-rrf"
+CROSS_ENCODER = "cross-encoder"
+
+
+class RerankerSettings(ServiceSettings):
+    """Reranker: the scorer, its model, where it runs, and the micro-batcher's budgets."""
+
+    model_config = SettingsConfigDict(env_prefix="WINNOW_RERANKER_")
+
+    scorer: str = Field(
+        LATE_INTERACTION, pattern=f"^({LATE_INTERACTION}|{CROSS_ENCODER})$",
+        description="late-interaction-maxsim-rrf (offline default: MaxSim over the encoder's token vectors, "
+        "RRF-fused with the first-stage rank) or cross-encoder (a sequence-classification model in model_dir).",
+    )
+    model_dir: str = Field(
+        "", description="Model directory. cross-encoder: a Hugging Face sequence-classification model (required). "
+        "late-interaction: a sentence-transformers encoder; empty = the packaged all-MiniLM-L6-v2.",
+    )
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                        description="auto: CUDA fp16 if a GPU is visible, else CPU fp32; cpu or cuda force it.")
+    threads: int = Field(0, ge=0, description="Torch CPU threads for inference; 0 = torch's default.")
+    max_length: int = Field(512, ge=8, description="cross-encoder: most tokens per (query, candidate) pair; "
+                            "candidates are cut to fit and reported as truncated. Late interaction uses the "
+                            "encoder's max_seq_length (256 for all-MiniLM-L6-v2).")
+    max_candidates: int = Field(512, ge=1, description="Most candidates in one Rerank request.")
+    max_batch_size: int = Field(64, ge=1, description="Micro-batcher: most pairs in one batch.")
+    max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest a pair waits for companions (ms).")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="Micro-batcher: token budget per batch (longest pair x pairs)."
+    )
+    max_queue: int = Field(8192, ge=1, description="Micro-batcher: pairs waiting past this are RESOURCE_EXHAUSTED.")
+    fusion_weight: float = Field(
+        0.5, ge=0, le=1, description="late-interaction: weight of the MaxSim order in the RRF fusion (1 - weight "
+        "goes to the first-stage order). Tuned on SciFact train; see docs/models.md.",
+    )
+    fusion_rrf_k: float = Field(60.0, gt=0, description="late-interaction: the RRF constant k in 1/(k + rank).")
+    cache_mb: int = Field(1024, ge=0, description="late-interaction: memory for cached document token vectors "
+                          "(fp16, LRU by doc id + text hash), in MiB.")
