@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -158,16 +159,14 @@ def _hit_dict(h) -> dict:
 
 
 def _print_table(hits, header: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=header, title_justify="left")
-    for col, kw in (("#", {"justify": "right"}), ("id", {}), ("score", {"justify": "right"}),
-                    ("1st", {"justify": "right"}), ("text", {"overflow": "ellipsis", "no_wrap": True})):
-        table.add_column(col, **kw)
+    width = max(100, shutil.get_terminal_size((120, 24)).columns)
+    print(header)
+    print(f"{'#':>3}  {'id':<12} {'score':>8} {'1st':>4}  text")
     for i, h in enumerate(hits, 1):
-        table.add_row(str(i), h.id, f"{h.score:.4f}", str(h.first_stage_rank or ""), h.text[:100])
-    Console().print(table)
+        text = " ".join(h.text.split())
+        room = width - 33
+        text = text if len(text) <= room else text[: room - 1] + "…"
+        print(f"{i:>3}  {h.id[:12]:<12} {h.score:>8.4f} {h.first_stage_rank or '':>4}  {text}")
 
 
 def cmd_ingest(args) -> int:

@@ -13,8 +13,11 @@ from winnow.core.server import REQUEST_ID_KEY
 
 # Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
 # examples/python/retry recommends; every other code is returned to the caller.
+# round_robin: a target that resolves to several pods (a Kubernetes headless Service) spreads calls over all of
+# them; pick_first, the default, would send everything to one pod and make replicas (and their HPA) pointless.
 _SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -80,7 +83,8 @@ class Deadline:
     @classmethod
     def from_context(cls, context: grpc.aio.ServicerContext | None, default_s: float) -> "Deadline":
         remaining = context.time_remaining() if context is not None else None
-        return cls(default_s if remaining is None else min(remaining, default_s) if default_s > 0 else remaining)
+        # The caller's deadline wins; `default_s` applies only to callers that set none.
+        return cls(default_s if remaining is None else remaining)
 
     def remaining(self) -> float | None:
         return None if self.expires is None else self.expires - time.monotonic()
