@@ -20,7 +20,7 @@ def vec(seed: int) -> np.ndarray:
 
 
 def settings(tmp_path, **overrides) -> IndexSettings:
-    return IndexSettings(data_dir=str(tmp_path / "d"), dim=DIM, coarse_dims=[], **overrides)
+    return IndexSettings(**{"data_dir": str(tmp_path / "d"), "dim": DIM, "coarse_dims": [], **overrides})
 
 
 def opened(s: IndexSettings) -> Shard:
@@ -97,7 +97,7 @@ def test_corrupt_older_segment_refuses_to_start(tmp_path):
 
 
 def test_snapshot_then_replay_and_prune(tmp_path):
-    s = settings(tmp_path, snapshot_every=5)
+    s = settings(tmp_path, snapshot_every=5, coarse_dims=[4])
     a = opened(s)
     for i in range(12):
         a.upsert([Doc(f"d{i}", vec(i), f"t{i}", "{}")])
@@ -111,6 +111,7 @@ def test_snapshot_then_replay_and_prune(tmp_path):
     b.close()  # snapshot at close: the next start replays nothing
     c = opened(s)
     assert c._since_snapshot == 0 and contents(c) == want
+    assert c.search(SearchQuery(vec(5), 1, coarse_dim=4)).dense[0].id == "d5"  # coarse views restored too
     c.close()
 
 

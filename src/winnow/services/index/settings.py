@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from winnow.core.settings import ServiceSettings
 
@@ -54,7 +55,7 @@ class IndexSettings(ServiceSettings):
     fsync: bool = Field(
         True, description="fsync the log before acknowledging a write (off only for benchmarks and throwaway data)."
     )
-    coarse_dims: list[int] = Field(
+    coarse_dims: Annotated[list[int], NoDecode] = Field(
         [64, 128], description="MRL sweep dimensions kept pre-normalised in memory (others are computed per request)."
     )
     coarse_factor: int = Field(
@@ -83,6 +84,8 @@ class IndexSettings(ServiceSettings):
     @classmethod
     def _split(cls, value):
         """Accept "64,128" from env vars and flags as well as a JSON list."""
+        if isinstance(value, int):
+            return [value]
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):

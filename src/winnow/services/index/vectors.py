@@ -134,7 +134,8 @@ class VectorStore:
         self._vecs[:n], self._live[:n] = vectors, live
         for d, mat in self._coarse.items():
             for a in range(0, n, _BLOCK):
-                mat[a : a + _BLOCK] = self._normalised(vectors[a : a + _BLOCK, :d])
+                b = min(a + _BLOCK, n)
+                mat[a:b] = self._normalised(vectors[a:b, :d])
         self.n, self.n_live, self._bits = n, int(live.sum()), None
         if index is not None and index.ntotal == n and index.d == self.dim:
             self.index = index
