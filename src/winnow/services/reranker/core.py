@@ -37,8 +37,8 @@ class RerankResult:
 class RerankerCore:
     """Validates requests and scores their pairs through the shared micro-batcher on one model executor."""
 
-    def __init__(self, scorer: Scorer, *, max_candidates: int = 512, max_batch_size: int = 64,
-                 max_wait_ms: float = 2.0, max_batch_tokens: int = 16384, max_queue: int = 8192) -> None:
+    def __init__(self, scorer: Scorer, *, max_candidates: int = 512, max_batch_size: int = 128,
+                 max_wait_ms: float = 2.0, max_batch_tokens: int = 32768, max_queue: int = 8192) -> None:
         self.scorer = scorer
         self.max_candidates = max_candidates
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="reranker-model")

@@ -32,10 +32,12 @@ class RerankerSettings(ServiceSettings):
                             "candidates are cut to fit and reported as truncated. Late interaction uses the "
                             "encoder's max_seq_length (256 for all-MiniLM-L6-v2).")
     max_candidates: int = Field(512, ge=1, description="Most candidates in one Rerank request.")
-    max_batch_size: int = Field(64, ge=1, description="Micro-batcher: most pairs in one batch.")
+    max_batch_size: int = Field(
+        128, ge=1, description="Micro-batcher: most pairs in one batch (128 holds the gateway's 80-candidate window)."
+    )
     max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest a pair waits for companions (ms).")
     max_batch_tokens: int = Field(
-        16384, ge=1, description="Micro-batcher: token budget per batch (longest pair x pairs)."
+        32768, ge=1, description="Micro-batcher: token budget per batch (longest pair x pairs)."
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: pairs waiting past this are RESOURCE_EXHAUSTED.")
     fusion_weight: float = Field(

