@@ -194,12 +194,10 @@ def cmd_delete(args) -> int:
 
 
 def cmd_serve(args, rest: list[str]) -> int:
-    import asyncio
     import importlib
 
     mod = importlib.import_module(f"winnow.services.{args.service}.__main__")
-    asyncio.run(mod.main(rest))
-    return 0
+    return int(mod.main(rest) or 0)
 
 
 def _delegate(module: str, rest: list[str]) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -52,15 +51,19 @@ async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None
         await asyncio.sleep(0.2)
 
 
-async def main(argv: list[str]) -> None:
-    s = GatewaySettings.from_args(argv)
-    setup_logging(SERVICE, s.log_level)
-    tracing.configure(s.otel_exporter, s.otel_endpoint, SERVICE) if hasattr(tracing, "configure") else None
-    s.log_effective(SERVICE)
+async def amain(s: GatewaySettings) -> None:
     svc, search = await build(s)
     await serve_forever(svc, lambda: wait_for_dependencies(search))
 
 
+def main(argv: list[str] | None = None) -> int:
+    s = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(SERVICE, s.log_level)
+    tracing.configure(s.otel_exporter, s.otel_endpoint, SERVICE)
+    s.log_effective(SERVICE)
+    asyncio.run(amain(s))
+    return 0
+
+
 if __name__ == "__main__":
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    asyncio.run(main(sys.argv[1:]))
+    sys.exit(main())
