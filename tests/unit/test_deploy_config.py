@@ -1,0 +1,210 @@
+"""Static checks of the deployment files: Dockerfile, docker-compose, Kubernetes (kustomize + schemas), Grafana.
+
+The tool-backed checks skip with a reason when the tool is missing; CI installs them with
+`apt-get install -y docker-compose prometheus kubectl` (kubernetes-validate comes with the dev extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import runpy
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = {"embedder": 50051, "reranker": 50052, "index": 50053, "gateway": 50050}
+K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests target (pod-index label, grpc probes, HPA v2)
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (apt-get install -y docker-compose prometheus kubectl)")
+
+
+def _run(*cmd: str) -> str:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+# --- Dockerfile -----------------------------------------------------------------------------------------------
+
+
+def _stages(text: str) -> dict[str, str]:
+    """Stage name -> its body."""
+    parts = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", text, flags=re.M | re.I)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_dockerfile_targets_user_and_torch_pin():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = _stages(text)
+    assert {"build-cpu", "build-gpu", "runtime", "cpu", "gpu"} <= set(stages)
+    assert list(stages)[-1] == "cpu", "the default target (last stage) must be the CPU image"
+    pin = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+               if d.startswith("torch"))
+    version = pin.split("==")[1]
+    assert f"ARG TORCH_VERSION={version}" in stages["build-cpu"], "Dockerfile torch differs from pyproject's pin"
+    assert "--index-url https://download.pytorch.org/whl/cpu" in stages["build-cpu"]
+    assert "faiss-gpu" in stages["build-gpu"] and "uninstall -y winnow faiss-cpu" in stages["build-gpu"]
+    users = re.findall(r"^USER\s+(\S+)", stages["runtime"], flags=re.M)
+    assert users and not users[-1].startswith(("0", "root")), "the runtime image must not run as root"
+    assert "HF_HUB_OFFLINE=1" in stages["runtime"] and "TRANSFORMERS_OFFLINE=1" in stages["runtime"]
+    for stage in ("cpu", "gpu"):
+        assert "COPY --from=build-" in stages[stage] and "apt-get" not in stages[stage]
+
+
+def test_dockerignore_keeps_the_context_small():
+    lines = (ROOT / ".dockerignore").read_text().split()
+    assert lines[lines.index("*")] == "*" and "!src/" in lines and "!pyproject.toml" in lines
+
+
+# --- docker-compose -------------------------------------------------------------------------------------------
+
+
+def _compose(*files: str) -> dict:
+    _need("docker-compose")
+    args = [a for f in files for a in ("-f", f)]
+    return yaml.safe_load(_run("docker-compose", *args, "config"))
+
+
+def _winnow_kind(svc: dict) -> str | None:
+    cmd = svc.get("command") or []
+    module = next((c for c in cmd if c.startswith("winnow.services.")), "")
+    return module.rsplit(".", 1)[-1] or None
+
+
+def test_compose_config_accepts_the_file_and_wires_health_and_order():
+    services = _compose("docker-compose.yml")["services"]
+    kinds = {name: _winnow_kind(svc) for name, svc in services.items()}
+    assert sorted(k for k in kinds.values() if k) == ["embedder", "gateway", "index", "index", "reranker"]
+    assert {"redis", "prometheus", "grafana"} <= set(services)
+    for name, kind in kinds.items():
+        if kind is None:
+            continue
+        svc, prefix = services[name], f"WINNOW_{kind.upper()}_"
+        env = svc["environment"]
+        assert env[prefix + "HOST"] == "0.0.0.0" and env[prefix + "METRICS_PORT"] == "9100"
+        assert int(env[prefix + "PORT"]) == PORTS[kind]
+        assert svc["healthcheck"]["test"][-1] == f"127.0.0.1:{PORTS[kind]}", f"{name} checks the wrong port"
+        assert "winnow.core.healthcheck" in svc["healthcheck"]["test"]
+    shards = [n for n, k in kinds.items() if k == "index"]
+    assert {services[n]["environment"]["WINNOW_INDEX_SHARD_ID"] for n in shards} == {"0", "1"}
+    assert all(services[n]["volumes"] for n in shards), "shards need volumes for their data"
+    gateway = services["gateway"]
+    assert gateway["environment"]["WINNOW_GATEWAY_SHARDS"] == ",".join(f"{n}:50053" for n in sorted(shards))
+    assert {d for d, c in gateway["depends_on"].items() if c["condition"] == "service_healthy"} == {
+        "redis", "embedder", "reranker", *shards}
+
+
+def test_compose_prometheus_scrapes_every_service():
+    services = _compose("docker-compose.yml")["services"]
+    winnow = {n for n, s in services.items() if _winnow_kind(s)}
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
+    assert {f"{n}:9100" for n in winnow} <= targets
+    mounts = " ".join(str(v) for v in services["prometheus"]["volumes"] + services["grafana"]["volumes"])
+    for path in ("deploy/prometheus/prometheus.yml", "deploy/prometheus/rules", "deploy/grafana/provisioning",
+                 "deploy/grafana/dashboards"):
+        assert str(ROOT / path) in mounts
+
+
+def test_compose_gpu_override_reserves_gpus_for_the_model_services():
+    services = _compose("docker-compose.yml", "docker-compose.gpu.yml")["services"]
+    for name in ("embedder", "reranker"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+        assert services[name]["build"]["target"] == "gpu"
+    assert "deploy" not in services["gateway"]
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["cpu", "gpu"])
+def rendered(request) -> tuple[str, list[dict]]:
+    _need("kubectl")
+    out = _run("kubectl", "kustomize", f"deploy/k8s/overlays/{request.param}")
+    return request.param, [d for d in yaml.safe_load_all(out) if d]
+
+
+def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_overlay_validates_against_kubernetes_schemas(rendered):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    _, docs = rendered
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    broken = copy.deepcopy(_by_kind(docs, "Deployment")["gateway"])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpcc"] = {"port": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):  # the check is not vacuous
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_overlay_workloads_probes_and_discovery(rendered):
+    overlay, docs = rendered
+    deployments, statefulsets = _by_kind(docs, "Deployment"), _by_kind(docs, "StatefulSet")
+    assert {"embedder", "reranker", "gateway"} <= set(deployments)
+    shard = statefulsets["shard"]
+    headless = _by_kind(docs, "Service")[shard["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert shard["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("winnow-config"))
+    expected = [f"shard-{i}.{headless['metadata']['name']}:50053" for i in range(shard["spec"]["replicas"])]
+    assert config["data"]["WINNOW_GATEWAY_SHARDS"].split(",") == expected
+
+    for name, workload in {**deployments, **statefulsets}.items():
+        pod = workload["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        if name == "redis":
+            continue
+        kind = container["command"][-1].rsplit(".", 1)[-1]
+        assert container["readinessProbe"]["grpc"]["port"] == PORTS[kind], name
+        assert "grpc" in container["startupProbe"] and container["livenessProbe"], name
+        assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+        gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
+        assert gpus == (1 if overlay == "gpu" and kind in ("embedder", "reranker") else None), name
+
+    pdb_targets = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+                   for d in _by_kind(docs, "PodDisruptionBudget").values()}
+    assert {"embedder", "reranker", "gateway", "index"} <= pdb_targets
+    hpas = _by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpas["gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    for name in ("embedder", "reranker"):
+        assert hpas[name]["spec"]["metrics"][0]["pods"]["metric"]["name"] == "winnow_queue_time_seconds_per_request"
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert {"WINNOW_GATEWAY_REDIS_URL", "WINNOW_GATEWAY_AUTH_TOKEN"} <= set(secret["data"])
+
+
+# --- Grafana --------------------------------------------------------------------------------------------------
+
+
+def test_dashboard_json_is_valid_and_generated():
+    path = ROOT / "deploy/grafana/dashboards/winnow.json"
+    dashboard = json.loads(path.read_text())
+    builder = runpy.run_path(str(ROOT / "deploy/grafana/build_dashboard.py"))
+    assert path.read_text() == builder["render"](), "stale: run python deploy/grafana/build_dashboard.py > " + str(path)
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for p in panels:
+        pos = p["gridPos"]
+        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24
+        if p["type"] != "row":
+            assert p["targets"] and all(t["expr"] and t["datasource"]["uid"] == "${datasource}" for t in p["targets"])
+    titles = " | ".join(p["title"].lower() for p in panels)
+    for topic in ("request rate", "errors by status", "stage latency", "batch size", "queue time", "shard coverage",
+                  "cache", "documents per shard", "generation"):
+        assert topic in titles, f"no panel for {topic}"
+    provisioning = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert provisioning["datasources"][0]["uid"] == dashboard["templating"]["list"][0]["current"]["value"]
