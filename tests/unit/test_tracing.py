@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from importlib.util import find_spec
 
 import grpc
 import pytest
@@ -174,3 +176,67 @@ def test_console_exporter_and_bad_settings():
     with pytest.raises(ValueError, match="otlp"):
         tracing.configure("otlp", endpoint="")
     assert not tracing.enabled()
+
+
+# --- one real search through an in-process gateway (slow: starts the local cluster) -----------------------------
+
+_SERVICES = ("embedder", "reranker", "index", "gateway")
+needs_cluster = pytest.mark.skipif(
+    find_spec("winnow.cluster.launcher") is None
+    or any(find_spec(f"winnow.services.{s}.__main__") is None for s in _SERVICES),
+    reason="the local cluster (winnow.cluster and every service's __main__) is not there yet",
+)
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    """Embedder, reranker and two shards as processes; the gateway under test runs in this process."""
+    from winnow.cluster.launcher import ClusterConfig, LocalCluster
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with LocalCluster(ClusterConfig(data_dir=tmp_path_factory.mktemp("trace"), shards=2, gateway_port=port,
+                                    cache="memory")) as cluster:
+        yield cluster
+
+
+@pytest.mark.slow
+@needs_cluster
+async def test_one_search_gives_one_child_span_per_stage(exporter, backends):
+    from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+    from winnow.services.gateway.__main__ import build, wait_for_dependencies
+    from winnow.services.gateway.settings import GatewaySettings
+
+    procs = backends.procs
+    settings = GatewaySettings(
+        host="127.0.0.1", port=0, embedder=procs["embedder"].address, reranker=procs["reranker"].address,
+        shards=[procs["shard-0"].address, procs["shard-1"].address], cache="memory",
+    )
+    svc, search = await build(settings)
+    await svc.start()
+    await wait_for_dependencies(search)
+    await svc.mark_ready()
+    channel = make_channel(f"127.0.0.1:{svc.port}")
+    try:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        docs = [gateway_pb2.Document(id=f"t{i}", text=t) for i, t in enumerate(
+            ["aspirin and heart attacks", "a baby on the beach", "vitamin d deficiency", "statins and cholesterol"])]
+        await stub.Upsert(gateway_pb2.UpsertRequest(documents=docs), timeout=60)
+        exporter.clear()
+        with tracing.span("client") as client_root:
+            reply = await stub.Search(gateway_pb2.SearchRequest(query="heart attack", k=2), timeout=60)
+        assert reply.reranked and reply.coverage.shards_answered == 2
+    finally:
+        await channel.close()
+        await svc.drain(0)
+
+    spans = exporter.get_finished_spans()
+    assert len({s.context.trace_id for s in spans}) == 1, "one search, one trace"
+    (root,) = [s for s in spans if s.kind is SpanKind.SERVER and s.name == "winnow.gateway.v1.Gateway/Search"]
+    assert root.parent.span_id != client_root.get_span_context().span_id  # the client's CLIENT span sits between
+    children = sorted(s.name for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id)
+    assert children == ["cache", "embed", "rerank", "shard_search", "shard_search"]
+    downstream = {s.name for s in spans if s.kind is SpanKind.CLIENT and s.parent.span_id != client_root.get_span_context().span_id}
+    assert {"winnow.embedder.v1.Embedder/Embed", "winnow.index.v1.IndexShard/Search",
+            "winnow.reranker.v1.Reranker/Rerank"} <= downstream
