@@ -77,7 +77,10 @@ class FakeShard:
     async def delete(self, ids, timeout):
         n = sum(self.docs.pop(i, None) is not None for i in ids)
         self.generation += 1
-        return n
+        return n, self.generation
+
+    async def watch(self):
+        raise Unavailable("no generation stream in this fake")
 
     async def get(self, ids, timeout):
         return [ShardHit(i, 0.0, self.docs[i][1]) for i in ids if i in self.docs], [i for i in ids if i not in self.docs]

@@ -11,6 +11,7 @@ from winnow.core.logs import setup_logging
 from winnow.core.server import GrpcService, serve_forever
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
+from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.search import PipelineConfig, SearchCore
 from winnow.services.gateway.server import GatewayServicer
 from winnow.services.gateway.settings import GatewaySettings
@@ -25,9 +26,11 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     embedder = GrpcEmbedder(s.embedder)
     reranker = GrpcReranker(s.reranker) if s.reranker else None
     shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
+    generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, lexical_weight=s.lexical_weight))
-    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size))
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, lexical_weight=s.lexical_weight),
+        generations=generations)
+    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
 
     def register(server):
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
@@ -44,7 +47,8 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
 
 
 async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
-    """Bounded wait for the embedder so the first cache keys carry its model version."""
+    """Follow the shards' generations; bounded wait for the embedder so cache keys carry its model version."""
+    search.generations.start()
     for _ in range(attempts):
         if await search.refresh_models():
             return

@@ -146,11 +146,22 @@ class GrpcShard:
         except grpc.RpcError as err:
             raise self._err(err) from None
 
-    async def delete(self, ids: list[str], timeout: float | None) -> int:
+    async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
         try:
-            return (await self.stub.Delete(index_pb2.DeleteRequest(ids=ids), timeout=timeout)).deleted
+            resp = await self.stub.Delete(index_pb2.DeleteRequest(ids=ids), timeout=timeout)
         except grpc.RpcError as err:
             raise self._err(err) from None
+        return resp.deleted, resp.generation
+
+    async def watch(self) -> AsyncIterator[int]:
+        call = self.stub.Watch(index_pb2.WatchRequest())  # long-lived by design: no deadline
+        try:
+            async for update in call:
+                yield update.generation
+        except grpc.RpcError as err:
+            raise self._err(err) from None
+        finally:
+            call.cancel()
 
     async def get(self, ids: list[str], timeout: float | None) -> tuple[list[ShardHit], list[str]]:
         try:

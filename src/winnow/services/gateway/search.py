@@ -20,6 +20,7 @@ from winnow.core.channels import Deadline
 from winnow.core.errors import DeadlineExceeded, Unavailable, WinnowError
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
+from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, Coverage, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
 
@@ -55,12 +56,14 @@ def _short(exc: BaseException) -> str:
 
 class SearchCore:
     def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], reranker: RerankerPort | None,
-                 cache: ResultCache, config: PipelineConfig | None = None) -> None:
+                 cache: ResultCache, config: PipelineConfig | None = None,
+                 generations: GenerationTracker | None = None) -> None:
         self.embedder = embedder
         self.shards = shards
         self.reranker = reranker
         self.cache = cache
         self.config = config or PipelineConfig()
+        self.generations = generations or GenerationTracker(shards)
         self.models = {"embedder": "", "reranker": ""}
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
@@ -113,11 +116,13 @@ class SearchCore:
         """Request + every shard's generation + model versions; None (no caching) if a shard is unreachable."""
         if self.cache.backend is None:
             return None
-        timeout = deadline.timeout(fraction=0.2, cap=self.config.stats_timeout_s)
-        stats = await asyncio.gather(*(s.stats(timeout) for s in self.shards), return_exceptions=True)
-        if any(isinstance(s, BaseException) for s in stats):
-            return None
-        generations = [(s.name, s.generation) for s in stats]  # type: ignore[union-attr]
+        generations = self.generations.snapshot()
+        if generations is None:  # some shard's generation stream is down: ask every shard
+            timeout = deadline.timeout(fraction=0.2, cap=self.config.stats_timeout_s)
+            stats = await asyncio.gather(*(s.stats(timeout) for s in self.shards), return_exceptions=True)
+            if any(isinstance(s, BaseException) for s in stats):
+                return None
+            generations = [(s.name, s.generation) for s in stats]  # type: ignore[union-attr]
         return stable_digest({"q": opts.cache_material(), "gen": generations, "models": self.models})
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float]) -> SearchResult:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from winnow.core.channels import Deadline
 from winnow.core.errors import Unavailable, WinnowError
 from winnow.services.gateway import routing
+from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, WriteDocument
 from winnow.services.gateway.ports import EmbedderPort, ShardPort, WriteRecord
 
@@ -26,10 +27,12 @@ def _short(exc: BaseException) -> str:
 
 
 class WriteCore:
-    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], config: WriteConfig | None = None) -> None:
+    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], config: WriteConfig | None = None,
+                 generations: GenerationTracker | None = None) -> None:
         self.embedder = embedder
         self.shards = shards
         self.config = config or WriteConfig()
+        self.generations = generations
 
     async def upsert(self, docs: list[WriteDocument], deadline: Deadline) -> tuple[int, dict[str, float]]:
         timings: dict[str, float] = {}
@@ -56,9 +59,10 @@ class WriteCore:
             for i in range(0, len(positions), step):
                 part = [records[p] for p in positions[i:i + step]]
                 try:
-                    await shard.upsert(part, deadline.timeout(fraction=0.9))
+                    generation = await shard.upsert(part, deadline.timeout(fraction=0.9))
                 except Exception as exc:
                     raise _ShardWriteError(shard.name, done, exc) from exc
+                self._observe(shard.name, generation)
                 done += len(part)
             return done
 
@@ -77,9 +81,11 @@ class WriteCore:
         async def remove(shard_idx: int, positions: list[int]) -> int:
             shard = self.shards[shard_idx]
             try:
-                return await shard.delete([ids[p] for p in positions], deadline.timeout(fraction=0.9))
+                deleted, generation = await shard.delete([ids[p] for p in positions], deadline.timeout(fraction=0.9))
             except Exception as exc:
                 raise _ShardWriteError(shard.name, 0, exc) from exc
+            self._observe(shard.name, generation)
+            return deleted
 
         results = await asyncio.gather(*(remove(i, pos) for i, pos in groups.items()), return_exceptions=True)
         deleted = sum(r for r in results if isinstance(r, int))
@@ -87,6 +93,10 @@ class WriteCore:
         if failures:
             raise Unavailable(_partial_message("deleted", deleted, len(ids), failures))
         return deleted, {"write": (time.perf_counter() - t) * 1000}
+
+    def _observe(self, shard: str, generation: int) -> None:
+        if self.generations is not None:
+            self.generations.observe(shard, generation)
 
     async def get(self, ids: list[str], deadline: Deadline) -> tuple[list[Candidate], list[str]]:
         groups = routing.group_by_shard(ids, len(self.shards))

@@ -224,3 +224,15 @@ class TrainResponse(_message.Message):
     trained: bool
     generation: int
     def __init__(self, trained: _Optional[bool] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("generation", "count")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    count: int
+    def __init__(self, generation: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...

@@ -69,6 +69,11 @@ class IndexShardStub:
                 request_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainRequest.SerializeToString,
                 response_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/winnow.index.v1.IndexShard/Watch',
+                request_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchRequest.SerializeToString,
+                response_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class IndexShardServicer:
@@ -116,6 +121,12 @@ class IndexShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +164,11 @@ def add_IndexShardServicer_to_server(servicer, server):
                     servicer.Train,
                     request_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainRequest.FromString,
                     response_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchRequest.FromString,
+                    response_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +360,33 @@ class IndexShard:
             '/winnow.index.v1.IndexShard/Train',
             winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainRequest.SerializeToString,
             winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.TrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/winnow.index.v1.IndexShard/Watch',
+            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchRequest.SerializeToString,
+            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
