@@ -20,7 +20,7 @@ from winnow.services.index.shard import Shard
 def build(settings: IndexSettings) -> tuple[GrpcService, IndexShardServicer]:
     """The service and its servicer, not started; `warmup` of the returned service loads the shard."""
     shard = Shard(settings)
-    servicer = IndexShardServicer(shard, settings.search_threads)
+    servicer = IndexShardServicer(shard, settings.search_threads, settings.faiss_omp_threads)
     svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe)
     return svc, servicer
 

@@ -15,6 +15,7 @@ from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.core import metrics
 from winnow.services.index import convert
 from winnow.services.index.shard import Shard
+from winnow.services.index.vectors import set_omp_threads
 
 T = TypeVar("T")
 SERVICE = "index"
@@ -23,10 +24,12 @@ SERVICE = "index"
 class IndexShardServicer(pb_grpc.IndexShardServicer):
     """Writes run on one writer thread (they are serialised anyway); reads on a pool of search threads."""
 
-    def __init__(self, shard: Shard, search_threads: int = 2) -> None:
+    def __init__(self, shard: Shard, search_threads: int = 2, omp_threads: int = 1) -> None:
         self.shard = shard
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")
-        self.readers = ThreadPoolExecutor(search_threads, thread_name_prefix="index-search")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")  # builds keep FAISS's OpenMP default
+        self.readers = ThreadPoolExecutor(
+            search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
+        )
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> tuple[T, float]:
         """Run `fn` off the loop; returns its result and the ms it waited for a thread."""

@@ -78,6 +78,11 @@ class IndexSettings(ServiceSettings):
         "many seconds is reused (0 = searches always see every acknowledged write).",
     )
     search_threads: int = Field(2, ge=1, description="Threads running searches (FAISS, BM25) off the event loop.")
+    faiss_omp_threads: int = Field(
+        1, ge=0,
+        description="OpenMP threads per FAISS search (0 = FAISS default). 1 is right for batch-1 searches: "
+        "concurrency comes from parallel requests, and OpenMP's spin-waiting is much slower on busy cores.",
+    )
     use_gpu: bool = Field(True, description="Clone the index to GPU when faiss sees one and the type supports it.")
 
     @field_validator("coarse_dims", mode="before")

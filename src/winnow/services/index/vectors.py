@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 _BLOCK = 65_536  # rows per matmul block in exact scans: bounds the temporary score matrix
 
 
+def set_omp_threads(n: int) -> None:
+    """OpenMP threads for FAISS calls made from the calling thread (an executor initializer); 0 = leave as is."""
+    if n > 0:
+        faiss.omp_set_num_threads(n)
+
+
 def _topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The best k (scores, rows), best first; -inf scores are never returned."""
     keep = np.isfinite(scores)

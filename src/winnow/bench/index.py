@@ -1,0 +1,267 @@
+"""`winnow bench index`: build time, memory, recall@80 vs exact and batch-1 QPS / p50 / p99 of Flat, HNSW and IVF
+on structured synthetic data, and the shard service over gRPC vs the same FAISS index in-process.
+
+Data: `faiss.contrib.datasets.SyntheticDataset` (vectors from a random low-rank non-linear map, as FAISS's own
+tests use), L2-normalised, inner product. Uniform random 384-d vectors are not used: no ANN index works on them,
+which says nothing about real embeddings. Recall is tolerant of ties: a returned id counts when its exact score
+reaches the exact 80th score.
+
+The default (HNSW) index is built *by the shard core* (the same code path as Upsert, without fsync), snapshotted,
+and then served by a real `python -m winnow.services.index` subprocess that loads that snapshot; in-process numbers
+are the very same FAISS index object searched directly. Client and server share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import faiss
+import grpc
+import numpy as np
+from faiss.contrib.datasets import SyntheticDataset
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from winnow.api.internal.index.v1 import index_pb2 as pb
+from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
+from winnow.services.index.model import Doc, SearchQuery
+from winnow.services.index.settings import IndexSettings
+from winnow.services.index.shard import Shard
+from winnow.services.index.vectors import set_omp_threads
+
+K = 80
+
+
+def _rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+def _recall(got: np.ndarray, exact_scores: np.ndarray, xb: np.ndarray, q: np.ndarray) -> float:
+    """Tie-tolerant recall@K of one query: returned ids whose exact score reaches the exact K-th score."""
+    got = got[got >= 0]
+    return float(((xb[got] @ q) >= exact_scores[K - 1] - 1e-5).sum()) / K
+
+
+def _latency(fn, queries: np.ndarray) -> dict:
+    fn(queries[0])  # warm
+    lat = []
+    t0 = time.perf_counter()
+    for q in queries:
+        t = time.perf_counter()
+        fn(q)
+        lat.append((time.perf_counter() - t) * 1000)
+    wall = time.perf_counter() - t0
+    return {"qps": round(len(queries) / wall, 1), "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3), "queries": len(queries)}
+
+
+def _measure(name: str, index: faiss.Index, params, xb, xq, gt_scores, n_timed: int, build_s: float, mem_mb: float):
+    ids = [index.search(q.reshape(1, -1), K, params=params)[1][0] for q in xq]
+    recall = float(np.mean([_recall(i, s, xb, q) for i, s, q in zip(ids, gt_scores, xq)]))
+    lat = _latency(lambda q: index.search(q.reshape(1, -1), K, params=params), xq[:n_timed])
+    return {"index": name, "build_s": round(build_s, 1), "memory_mb": round(mem_mb, 1),
+            "recall@80": round(recall, 4), **lat}
+
+
+def _parallel(fn, queries: np.ndarray, concurrency: int) -> dict:
+    """QPS with `concurrency` threads each issuing batch-1 searches (FAISS releases the GIL)."""
+    fn(queries[0])
+    lat: list[float] = []
+
+    def timed(q) -> None:
+        t = time.perf_counter()
+        fn(q)
+        lat.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency, initializer=set_omp_threads, initargs=(1,)) as pool:
+        list(pool.map(timed, queries))
+    wall = time.perf_counter() - t0
+    return {"concurrency": concurrency, "qps": round(len(queries) / wall, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "queries": len(queries)}
+
+
+def _start_server(data_dir: str, dim: int, ef: int) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "winnow.services.index", "--port", "0", "--data-dir", data_dir, "--dim", str(dim),
+         "--no-fsync", "--default-ef-search", str(ef), "--log-level", "INFO"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the port comes from the service's own 'listening' line
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("msg") == "listening":
+            return proc, int(rec["grpc_port"])
+    raise RuntimeError(f"index service exited with {proc.wait()}")
+
+
+def _served(port: int, xq: np.ndarray, concurrency: int, payloads: bool) -> dict:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 26)])
+    grpc.channel_ready_future(channel).result(timeout=600)
+    health = health_pb2_grpc.HealthStub(channel)
+    for resp in health.Watch(health_pb2.HealthCheckRequest(), timeout=600, wait_for_ready=True):
+        if resp.status == health_pb2.HealthCheckResponse.SERVING:
+            break
+    stub = pb_grpc.IndexShardStub(channel)
+    reqs = [pb.SearchRequest(vector=q.tolist(), k=K, include_payloads=payloads) for q in xq]
+
+    server_ms: list[float] = []
+
+    def one(r):
+        res = stub.Search(r, timeout=30)
+        server_ms.append(res.timings_ms.get("dense", 0.0) + res.timings_ms.get("queue", 0.0))
+
+    if concurrency == 1:
+        out = {"concurrency": 1, **_latency(lambda i: one(reqs[int(i)]), np.arange(len(reqs)))}
+    else:
+        out = _parallel(lambda i: one(reqs[int(i)]), np.arange(len(reqs)), concurrency)
+    channel.close()
+    return {"include_payloads": payloads, **out, "server_search_p50_ms": round(float(np.percentile(server_ms, 50)), 3)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    def log(*a) -> None:
+        print(*a, file=sys.stderr, flush=True)
+
+    d, nb, nq = args.dim, args.size, args.queries
+    threads = faiss.omp_get_max_threads()
+    t = time.perf_counter()
+    ds = SyntheticDataset(d, min(50_000, nb), nb, nq, metric="IP", seed=1338)
+    xb, xq, xt = _unit(ds.get_database()), _unit(ds.get_queries()), _unit(ds.get_train())
+    log(f"data {nb}x{d} in {time.perf_counter() - t:.1f}s")
+
+    rss0, t = _rss_mb(), time.perf_counter()
+    flat = faiss.IndexFlatIP(d)
+    flat.add(xb)
+    flat_build, flat_mem = time.perf_counter() - t, _rss_mb() - rss0
+    gt_scores, _ = flat.search(xq, K)  # ground truth as one batch, all cores
+    set_omp_threads(1)  # batch-1 searches run single-threaded, as the shard's search threads do
+    results = [_measure("Flat", flat, None, xb, xq, gt_scores, args.flat_queries, flat_build, flat_mem)]
+    log(results[-1])
+    del flat
+
+    # Default index, built by the shard core (same path as Upsert), then snapshotted for the served run.
+    work = tempfile.mkdtemp(prefix="winnow-bench-index-")
+    settings = IndexSettings(data_dir=work, dim=d, fsync=False, snapshot_every=10**9, coarse_dims=[],
+                             default_ef_search=args.ef_search)
+    faiss.omp_set_num_threads(threads)  # builds use every core, as the shard's writer thread does
+    rss0, t = _rss_mb(), time.perf_counter()
+    shard = Shard(settings)
+    shard.open()
+    for a in range(0, nb, 10_000):
+        shard.upsert([Doc(f"d{i}", xb[i], f"synthetic document {i}", '{"i": %d}' % i) for i in range(a, min(a + 10_000, nb))])
+    build, mem = time.perf_counter() - t, _rss_mb() - rss0
+    set_omp_threads(1)
+    index = shard.state.vectors.index
+    hnsw_params = faiss.SearchParametersHNSW(efSearch=args.ef_search)
+    default = _measure(f"{settings.index_factory} (shard default, efSearch {args.ef_search})", index, hnsw_params,
+                       xb, xq, gt_scores, nq, build, mem)
+    default["memory_note"] = "shard RSS growth: FAISS index + the shard's own vector matrix + ids"
+    results.append(default)
+    log(results[-1])
+    core = _latency(lambda q: shard.search(SearchQuery(q, K)), xq)
+    inproc4 = _parallel(lambda q: index.search(q.reshape(1, -1), K, params=hnsw_params), xq, 4)
+    shard.close()  # writes the snapshot the server loads
+    del shard, index
+
+    faiss.omp_set_num_threads(threads)
+    rss0, t = _rss_mb(), time.perf_counter()
+    ivf = faiss.index_factory(d, f"IVF{args.nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    ivf.train(xt)
+    ivf.add(xb)
+    ivf_build, ivf_mem = time.perf_counter() - t, _rss_mb() - rss0
+    set_omp_threads(1)
+    results.append(_measure(f"IVF{args.nlist},Flat (nprobe {args.nprobe})", ivf, faiss.SearchParametersIVF(nprobe=args.nprobe),
+                            xb, xq, gt_scores, nq, ivf_build, ivf_mem))
+    log(results[-1])
+    del ivf
+
+    proc, port = _start_server(work, d, args.ef_search)
+    try:
+        served = [_served(port, xq, 1, False)]
+        server_rss = _rss_mb(proc.pid)
+        served += [_served(port, xq, 1, True), _served(port, xq, 4, False)]
+        log(served)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        for p in Path(work).iterdir():
+            for f in (p.iterdir() if p.is_dir() else [p]):
+                f.unlink()
+            if p.is_dir():
+                p.rmdir()
+        os.rmdir(work)
+    ratio = served[0]["qps"] / default["qps"]
+    return {
+        "size": nb, "dim": d, "queries": nq, "k": K, "data": "faiss SyntheticDataset (IP, L2-normalised)",
+        "cpu_count": os.cpu_count(), "faiss": faiss.__version__,
+        "indexes": results,
+        "shard_core_inprocess": core,
+        "served": served,
+        "server_rss_mb": round(server_rss, 1),
+        "served_vs_inprocess_qps": round(ratio, 3),
+        "inprocess_concurrency4": inproc4,
+        "served_vs_inprocess_qps_concurrency4": round(served[2]["qps"] / inproc4["qps"], 3),
+        "default_index": settings.index_factory,
+        "default_recall@80": default["recall@80"],
+    }
+
+
+def _table(r: dict) -> str:
+    rows = ["| index | build s | memory MB | recall@80 | QPS (batch 1) | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    for x in r["indexes"]:
+        rows.append(f"| {x['index']} | {x['build_s']} | {x['memory_mb']} | {x['recall@80']} | {x['qps']} | "
+                    f"{x['p50_ms']} | {x['p99_ms']} |")
+    c = r["shard_core_inprocess"]
+    rows.append(f"| shard core in-process (Shard.search) | | | | {c['qps']} | {c['p50_ms']} | {c['p99_ms']} |")
+    c = r["inprocess_concurrency4"]
+    rows.append(f"| default index in-process, 4 threads | | | | {c['qps']} | {c['p50_ms']} | {c['p99_ms']} |")
+    for s in r["served"]:
+        rows.append(f"| served over gRPC, concurrency {s['concurrency']}, payloads {s['include_payloads']} | | "
+                    f"{r['server_rss_mb']} (server RSS) | | {s['qps']} | {s['p50_ms']} | {s['p99_ms']} |")
+    rows.append(f"\nserved / in-process QPS (batch 1, one in flight): {r['served_vs_inprocess_qps']}; "
+                f"4 in flight vs 4 in-process threads: {r['served_vs_inprocess_qps_concurrency4']}; "
+                f"default recall@80: {r['default_recall@80']}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="winnow bench index", description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--size", type=int, default=200_000, help="database vectors (1000000 for the 1M run)")
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--queries", type=int, default=500, help="queries for recall and ANN/served QPS")
+    p.add_argument("--flat-queries", type=int, default=50, help="timed queries for exact Flat (slow)")
+    p.add_argument("--ef-search", type=int, default=128)
+    p.add_argument("--nlist", type=int, default=1024)
+    p.add_argument("--nprobe", type=int, default=32)
+    p.add_argument("--quick", action="store_true", help="small run: 20k vectors, 200 queries, IVF256")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.queries, args.nlist, args.nprobe = 20_000, 200, 256, 16
+    result = run(args)
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
