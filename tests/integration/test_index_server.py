@@ -99,6 +99,19 @@ async def test_range_search_streams_pages(stub):
     assert pages[0].total == 20
 
 
+async def test_watch_streams_generations(stub):
+    stream = stub.Watch(pb.WatchRequest(), timeout=TIMEOUT)
+    first = await stream.read()
+    assert (first.generation, first.count) == (0, 0)
+    await stub.Upsert(pb.UpsertRequest(documents=docs(3)), timeout=TIMEOUT)
+    second = await stream.read()
+    assert (second.generation, second.count) == (1, 3)
+    await stub.Delete(pb.DeleteRequest(ids=["d0"]), timeout=TIMEOUT)
+    third = await stream.read()
+    assert (third.generation, third.count) == (2, 2)
+    stream.cancel()
+
+
 async def test_train_on_flat_index_is_a_no_op(stub):
     r = await stub.Train(pb.TrainRequest(), timeout=TIMEOUT)
     assert r.trained and r.generation == 0

@@ -30,6 +30,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
         )
+        self._written = asyncio.Event()  # set (and replaced) after every write: wakes the Watch streams
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> tuple[T, float]:
         """Run `fn` off the loop; returns its result and the ms it waited for a thread."""
@@ -44,9 +45,12 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         return result, round((started[0] - submitted) * 1000, 3)
 
     def _gauges(self, generation: int) -> None:
+        """After a write: publish the gauges and wake every Watch stream."""
         sid = self.shard.s.shard_id
         metrics.INDEX_GENERATION.labels(sid).set(generation)
         metrics.INDEX_DOCUMENTS.labels(sid).set(self.shard.state.count)
+        written, self._written = self._written, asyncio.Event()
+        written.set()
 
     async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
         docs = convert.docs_in(request)
@@ -93,6 +97,17 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         (trained, generation), _ = await self._run(self.writer, self.shard.train)
         self._gauges(generation)
         return pb.TrainResponse(trained=trained, generation=generation)
+
+    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext):
+        """The generation (and count) now, then again after every write, until the caller goes away."""
+        last = None
+        while True:
+            written = self._written  # taken before reading, so a write landing in between is not missed
+            now = (self.shard.generation, self.shard.state.count)  # two plain reads; each write bumps generation
+            if now != last:
+                last = now
+                yield pb.WatchResponse(generation=now[0], count=now[1])
+            await written.wait()
 
     async def probe(self) -> bool:
         """Health watcher probe: a real search through the index on a search thread."""
