@@ -69,3 +69,16 @@ def test_cache_material_ignores_no_cache_and_orders_filters():
     b = opts(query="x", filters=[pb.Filter(field="a", equals=struct_pb2.Value(string_value="2")),
                                  pb.Filter(field="b", equals=struct_pb2.Value(string_value="1"))])
     assert a.cache_material() == b.cache_material()
+
+
+def test_cached_wire_form_is_restamped_for_each_request():
+    from winnow.services.gateway.model import Candidate, Coverage, SearchResult
+
+    fresh = SearchResult([Candidate(id="a", text="t", first_stage_rank=1, rerank_score=2.5)], Coverage(2, 2), True,
+                         timings_ms={"rerank": 9.0}, model="m")
+    payload = convert.encode_result(fresh)
+    hit = SearchResult([], Coverage(), False, cache_hit=True, timings_ms={"cache": 0.2, "total": 0.3}, payload=payload)
+    resp = convert.search_response(hit, "rid-2")
+    assert resp.cache_hit and resp.request_id == "rid-2" and dict(resp.timings_ms) == {"cache": 0.2, "total": 0.3}
+    assert [(h.id, h.rerank_score, h.first_stage_rank) for h in resp.hits] == [("a", 2.5, 1)]
+    assert resp.reranked and resp.coverage.shards_answered == 2 and resp.model == "m"

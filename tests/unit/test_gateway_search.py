@@ -10,7 +10,7 @@ from winnow.core.channels import Deadline
 from winnow.core.errors import Unavailable
 from winnow.services.gateway import routing
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
-from winnow.services.gateway.model import Mode, Retrieval, SearchOptions, WriteDocument
+from winnow.services.gateway.model import Mode, Retrieval, SearchOptions, SearchResult, WriteDocument
 from winnow.services.gateway.ports import ShardHit, ShardResult, ShardStats
 from winnow.services.gateway.search import SearchCore
 from winnow.services.gateway.writes import WriteCore
@@ -151,8 +151,10 @@ async def test_second_identical_search_is_a_cache_hit_and_equal(world):
     a = await core.search(opts, Deadline(5))
     await core.cache.flush()
     b = await core.search(opts, Deadline(5))
-    assert b.cache_hit and [h.id for h in a.hits] == [h.id for h in b.hits]
-    assert [h.score for h in a.hits] == [h.score for h in b.hits]
+    assert b.cache_hit and b.payload is not None
+    cached = SearchResult.from_json(b.payload)
+    assert [h.id for h in a.hits] == [h.id for h in cached.hits]
+    assert [h.score for h in a.hits] == [h.score for h in cached.hits]
 
 
 async def test_write_bumps_generation_so_cache_is_not_stale(world):

@@ -9,6 +9,7 @@ from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.core import tracing
 from winnow.core.logs import setup_logging
 from winnow.core.server import GrpcService, serve_forever
+from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
 from winnow.services.gateway.generations import GenerationTracker
@@ -29,7 +30,7 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, lexical_weight=s.lexical_weight),
-        generations=generations)
+        generations=generations, encode=convert.encode_result)
     writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
 
     def register(server):

@@ -17,6 +17,14 @@ _RETRIEVAL = {
 }
 
 
+def encode_result(r: SearchResult) -> bytes:
+    """What the result cache stores: the response's wire form (no request id, timings or cache flag)."""
+    return pb.SearchResponse(
+        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
+        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
+    ).SerializeToString()
+
+
 def _filter_value(f: pb.Filter) -> Any:
     kind = f.equals.WhichOneof("kind")
     if kind == "string_value":
@@ -129,6 +137,13 @@ def coverage(c: Coverage) -> pb.Coverage:
 
 
 def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
+    if r.payload is not None:  # a cache hit: the stored wire form, re-stamped for this request
+        resp = pb.SearchResponse.FromString(r.payload)
+        resp.cache_hit = True
+        resp.request_id = request_id
+        resp.timings_ms.clear()
+        resp.timings_ms.update(r.timings_ms)
+        return resp
     return pb.SearchResponse(
         hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,

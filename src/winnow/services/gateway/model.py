@@ -103,6 +103,9 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str = ""
     reranker: str = ""
+    # Set on a cache hit: the answer in the encoded form the cache stores (see SearchCore's `encode`); the
+    # fields above are then left empty and the edge serves the payload as it is.
+    payload: bytes | None = None
 
     def to_json(self) -> str:
         return json.dumps(

@@ -7,10 +7,11 @@ leaves the first-stage order, flagged; a cache that fails is skipped (metrics). 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,13 +58,15 @@ def _short(exc: BaseException) -> str:
 class SearchCore:
     def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], reranker: RerankerPort | None,
                  cache: ResultCache, config: PipelineConfig | None = None,
-                 generations: GenerationTracker | None = None) -> None:
+                 generations: GenerationTracker | None = None,
+                 encode: Callable[[SearchResult], bytes] = lambda r: r.to_json().encode()) -> None:
         self.embedder = embedder
         self.shards = shards
         self.reranker = reranker
         self.cache = cache
         self.config = config or PipelineConfig()
         self.generations = generations or GenerationTracker(shards)
+        self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
         self.models = {"embedder": "", "reranker": ""}
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
@@ -92,21 +95,16 @@ class SearchCore:
             cached = await self.cache.get(key) if key else None
             timings["cache"] = _ms(t)
         if cached is not None:
-            result = SearchResult.from_json(cached)
-            result.cache_hit = True
             timings["total"] = _ms(t0)
-            result.timings_ms = timings
-            return result
+            return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
         if key is None:
             result = await self._compute(opts, deadline, timings)
         else:
             result, shared = await self.cache.single_flight(key, lambda: self._compute(opts, deadline, timings))
-            if shared:
-                result = SearchResult.from_json(result.to_json())
-                result.cache_hit = True
-                result.timings_ms = dict(timings)
+            if shared:  # computed once for several identical concurrent requests
+                result = dataclasses.replace(result, cache_hit=True, timings_ms=dict(timings))
             elif result.coverage.complete and (result.reranked or not opts.rerank):
-                self.cache.put(key, result.to_json().encode())  # degraded answers are never cached
+                self.cache.put(key, self.encode(result))  # degraded answers are never cached
         result.timings_ms["total"] = _ms(t0)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
