@@ -111,9 +111,11 @@ def test_compact_renumbers_and_keeps_vectors(data):
     store = VectorStore(32, "IVF16,Flat", [], train_min=1000)
     store.add(base[:2000])
     store.kill(np.arange(0, 2000, 2))
-    remap = store.compact()
-    assert store.n == store.n_live == 1000 and store.index.ntotal == 1000 and store.index.is_trained
-    np.testing.assert_array_equal(store.vectors()[remap[1]], base[1])
+    fresh = store.compacted()
+    assert fresh.n == fresh.n_live == 1000 and fresh.index.ntotal == 1000 and fresh.index.is_trained
+    np.testing.assert_array_equal(fresh.vectors()[0], base[1])
+    np.testing.assert_array_equal(fresh.vectors()[999], base[1999])
+    assert store.n == 2000 and store.n_live == 1000  # the old store is untouched
 
 
 def test_restore_reuses_saved_index(data):

@@ -151,8 +151,10 @@ class Shard:
     def _snapshot(self) -> None:
         """Caller holds the write mutex: no write can interleave; searches continue under the read lock."""
         if self.state.dead_fraction() > self.s.compact_dead_fraction:
+            with self._rw.read():  # the rebuild (minutes for a big HNSW) runs beside searches
+                fresh = self.state.compacted()
             with self._rw.write():
-                self.state.compact()
+                self.state = fresh
         with self._rw.read():
             path = snapshot.write(self.data_dir, self.state.to_snapshot(self.generation), fsync=self.s.fsync)
         self._wal.open_segment(self.generation)

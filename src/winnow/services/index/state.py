@@ -69,14 +69,15 @@ class ShardState:
         n = self.vectors.n
         return 0.0 if n == 0 else 1.0 - self.vectors.n_live / n
 
-    def compact(self) -> None:
-        """Renumber slots without the dead ones (and rebuild the index over the survivors)."""
+    def compacted(self) -> "ShardState":
+        """A new state without the dead slots (renumbered; index rebuilt, BM25 fresh). Read-only on self."""
         keep = [s for s, i in enumerate(self.ids) if i is not None]
-        self.vectors.compact()
-        self.ids = [self.ids[s] for s in keep]
-        self.texts = [self.texts[s] for s in keep]
-        self.metas = [self.metas[s] for s in keep]
-        self._reindex()
+        new = ShardState(self.vectors.compacted(), Bm25Index(self.lexical.max_staleness_s))
+        new.ids = [self.ids[s] for s in keep]
+        new.texts = [self.texts[s] for s in keep]
+        new.metas = [self.metas[s] for s in keep]
+        new._reindex()
+        return new
 
     def _reindex(self) -> None:
         self.meta = MetadataIndex()

@@ -111,27 +111,20 @@ class VectorStore:
         log.info("index trained", extra={"fields": {"factory": self.factory, "vectors": self.n_live}})
         return True
 
-    def compact(self) -> np.ndarray:
-        """Drop dead slots and rebuild the index; returns old slot -> new slot (-1 for dead)."""
-        live = self._live[: self.n]
-        remap = np.full(self.n, -1, np.int64)
-        remap[live] = np.arange(int(live.sum()), dtype=np.int64)
-        kept = self._vecs[: self.n][live].copy()
-        was_trained = self.index.is_trained
+    def compacted(self) -> "VectorStore":
+        """A new store holding only the live slots, renumbered in order (the old store is left untouched, so
+        searches can go on while it is built); a trained index stays trained."""
+        kept = self._vecs[: self.n][self._live[: self.n]]
         fresh = VectorStore(self.dim, self.factory, self.coarse_dims, self.train_min, use_gpu=False)
-        if was_trained and not fresh.index.is_trained and kept.shape[0]:
-            fresh._vecs = kept  # train on what survives, so search quality does not regress
-            fresh.n = fresh.n_live = kept.shape[0]
-            fresh._live = np.ones(kept.shape[0], bool)
-            fresh.index.train(kept)
-            fresh.n = fresh.n_live = 0
-            fresh._vecs = np.zeros((0, self.dim), np.float32)
-            fresh._live = np.zeros(0, bool)
+        fresh.device, fresh._gpu_res = self.device, self._gpu_res
+        if self.index.is_trained and not fresh.index.is_trained and kept.shape[0]:
+            try:
+                fresh.index.train(kept)
+            except RuntimeError:
+                log.warning("compaction: too few vectors left to train; searches stay exact until there are")
         if kept.shape[0]:
             fresh.add(kept)
-        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in ("device", "_gpu_res")})
-        self._gpu, self._gpu_stale = None, True
-        return remap
+        return fresh
 
     def restore(self, vectors: np.ndarray, live: np.ndarray, index: faiss.Index | None) -> None:
         """Load slots from a snapshot into this empty store; `index` (if given) must hold exactly those slots."""
