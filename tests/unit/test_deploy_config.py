@@ -20,7 +20,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"embedder": 50051, "reranker": 50052, "index": 50053, "gateway": 50050}
-K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests target (pod-index label, grpc probes, HPA v2)
+# Oldest Kubernetes the manifests target (gRPC probes GA and StatefulSet PVC retention from 1.27) and the newest
+# schemas kubernetes-validate ships.
+K8S_VERSIONS = ("1.30.0", "1.37.0")
 
 
 def _need(tool: str) -> None:
@@ -96,7 +98,7 @@ def test_compose_config_accepts_the_file_and_wires_health_and_order():
         assert svc["healthcheck"]["test"][-1] == f"127.0.0.1:{PORTS[kind]}", f"{name} checks the wrong port"
         assert "winnow.core.healthcheck" in svc["healthcheck"]["test"]
     shards = [n for n, k in kinds.items() if k == "index"]
-    assert {services[n]["environment"]["WINNOW_INDEX_SHARD_ID"] for n in shards} == {"0", "1"}
+    assert all(services[n]["environment"]["WINNOW_INDEX_SHARD_ID"] == n for n in shards)
     assert all(services[n]["volumes"] for n in shards), "shards need volumes for their data"
     gateway = services["gateway"]
     assert gateway["environment"]["WINNOW_GATEWAY_SHARDS"] == ",".join(f"{n}:50053" for n in sorted(shards))
@@ -142,12 +144,13 @@ def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 def test_overlay_validates_against_kubernetes_schemas(rendered):
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
     _, docs = rendered
-    for doc in docs:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
     broken = copy.deepcopy(_by_kind(docs, "Deployment")["gateway"])
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpcc"] = {"port": 1}
     with pytest.raises(kubernetes_validate.ValidationError):  # the check is not vacuous
-        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(broken, K8S_VERSIONS[0], strict=True)
 
 
 def test_overlay_workloads_probes_and_discovery(rendered):
@@ -161,6 +164,8 @@ def test_overlay_workloads_probes_and_discovery(rendered):
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("winnow-config"))
     expected = [f"shard-{i}.{headless['metadata']['name']}:50053" for i in range(shard["spec"]["replicas"])]
     assert config["data"]["WINNOW_GATEWAY_SHARDS"].split(",") == expected
+    shard_env = {e["name"]: e for e in shard["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert shard_env["WINNOW_INDEX_SHARD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
     for name, workload in {**deployments, **statefulsets}.items():
         pod = workload["spec"]["template"]["spec"]
