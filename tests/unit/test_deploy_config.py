@@ -63,6 +63,14 @@ def test_dockerfile_targets_user_and_torch_pin():
         assert "COPY --from=build-" in stages[stage] and "apt-get" not in stages[stage]
 
 
+def test_every_package_is_installable_without_editable_mode():
+    """The image installs the wheel (`pip install .`, setuptools `find`), which skips folders with no __init__.py:
+    a module that only works in the editable dev install would be missing from the image."""
+    folders = {p.parent for p in (ROOT / "src/winnow").rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"add __init__.py to: {missing}"
+
+
 def test_dockerignore_keeps_the_context_small():
     lines = (ROOT / ".dockerignore").read_text().split()
     assert lines[lines.index("*")] == "*" and "!src/" in lines and "!pyproject.toml" in lines
