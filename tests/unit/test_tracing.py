@@ -25,6 +25,8 @@ async def _ping(request: bytes, context) -> bytes:
     with tracing.span("inner", size=len(request)):
         if request == b"bad":
             raise InvalidArgument("bad request")
+        if request == b"boom":
+            raise RuntimeError("a bug")
         return request
 
 
@@ -125,8 +127,20 @@ async def test_error_status_recorded_on_both_sides(exporter, target):
     server = next(s for s in spans if s.kind is SpanKind.SERVER)
     assert client.status.status_code is StatusCode.ERROR
     assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert server.status.status_code is StatusCode.ERROR
+    # the caller's mistake is an error for the client span, not for the server's (OpenTelemetry gRPC conventions)
+    assert server.status.status_code is StatusCode.UNSET
+    assert server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert server.attributes["error.type"] == "InvalidArgument"
+
+
+async def test_server_fault_marks_the_server_span(exporter, target):
+    ping = target.unary_unary(f"/{SERVICE}/Ping")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ping(b"boom", timeout=5)
+    assert err.value.code() is grpc.StatusCode.INTERNAL
+    server = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER)
+    assert server.status.status_code is StatusCode.ERROR
+    assert server.attributes["error.type"] == "RuntimeError"
 
 
 async def test_streaming_call_span_ends_with_the_stream(exporter, target):

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from winnow.core.errors import status_for
 from winnow.core.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ _NOOP = contextlib.nullcontext(trace.INVALID_SPAN)
 class _State:
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
-    service: str = ""
 
 
 _state = _State()
@@ -93,7 +93,6 @@ def configure(exporter: str = "none", endpoint: str = "", service: str = "winnow
     provider.add_span_processor(processor)
     _state.provider = provider
     _state.tracer = provider.get_tracer("winnow")
-    _state.service = service
     log.info("tracing on", extra={"fields": {"otel_exporter": exporter, "otel_endpoint": endpoint}})
     return span_exporter
 
@@ -123,16 +122,24 @@ def span(name: str, **attrs: Any) -> contextlib.AbstractContextManager[trace.Spa
 
 
 def current_trace_id() -> str:
-    """The current trace id as 32 hex digits, or "" outside a sampled span (for log lines and responses)."""
+    """The current trace id as 32 hex digits, or "" outside any span (for log lines and responses)."""
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
-def _set_code(span_: trace.Span, code: grpc.StatusCode | None) -> None:
+# OpenTelemetry's gRPC conventions: a server span is an error only for codes that are the server's fault; a
+# client span is an error for any code but OK.
+_SERVER_FAULTS = frozenset({
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
+})
+
+
+def _set_code(span_: trace.Span, code: grpc.StatusCode | None, server: bool = False) -> None:
     if code is None:
         return
     span_.set_attribute("rpc.grpc.status_code", code.value[0])
-    if code is not grpc.StatusCode.OK:
+    if code is not grpc.StatusCode.OK and (not server or code in _SERVER_FAULTS):
         span_.set_status(Status(StatusCode.ERROR, code.name))
 
 
@@ -184,7 +191,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
                 except BaseException as exc:
                     _server_failure(s, context, exc)
                     raise
-                _set_code(s, context.code() or grpc.StatusCode.OK)
+                _set_code(s, context.code() or grpc.StatusCode.OK, server=True)
                 return response
 
         return wrapper
@@ -198,21 +205,21 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
                 except BaseException as exc:
                     _server_failure(s, context, exc)
                     raise
-                _set_code(s, context.code() or grpc.StatusCode.OK)
+                _set_code(s, context.code() or grpc.StatusCode.OK, server=True)
 
         return wrapper
 
 
 def _server_failure(span_: trace.Span, context, exc: BaseException) -> None:
     if isinstance(exc, asyncio.CancelledError):
-        _set_code(span_, grpc.StatusCode.CANCELLED)
+        _set_code(span_, grpc.StatusCode.CANCELLED, server=True)
     elif isinstance(exc, grpc.aio.AbortError):
-        _set_code(span_, context.code() or grpc.StatusCode.UNKNOWN)
+        _set_code(span_, context.code() or grpc.StatusCode.UNKNOWN, server=True)
     else:
-        # The core interceptor outside this one maps the error to a status; the span keeps the error type only,
+        # The core interceptor outside this one turns the error into this status; the span keeps the error type,
         # never the message (it may hold user text).
         span_.set_attribute("error.type", type(exc).__name__)
-        span_.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        _set_code(span_, status_for(exc), server=True)
 
 
 def _method_name(details) -> str:
