@@ -245,8 +245,9 @@ async def test_one_search_gives_one_child_span_per_stage(exporter, backends):
         await channel.close()
         await svc.drain(0)
 
-    spans = exporter.get_finished_spans()
-    assert len({s.context.trace_id for s in spans}) == 1, "one search, one trace"
+    # Only this search's trace: long-lived background streams (the gateway's shard Watch) have their own.
+    trace_id = client_root.get_span_context().trace_id
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
     (root,) = [s for s in spans if s.kind is SpanKind.SERVER and s.name == "winnow.gateway.v1.Gateway/Search"]
     assert root.parent.span_id != client_root.get_span_context().span_id  # the client's CLIENT span sits between
     children = sorted(s.name for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id)
