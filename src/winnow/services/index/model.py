@@ -28,7 +28,7 @@ class FilterTerm:
     value: Scalar
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     id: str
     score: float

@@ -213,7 +213,7 @@ class Shard:
                     exact = allowed is not None and self._small(int((allowed & v.live_mask()).sum()))
                     nprobe, ef = q.nprobe or s.default_nprobe, q.ef_search or s.default_ef_search
                     scores, slots = v.search(vec, k, allowed, nprobe, ef, exact)
-                dense = [self.state.hit(sl, sc, q.include_payloads) for sc, sl in zip(scores.tolist(), slots.tolist())]
+                dense = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
                 timings["dense"] = _ms(t0)
             if q.text:
                 t0 = time.perf_counter()
@@ -222,7 +222,7 @@ class Shard:
                 if rebuild:
                     timings["bm25_rebuild"] = round(rebuild, 3)
                 scores, slots = self.state.lexical.search(q.text, lexical_k, live if allowed is None else live & allowed)
-                lexical = [self.state.hit(sl, sc, q.include_payloads) for sc, sl in zip(scores.tolist(), slots.tolist())]
+                lexical = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
                 timings["lexical"] = _ms(t0)
         return SearchResult(dense, lexical, gen, timings)
 
@@ -257,7 +257,7 @@ class Shard:
             total = int(order.shape[0])
             if q.max_results:
                 order = order[: q.max_results]
-            hits = [self.state.hit(sl, sc, q.include_payloads) for sc, sl in zip(scores[order].tolist(), slots[order].tolist())]
+            hits = self.state.hits(scores[order].tolist(), slots[order].tolist(), q.include_payloads)
         timings = {"range": _ms(t0)}
         pages = max(1, -(-len(hits) // page_size))
         for p in range(pages):

@@ -60,6 +60,14 @@ class ShardState:
             del self.slot_of[self.ids[slot]]  # type: ignore[arg-type]
             self.ids[slot], self.texts[slot], self.metas[slot] = None, "", "{}"
 
+    def hits(self, scores: list[float], slots: list[int], payload: bool) -> list[Hit]:
+        """Hits for parallel lists of scores and slots (the hot path of every search: kept lean)."""
+        ids = self.ids
+        if not payload:
+            return [Hit(ids[sl], sc) for sc, sl in zip(scores, slots)]  # type: ignore[arg-type]
+        texts, metas = self.texts, self.metas
+        return [Hit(ids[sl], sc, texts[sl], metas[sl]) for sc, sl in zip(scores, slots)]  # type: ignore[arg-type]
+
     def hit(self, slot: int, score: float, payload: bool) -> Hit:
         if payload:
             return Hit(self.ids[slot], float(score), self.texts[slot], self.metas[slot])  # type: ignore[arg-type]
