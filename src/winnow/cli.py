@@ -92,7 +92,7 @@ def cmd_status(args) -> int:
 
     state = read_state(Path(args.data_dir))
     target = _target(args)
-    with WinnowClient(target, timeout=5) as client:
+    with WinnowClient(target, timeout=5, token=args.token) as client:
         if not client.healthy():
             print(f"gateway {target}: not serving", file=sys.stderr)
             return 1
@@ -117,7 +117,7 @@ def cmd_search(args) -> int:
         filters[field] = json.loads(value) if value[:1] in "0123456789-tf[{\"" and _is_json(value) else value
     opts = dict(k=args.k, window=args.window, rerank=not args.no_rerank, retrieval=args.retrieval,
                 mrl_dim=args.mrl_dim, filters=filters, no_cache=args.no_cache)
-    with WinnowClient(_target(args), timeout=args.timeout) as client:
+    with WinnowClient(_target(args), timeout=args.timeout, token=args.token) as client:
         if args.bulk:
             hits, pages = [], 0
             for page in client.bulk_search(args.query, threshold=args.threshold, max_results=args.max_results,
@@ -175,7 +175,7 @@ def cmd_ingest(args) -> int:
 
     try:
         total = count_lines(args.file)
-        with WinnowClient(_target(args)) as client:
+        with WinnowClient(_target(args), token=args.token) as client:
             n = ingest(client, read_documents(args.file), batch_size=args.batch_size, total=total,
                        progress=not args.quiet)
     except CorpusError as exc:
@@ -188,7 +188,7 @@ def cmd_ingest(args) -> int:
 def cmd_delete(args) -> int:
     from winnow.client import WinnowClient
 
-    with WinnowClient(_target(args)) as client:
+    with WinnowClient(_target(args), token=args.token) as client:
         print(f"deleted {client.delete(args.ids).deleted}", file=sys.stderr)
     return 0
 
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local cluster state (default .winnow)")
         if target:
             sp.add_argument("--target", help="gateway host:port (default: the local cluster's)")
+            sp.add_argument("--token", default="", help="bearer token, if the gateway sets auth_token")
 
     up = sub.add_parser("up", help="start the local cluster")
     common(up, target=False)

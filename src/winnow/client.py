@@ -54,10 +54,11 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = Tr
 class WinnowClient:
     """Blocking client. Every call has a deadline (`timeout`, seconds)."""
 
-    def __init__(self, target: str = "127.0.0.1:50050", timeout: float = 30.0,
+    def __init__(self, target: str = "127.0.0.1:50050", timeout: float = 30.0, token: str = "",
                  max_message_bytes: int = 64 * 1024 * 1024) -> None:
         self.target = target
         self.timeout = timeout
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -66,29 +67,29 @@ class WinnowClient:
 
     def search(self, query: str, timeout: float | None = None, **options: Any) -> pb.SearchResponse:
         """Precision search: top k reranked hits. Options: see `search_request`."""
-        return self.stub.Search(search_request(query, **options), timeout=timeout or self.timeout)
+        return self.stub.Search(search_request(query, **options), timeout=timeout or self.timeout, metadata=self.metadata)
 
     def bulk_search(self, query: str, threshold: float, timeout: float | None = None,
                     **options: Any) -> Iterator[pb.BulkSearchPage]:
         """Bulk ("find all") search: every document with similarity >= threshold, page by page."""
         req = search_request(query, threshold=threshold, bulk=True, **options)
-        yield from self.stub.BulkSearch(req, timeout=timeout or self.timeout)
+        yield from self.stub.BulkSearch(req, timeout=timeout or self.timeout, metadata=self.metadata)
 
     def upsert(self, documents: Iterable[Mapping[str, Any]], timeout: float | None = None) -> pb.UpsertResponse:
         """documents: dicts with id, text and optional metadata (a dict)."""
         docs = [pb.Document(id=str(d["id"]), text=d["text"],
                             metadata_json=json.dumps(d["metadata"]) if d.get("metadata") else "")
                 for d in documents]
-        return self.stub.Upsert(pb.UpsertRequest(documents=docs), timeout=timeout or self.timeout)
+        return self.stub.Upsert(pb.UpsertRequest(documents=docs), timeout=timeout or self.timeout, metadata=self.metadata)
 
     def delete(self, ids: Iterable[str], timeout: float | None = None) -> pb.DeleteResponse:
-        return self.stub.Delete(pb.DeleteRequest(ids=list(ids)), timeout=timeout or self.timeout)
+        return self.stub.Delete(pb.DeleteRequest(ids=list(ids)), timeout=timeout or self.timeout, metadata=self.metadata)
 
     def get(self, ids: Iterable[str], timeout: float | None = None) -> pb.GetResponse:
-        return self.stub.Get(pb.GetRequest(ids=list(ids)), timeout=timeout or self.timeout)
+        return self.stub.Get(pb.GetRequest(ids=list(ids)), timeout=timeout or self.timeout, metadata=self.metadata)
 
     def info(self, timeout: float | None = None) -> pb.ClusterInfoResponse:
-        return self.stub.ClusterInfo(pb.ClusterInfoRequest(), timeout=timeout or self.timeout)
+        return self.stub.ClusterInfo(pb.ClusterInfoRequest(), timeout=timeout or self.timeout, metadata=self.metadata)
 
     def healthy(self, timeout: float = 2.0) -> bool:
         """True when the gateway's grpc.health.v1 reports SERVING."""

@@ -25,6 +25,12 @@ class NotFound(WinnowError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class Unauthenticated(WinnowError):
+    """The request carries no valid `authorization: Bearer <token>` metadata."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class Overloaded(WinnowError):
     """Admission control refused the request; retry later with backoff."""
 
@@ -57,6 +63,7 @@ class Internal(WinnowError):
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -9,6 +9,7 @@ domain errors to status codes via `errors.STATUS_TABLE`, and (e) records per-RPC
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import signal
@@ -22,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from winnow.core import metrics, tracing
-from winnow.core.errors import InvalidArgument, Overloaded, WinnowError, error_kind, status_for
+from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
 from winnow.core.logs import new_request_id, request_id_var
 from winnow.core.settings import ServiceSettings
 
@@ -42,8 +43,9 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 class CoreInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
-    def __init__(self, service: str, max_inflight: int, max_message_bytes: int) -> None:
+    def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "") -> None:
         self.service = service
+        self._auth = f"Bearer {auth_token}".encode() if auth_token else b""
         self.max_inflight = max_inflight
         self.max_message_bytes = max_message_bytes
         self.inflight = 0
@@ -79,6 +81,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 f"request could not be parsed ({exc}); string fields must be valid UTF-8"
             ) from None
 
+    def _authenticate(self, context) -> None:
+        if not self._auth:
+            return
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and hmac.compare_digest(str(value).encode(), self._auth):
+                return
+        raise Unauthenticated("missing or wrong `authorization: Bearer <token>` metadata")
+
     def _admit(self) -> None:
         if self.inflight >= self.max_inflight:
             metrics.ADMISSION_REJECTED.labels(self.service).inc()
@@ -107,6 +117,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             admitted = False
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                self._authenticate(context)
                 request = self._parse(raw, deserializer)
                 self._admit()
                 admitted = True
@@ -140,6 +151,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             admitted = False
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                self._authenticate(context)
                 request = self._parse(raw, deserializer)
                 self._admit()
                 admitted = True
@@ -207,11 +219,17 @@ class GrpcService:
         s = self.settings
         hard_limit = 2 * s.max_message_bytes  # the interceptor enforces the real limit with INVALID_ARGUMENT
         self.server = grpc.aio.server(
-            interceptors=[CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes), *tracing.server_interceptors()],
+            interceptors=[
+                CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value()),
+                *tracing.server_interceptors(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", hard_limit),
                 ("grpc.max_send_message_length", hard_limit),
                 ("grpc.so_reuseport", 0),
+                # Clients reconnect now and then, so replicas added by an autoscaler get traffic.
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 30_000),
             ],
         )
         self.names = list(self._register(self.server))

@@ -51,6 +51,11 @@ class ServiceSettings(BaseSettings):
         "none", description="OpenTelemetry span exporter: none, console or otlp (OTLP needs the exporter package)."
     )
     otel_endpoint: str = Field("", description="OTLP endpoint for otel_exporter=otlp, e.g. http://collector:4317.")
+    auth_token: SecretStr = Field(
+        SecretStr(""),
+        description="If set, every RPC but health and reflection must carry `authorization: Bearer <token>` "
+        "metadata; others get UNAUTHENTICATED. Meant for the public gateway.",
+    )
     ready_file: str = Field(
         "", description="If set, the service writes its bound gRPC/metrics ports here as JSON once SERVING."
     )
