@@ -1,9 +1,11 @@
 """BM25 over the shard's texts with bm25s (English stopwords, PyStemmer English stemmer).
 
 bm25s builds an immutable index, so this keeps it in step lazily: an upsert only marks the index stale, and the
-next lexical search rebuilds it from the live texts (many writes between two searches cost one rebuild). Deletes
+next lexical search rebuilds it from the live texts (many writes between two searches cost one rebuild).
+Tokenising (stopwords + stemming) is two thirds of a rebuild, so each slot's token ids are cached: a rebuild
+tokenises only the texts added since the last one, then hands cached ids to bm25s's indexer. Deletes
 and replacements need no rebuild to be correct: the search passes a weight mask of live (and filter-allowed) slots
-into bm25s, so dead rows never score. A stale index is rebuilt anyway once a fifth of its rows are dead, so
+into bm25s, so dead rows never score. The index is also rebuilt once a fifth of its rows are dead, so
 document frequencies do not drift far. `max_staleness_s` > 0 trades freshness for fewer rebuilds under heavy
 mixed load.
 """
@@ -29,8 +31,9 @@ class Bm25Index:
         self._stemmer = Stemmer.Stemmer("english")
         self._lock = threading.Lock()
         self._retriever: bm25s.BM25 | None = None
-        self._tokenizer: bm25s.tokenization.Tokenizer | None = None
         self._slots = np.zeros(0, np.int64)  # bm25 row -> slot
+        self._vocab: dict[str, int] = {}  # grows only; words of dead documents just keep df 0
+        self._tokens: dict[int, np.ndarray] = {}  # slot -> token ids (int32), filled lazily at rebuild
         self._built_version = -1
         self._built_at = 0.0
         self.version = 0  # bumped by every add: the index is stale when built_version != version
@@ -40,13 +43,42 @@ class Bm25Index:
         """New texts exist; the next search rebuilds."""
         self.version += 1
 
-    def _stale(self, live: np.ndarray) -> bool:
+    def _needs_rebuild(self, live: np.ndarray) -> bool:
+        if self._too_many_dead(live):
+            return True  # bound the drift of document frequencies after deletes
         if self._built_version == self.version:
             return False
-        if self._retriever is not None and self.max_staleness_s > 0:
-            if time.monotonic() - self._built_at < self.max_staleness_s:
-                return False
-        return True
+        fresh_enough = time.monotonic() - self._built_at < self.max_staleness_s
+        return self._retriever is None or not fresh_enough
+
+    def _words(self, texts: list[str]) -> list[list[str]]:
+        return bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
+
+    def ensure_fresh(self, texts: list[str], live: np.ndarray) -> float:
+        """Rebuild if stale; returns milliseconds spent (0 when fresh). Caller holds the shard's read lock."""
+        with self._lock:
+            if not self._needs_rebuild(live):
+                return 0.0
+            start = time.perf_counter()
+            slots = np.flatnonzero(live).astype(np.int64)
+            for dead in [s for s in self._tokens if s >= live.shape[0] or not live[s]]:
+                del self._tokens[dead]
+            new = [int(s) for s in slots if int(s) not in self._tokens]
+            vocab = self._vocab
+            for slot, words in zip(new, self._words([texts[s] for s in new])):
+                self._tokens[slot] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.int32)
+            retriever = None
+            if slots.shape[0]:
+                ids = [self._tokens[int(s)].tolist() for s in slots]
+                retriever = bm25s.BM25()
+                retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=dict(vocab)), create_empty_token=False,
+                                show_progress=False)
+            self._retriever, self._slots = retriever, slots
+            self._built_version, self._built_at = self.version, time.monotonic()
+            self.rebuilds += 1
+            ms = (time.perf_counter() - start) * 1000
+            log.debug("bm25 rebuilt", extra={"fields": {"docs": int(slots.shape[0]), "new": len(new), "ms": round(ms, 1)}})
+            return ms
 
     def _too_many_dead(self, live: np.ndarray) -> bool:
         if self._slots.shape[0] == 0:
@@ -55,39 +87,20 @@ class Bm25Index:
         dead = self._slots.shape[0] - int(live[in_range].sum())
         return dead * 5 > self._slots.shape[0]
 
-    def ensure_fresh(self, texts: list[str], live: np.ndarray) -> float:
-        """Rebuild if stale; returns milliseconds spent (0 when fresh). Caller holds the shard's read lock."""
-        with self._lock:
-            if not self._stale(live) and not (self._built_version != self.version and self._too_many_dead(live)):
-                return 0.0
-            start = time.perf_counter()
-            slots = np.flatnonzero(live).astype(np.int64)
-            tokenizer = bm25s.tokenization.Tokenizer(stemmer=self._stemmer, stopwords="en")
-            retriever = None
-            if slots.shape[0]:
-                ids = tokenizer.tokenize([texts[s] for s in slots], update_vocab=True, return_as="ids", show_progress=False)
-                retriever = bm25s.BM25()
-                retriever.index(ids, show_progress=False)
-            self._retriever, self._tokenizer, self._slots = retriever, tokenizer, slots
-            self._built_version, self._built_at = self.version, time.monotonic()
-            self.rebuilds += 1
-            ms = (time.perf_counter() - start) * 1000
-            log.debug("bm25 rebuilt", extra={"fields": {"docs": int(slots.shape[0]), "ms": round(ms, 1)}})
-            return ms
-
     def search(self, query: str, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, slots) among rows whose slot is `allowed` (live and filter-matching); score > 0 only."""
-        retriever, tokenizer, slots = self._retriever, self._tokenizer, self._slots
-        if retriever is None or tokenizer is None or slots.shape[0] == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        q = tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)
-        if not q or not any(t for t in q[0] if t != tokenizer.word_to_id.get("", -1)):
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        retriever, slots = self._retriever, self._slots
+        empty = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if retriever is None or slots.shape[0] == 0:
+            return empty
+        qids = [self._vocab[w] for w in self._words([query])[0] if w in self._vocab]
+        if not qids:
+            return empty  # only stopwords or words no document has
         in_range = slots < allowed.shape[0]
         weights = np.zeros(slots.shape[0], np.float32)
         weights[in_range] = allowed[slots[in_range]]
         kk = min(k, slots.shape[0])
-        rows, scores = retriever.retrieve(q, k=kk, show_progress=False, weight_mask=weights, n_threads=0)
+        rows, scores = retriever.retrieve([qids], k=kk, show_progress=False, weight_mask=weights, n_threads=0)
         rows, scores = rows[0], scores[0]
         keep = (scores > 0) & (weights[rows] > 0)
         return scores[keep].astype(np.float32), slots[rows[keep]]
