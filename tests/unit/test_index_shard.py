@@ -124,6 +124,7 @@ def test_mrl_coarse_to_fine(shard):
     fine = shard.search(SearchQuery(vec(7), 5)).dense
     coarse = shard.search(SearchQuery(vec(7), 5, coarse_dim=4, coarse_candidates=300)).dense
     assert [h.id for h in coarse] == [h.id for h in fine]  # every survivor refined: same as exact
+    assert shard.search(SearchQuery(vec(7), 5, coarse_dim=DIM)).dense == fine  # full dimension: no sweep
     small = shard.search(SearchQuery(vec(7), 5, coarse_dim=4)).dense
     assert small[0].id == "d7" and len(small) == 5
     r = list(shard.range_search(RangeQuery(vec(7), 0.5, coarse_dim=8)))
@@ -180,7 +181,7 @@ def test_bad_documents_rejected_whole_batch(shard, bad, message):
         (SearchQuery(vec(1), 10_001), "max_k"),
         (SearchQuery(np.ones(3, np.float32), 5), "dimension"),
         (SearchQuery(np.full(DIM, np.nan, np.float32), 5), "NaN"),
-        (SearchQuery(vec(1), 5, coarse_dim=DIM), "coarse_dim"),
+        (SearchQuery(vec(1), 5, coarse_dim=DIM + 1), "coarse_dim"),
         (SearchQuery(vec(1), 5, coarse_dim=4, coarse_candidates=2), "coarse_candidates"),
         (SearchQuery(None, 0, text="x", lexical_k=0), "lexical_k"),
         (SearchQuery(vec(1), 5, filters=[FilterTerm("f", [1])]), "string, number or bool"),  # type: ignore[list-item]

@@ -97,7 +97,9 @@ def threshold(value: float) -> float:
 
 
 def coarse_dim(value: int, dim: int) -> int:
-    """0 (off) or a sweep dimension below the full one."""
+    """0 (off) or a sweep dimension below the full one; the full dimension itself means no sweep (0)."""
+    if value == dim:
+        return 0
     if value and not 1 <= value < dim:
-        raise InvalidArgument(f"coarse_dim {value} must be between 1 and {dim - 1} (0 turns MRL sweep off)")
+        raise InvalidArgument(f"coarse_dim {value} must be between 1 and {dim} (0 or {dim} turns the MRL sweep off)")
     return value
