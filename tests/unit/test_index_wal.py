@@ -151,3 +151,17 @@ def test_trained_ivf_survives_restart(tmp_path):
     assert b.stats().trained and b.generation == 3
     assert b.search(SearchQuery(vec(1000), 1, nprobe=4)).dense[0].id == "late"
     b.close()
+
+
+def test_changed_index_factory_rebuilds_from_snapshot(tmp_path):
+    a = opened(settings(tmp_path, index_factory="HNSW16,Flat"))
+    a.upsert([Doc(f"d{i}", vec(i), "", "{}") for i in range(50)])
+    a.close()
+    b = opened(settings(tmp_path, index_factory="IVF2,Flat", train_min_vectors=10))
+    assert b.stats().trained and b.stats().index_factory == "IVF2,Flat" and b.stats().count == 50
+    assert b.search(SearchQuery(vec(9), 1, nprobe=2)).dense[0].id == "d9"
+    b.close()
+    c = opened(settings(tmp_path, index_factory="Flat"))
+    assert c.search(SearchQuery(vec(9), 1)).dense[0].id == "d9"
+    np.testing.assert_allclose(c.state.vectors.vectors()[c.state.slot_of["d9"]], vec(9), rtol=1e-6)
+    c.close()

@@ -85,7 +85,7 @@ def load(path: Path) -> SnapshotData:
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"snapshot {path.name} has format {meta.get('format')}; this build reads {FORMAT}")
-    vectors = np.load(path / "vectors.npy")
+    vectors = np.load(path / "vectors.npy", mmap_mode="r")  # not read at all when the FAISS index holds them
     live = np.load(path / "live.npy")
     ids: list[str | None] = []
     texts: list[str] = []

@@ -5,7 +5,9 @@ FAISS index's sequential ids equal the slots for every index type (HNSW cannot `
 Deleting or replacing a document kills its slot: searches pass a bitmap IDSelector of live slots into FAISS, so
 dead slots are excluded inside the search, never post-filtered. Compaction (at snapshot time) renumbers slots.
 
-The matrix also serves what FAISS cannot: exact search before an IVF/PQ index is trained, exact search on a small
+For Flat and HNSW-over-Flat indexes the "matrix" is a zero-copy view of FAISS's own flat storage (vectors are
+held once); other types (IVF, PQ: lossy or list-ordered) keep a separate float32 matrix. Either way it serves
+what FAISS cannot: exact search before an IVF/PQ index is trained, exact search on a small
 filtered subset, exact range search, and the MRL coarse sweep over pre-normalised leading dimensions.
 Not thread-safe: the shard holds a read/write lock around it.
 """
@@ -28,6 +30,18 @@ def set_omp_threads(n: int) -> None:
     """OpenMP threads for FAISS calls made from the calling thread (an executor initializer); 0 = leave as is."""
     if n > 0:
         faiss.omp_set_num_threads(n)
+
+
+def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The IndexFlat that holds every vector in slot order (Flat, HNSWx,Flat), or None for other types."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexFlat):
+        return inner
+    if isinstance(inner, faiss.IndexHNSW):
+        storage = faiss.downcast_index(inner.storage)
+        if isinstance(storage, faiss.IndexFlat):
+            return storage
+    return None
 
 
 def _topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +67,7 @@ class VectorStore:
             raise InvalidArgument(f"index_factory {factory!r} is not a valid FAISS factory string: {exc}") from None
         self.coarse_dims = sorted({d for d in coarse_dims if 0 < d < dim})
         self._ivf = faiss.try_extract_index_ivf(self.index)
+        self._storage = _flat_storage(self.index)  # not None: vectors live only in FAISS
         self.train_min = train_min or (39 * self._ivf.nlist if self._ivf is not None else 1000)
         self.n = 0  # slots used
         self._vecs = np.zeros((0, dim), np.float32)
@@ -73,7 +88,8 @@ class VectorStore:
         m = vectors.shape[0]
         start = self.n
         self._grow(start + m)
-        self._vecs[start : start + m] = vectors
+        if self._storage is None:
+            self._vecs[start : start + m] = vectors
         self._live[start : start + m] = True
         for d, mat in self._coarse.items():
             mat[start : start + m] = self._normalised(vectors[:, :d])
@@ -101,12 +117,12 @@ class VectorStore:
         if self.n_live == 0:
             raise FailedPrecondition("cannot train an empty index: upsert documents first")
         try:
-            self.index.train(self._vecs[: self.n][self._live[: self.n]])
+            self.index.train(self._m()[self._live[: self.n]])
         except RuntimeError as exc:
             raise FailedPrecondition(
                 f"training {self.factory} on {self.n_live} vectors failed ({str(exc).splitlines()[0]}); add more vectors"
             ) from None
-        self.index.add(self._vecs[: self.n])
+        self.index.add(self._m())
         self._gpu_stale = True
         log.info("index trained", extra={"fields": {"factory": self.factory, "vectors": self.n_live}})
         return True
@@ -114,7 +130,7 @@ class VectorStore:
     def compacted(self) -> "VectorStore":
         """A new store holding only the live slots, renumbered in order (the old store is left untouched, so
         searches can go on while it is built); a trained index stays trained."""
-        kept = self._vecs[: self.n][self._live[: self.n]]
+        kept = self._m()[self._live[: self.n]]
         fresh = VectorStore(self.dim, self.factory, self.coarse_dims, self.train_min, use_gpu=False)
         fresh.device, fresh._gpu_res = self.device, self._gpu_res
         if self.index.is_trained and not fresh.index.is_trained and kept.shape[0]:
@@ -129,16 +145,24 @@ class VectorStore:
     def restore(self, vectors: np.ndarray, live: np.ndarray, index: faiss.Index | None) -> None:
         """Load slots from a snapshot into this empty store; `index` (if given) must hold exactly those slots."""
         n = vectors.shape[0]
+        if index is not None and (index.ntotal != n or index.d != self.dim):
+            log.warning("snapshot index does not match its vectors; rebuilding it")
+            index = None
+        if index is not None:
+            self.index = index
+            self._ivf = faiss.try_extract_index_ivf(index)
+            self._storage = _flat_storage(index)
         self._grow(n)
-        self._vecs[:n], self._live[:n] = vectors, live
+        self._live[:n] = live
+        if self._storage is None:
+            self._vecs[:n] = vectors
         for d, mat in self._coarse.items():
             for a in range(0, n, _BLOCK):
                 b = min(a + _BLOCK, n)
                 mat[a:b] = self._normalised(vectors[a:b, :d])
         self.n, self.n_live, self._bits = n, int(live.sum()), None
-        if index is not None and index.ntotal == n and index.d == self.dim:
-            self.index = index
-            self._ivf = faiss.try_extract_index_ivf(index)
+        if index is not None:
+            pass
         elif self.index.is_trained:
             self.index.add(vectors)
         elif self.n_live >= self.train_min:
@@ -148,7 +172,7 @@ class VectorStore:
     # ---- reads --------------------------------------------------------------------------------------
     def vectors(self) -> np.ndarray:
         """The slot matrix (a view: n x dim)."""
-        return self._vecs[: self.n]
+        return self._m()
 
     def live_mask(self) -> np.ndarray:
         """Liveness per slot (a view: n)."""
@@ -188,11 +212,11 @@ class VectorStore:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if count * 4 < self.n:  # sparse subset: gather its rows instead of scanning everything
             rows = np.flatnonzero(mask)
-            return _topk(self._vecs[rows] @ q, rows, k)
+            return _topk(self._m()[rows] @ q, rows, k)
         best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
         for a in range(0, self.n, _BLOCK):
             b = min(a + _BLOCK, self.n)
-            s = self._vecs[a:b] @ q
+            s = self._m()[a:b] @ q
             s[~mask[a:b]] = -np.inf
             s2, r2 = _topk(s, np.arange(a, b, dtype=np.int64), k)
             best_s, best_r = _topk(np.concatenate([best_s, s2]), np.concatenate([best_r, r2]), k)
@@ -226,23 +250,31 @@ class VectorStore:
 
     def rescore(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Full-dimension scores of the given slots."""
-        return self._vecs[slots] @ q if slots.shape[0] else np.zeros(0, np.float32)
+        return self._m()[slots] @ q if slots.shape[0] else np.zeros(0, np.float32)
 
     def probe(self) -> bool:
         """Touch the index (a real search of a stored vector); True when it answers."""
         if self.n_live == 0:
             return self.index.ntotal >= 0
         slot = int(np.flatnonzero(self._live[: self.n])[0])
-        _, slots = self.search(self._vecs[slot].copy(), 1, None, 0, 0, exact=False)
+        _, slots = self.search(self._m()[slot].copy(), 1, None, 0, 0, exact=False)
         return slots.shape[0] == 1
 
     # ---- internals ----------------------------------------------------------------------------------
     def _block(self, a: int, b: int, coarse_dim: int) -> np.ndarray:
         if not coarse_dim:
-            return self._vecs[a:b]
+            return self._m()[a:b]
         if coarse_dim in self._coarse:
             return self._coarse[coarse_dim][a:b]
-        return self._normalised(self._vecs[a:b, :coarse_dim])
+        return self._normalised(self._m()[a:b, :coarse_dim])
+
+    def _m(self) -> np.ndarray:
+        """The n x dim slot matrix: a view into FAISS's flat storage, or the own copy. Valid until the next add."""
+        if self._storage is None:
+            return self._vecs[: self.n]
+        if self.n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(self._storage.get_xb(), self.n * self.dim).reshape(self.n, self.dim)
 
     @staticmethod
     def _normalised(x: np.ndarray) -> np.ndarray:
@@ -251,15 +283,17 @@ class VectorStore:
         return (x / norms).astype(np.float32)
 
     def _grow(self, need: int) -> None:
-        cap = self._vecs.shape[0]
+        cap = self._live.shape[0]
         if need <= cap:
             return
         new_cap = max(need, 2 * cap, 1024)
-        vecs = np.zeros((new_cap, self.dim), np.float32)
-        vecs[: self.n] = self._vecs[: self.n]
+        if self._storage is None:
+            vecs = np.zeros((new_cap, self.dim), np.float32)
+            vecs[: self.n] = self._vecs[: self.n]
+            self._vecs = vecs
         live = np.zeros(new_cap, bool)
         live[: self.n] = self._live[: self.n]
-        self._vecs, self._live = vecs, live
+        self._live = live
         for d, mat in list(self._coarse.items()):
             grown = np.zeros((new_cap, d), np.float32)
             grown[: self.n] = mat[: self.n]
