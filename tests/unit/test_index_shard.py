@@ -206,3 +206,18 @@ def test_bad_page_size_and_delete_id(shard):
     with pytest.raises(InvalidArgument, match="empty"):
         shard.delete(["ok", ""])
     assert shard.stats().generation == 0
+
+
+def test_not_loaded_is_unavailable(tmp_path):
+    from winnow.core.errors import Unavailable
+
+    shard = Shard(IndexSettings(data_dir=str(tmp_path / "s"), dim=DIM, fsync=False))
+    with pytest.raises(Unavailable, match="loading"):
+        shard.upsert([doc(1)])
+    with pytest.raises(Unavailable):
+        shard.search(SearchQuery(vec(1), 1))
+    shard.open()
+    shard.upsert([doc(1)])
+    shard.close()
+    with pytest.raises(Unavailable):
+        shard.get(["d1"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.core.errors import Internal, InvalidArgument
+from winnow.core.errors import Internal, InvalidArgument, Unavailable
 from winnow.services.index import snapshot, validate, wal
 from winnow.services.index.lexical import Bm25Index
 from winnow.services.index.model import (
@@ -90,9 +90,14 @@ class Shard:
             self._wal.close()
             self.loaded = False
 
+    def _ready(self) -> None:
+        if not self.loaded:
+            raise Unavailable(f"shard {self.s.shard_id} is loading its snapshot and log (or closed); retry shortly")
+
     # ---- writes -------------------------------------------------------------------------------------
     def upsert(self, docs: list[Doc]) -> WriteResult:
         """Insert or replace documents; returns once the write is durable."""
+        self._ready()
         checked = [validate.document(d.id, d.vector, d.text, d.metadata_json, self.s) for d in docs]
         if not checked:
             return WriteResult(0, self.generation, {})
@@ -100,6 +105,7 @@ class Shard:
 
     def delete(self, ids: list[str]) -> WriteResult:
         """Delete documents by id (missing ids are fine); `count` = ids that existed."""
+        self._ready()
         for i in ids:
             validate.doc_id(i, self.s.max_id_bytes)
         if not ids:
@@ -108,6 +114,7 @@ class Shard:
 
     def train(self) -> tuple[bool, int]:
         """Train an untrained index (IVF, PQ) now on the live vectors; (trained, generation)."""
+        self._ready()
         with self._write_mutex:
             if self.state.vectors.index.is_trained:
                 return True, self.generation
@@ -121,6 +128,7 @@ class Shard:
     def _write(self, rec: wal.Record) -> WriteResult:
         body = wal.encode(rec.op, docs=rec.docs, ids=rec.ids)
         with self._write_mutex:
+            self._ready()  # close() may have run while this write waited
             t0 = time.perf_counter()
             gen = self.generation + 1
             self._wal.append(gen, body)
@@ -168,6 +176,7 @@ class Shard:
     # ---- reads --------------------------------------------------------------------------------------
     def get(self, ids: list[str]) -> tuple[list[Hit], list[str]]:
         """Documents by id with payloads (score 0), and the ids not found."""
+        self._ready()
         found, missing = [], []
         with self._rw.read():
             for i in ids:
@@ -185,6 +194,7 @@ class Shard:
 
     def search(self, q: SearchQuery) -> SearchResult:
         """Dense top-k (ANN, exact on small filtered subsets, or MRL coarse-to-fine) and/or BM25 top-k."""
+        self._ready()
         s = self.s
         if q.vector is None and not q.text:
             raise InvalidArgument("nothing to search: set a vector, query_text, or both")
@@ -232,6 +242,7 @@ class Shard:
 
     def range_search(self, q: RangeQuery) -> Iterator[RangePage]:
         """Every document scoring >= threshold (exact; MRL sweep first when coarse_dim), in pages, best first."""
+        self._ready()
         s = self.s
         vec = validate.vector(q.vector, s.dim, s.normalize, "query vector")
         threshold = validate.threshold(q.threshold)

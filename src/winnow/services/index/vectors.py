@@ -161,12 +161,11 @@ class VectorStore:
                 b = min(a + _BLOCK, n)
                 mat[a:b] = self._normalised(vectors[a:b, :d])
         self.n, self.n_live, self._bits = n, int(live.sum()), None
-        if index is not None:
-            pass
-        elif self.index.is_trained:
-            self.index.add(vectors)
-        elif self.n_live >= self.train_min:
-            self.train()
+        if index is None:  # no saved index (untrained, or another factory): index the vectors afresh
+            if self.index.is_trained:
+                self.index.add(np.ascontiguousarray(vectors))
+            elif self.n_live >= self.train_min:
+                self.train()
         self._gpu_stale = True
 
     # ---- reads --------------------------------------------------------------------------------------
