@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     hnsw_params = faiss.SearchParametersHNSW(efSearch=args.ef_search)
     default = _measure(f"{settings.index_factory} (shard default, efSearch {args.ef_search})", index, hnsw_params,
                        xb, xq, gt_scores, nq, build, mem)
-    default["memory_note"] = "shard RSS growth: FAISS index + the shard's own vector matrix + ids"
+    default["memory_note"] = "shard RSS growth: FAISS index (holding the vectors) + ids, payloads, metadata postings"
     results.append(default)
     log(results[-1])
     core = _latency(lambda q: shard.search(SearchQuery(q, K)), xq)
