@@ -20,11 +20,9 @@ import faiss
 import numpy as np
 
 from winnow.core.errors import FailedPrecondition, InvalidArgument
+from winnow.services.index import scan
 
 log = logging.getLogger(__name__)
-
-_BLOCK = 65_536  # rows per matmul block in exact scans: bounds the temporary score matrix
-
 
 def set_omp_threads(n: int) -> None:
     """OpenMP threads for FAISS calls made from the calling thread (an executor initializer); 0 = leave as is."""
@@ -42,17 +40,6 @@ def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
         if isinstance(storage, faiss.IndexFlat):
             return storage
     return None
-
-
-def _topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best k (scores, rows), best first; -inf scores are never returned."""
-    keep = np.isfinite(scores)
-    scores, rows = scores[keep], rows[keep]
-    if scores.shape[0] > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-        scores, rows = scores[part], rows[part]
-    order = np.lexsort((rows, -scores))  # ties broken by slot: deterministic
-    return scores[order], rows[order]
 
 
 class VectorStore:
@@ -92,7 +79,7 @@ class VectorStore:
             self._vecs[start : start + m] = vectors
         self._live[start : start + m] = True
         for d, mat in self._coarse.items():
-            mat[start : start + m] = self._normalised(vectors[:, :d])
+            mat[start : start + m] = scan.normalised(vectors[:, :d])
         self.n += m
         self.n_live += m
         self._bits = None
@@ -157,9 +144,9 @@ class VectorStore:
         if self._storage is None:
             self._vecs[:n] = vectors
         for d, mat in self._coarse.items():
-            for a in range(0, n, _BLOCK):
-                b = min(a + _BLOCK, n)
-                mat[a:b] = self._normalised(vectors[a:b, :d])
+            for a in range(0, n, scan.BLOCK):
+                b = min(a + scan.BLOCK, n)
+                mat[a:b] = scan.normalised(vectors[a:b, :d])
         self.n, self.n_live, self._bits = n, int(live.sum()), None
         if index is None:  # no saved index (untrained, or another factory): index the vectors afresh
             if self.index.is_trained:
@@ -185,7 +172,7 @@ class VectorStore:
         `exact` scans the matrix (used for small filtered subsets); an untrained index is always exact.
         """
         if self.n_live == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return scan.empty()
         mask = self._live[: self.n] if allowed is None else (self._live[: self.n] & allowed)
         if exact or not self.index.is_trained:
             return self.exact(q, k, mask)
@@ -206,46 +193,17 @@ class VectorStore:
 
     def exact(self, q: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force top-k over the slots where `mask` is true."""
-        count = int(mask.sum())
-        if count == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        if count * 4 < self.n:  # sparse subset: gather its rows instead of scanning everything
-            rows = np.flatnonzero(mask)
-            return _topk(self._m()[rows] @ q, rows, k)
-        best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
-        for a in range(0, self.n, _BLOCK):
-            b = min(a + _BLOCK, self.n)
-            s = self._m()[a:b] @ q
-            s[~mask[a:b]] = -np.inf
-            s2, r2 = _topk(s, np.arange(a, b, dtype=np.int64), k)
-            best_s, best_r = _topk(np.concatenate([best_s, s2]), np.concatenate([best_r, r2]), k)
-        return best_s, best_r
+        return scan.exact_topk(self._m(), q, k, mask)
 
     def range(self, q: np.ndarray, threshold: float, mask: np.ndarray, coarse_dim: int = 0):
-        """Every slot in `mask` scoring >= threshold, exactly, at full dimension or at `coarse_dim`."""
-        qq = self._normalised(q[:coarse_dim].reshape(1, -1))[0] if coarse_dim else q
-        out_s, out_r = [], []
-        for a in range(0, self.n, _BLOCK):
-            b = min(a + _BLOCK, self.n)
-            s = self._block(a, b, coarse_dim) @ qq
-            hit = (s >= threshold) & mask[a:b]
-            out_s.append(s[hit])
-            out_r.append(np.flatnonzero(hit) + a)
-        if not out_s:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        return np.concatenate(out_s), np.concatenate(out_r).astype(np.int64)
+        """Every slot in `mask` scoring >= threshold, exactly, at full dimension or at `coarse_dim` (unsorted)."""
+        qq = scan.normalised(q[:coarse_dim].reshape(1, -1))[0] if coarse_dim else q
+        return scan.blocked_range(lambda a, b: self._block(a, b, coarse_dim), self.n, qq, threshold, mask)
 
     def coarse_topk(self, q: np.ndarray, k: int, mask: np.ndarray, coarse_dim: int):
         """Top-k slots by the cosine of the first `coarse_dim` dimensions (the MRL sweep)."""
-        qq = self._normalised(q[:coarse_dim].reshape(1, -1))[0]
-        best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
-        for a in range(0, self.n, _BLOCK):
-            b = min(a + _BLOCK, self.n)
-            s = self._block(a, b, coarse_dim) @ qq
-            s[~mask[a:b]] = -np.inf
-            s2, r2 = _topk(s, np.arange(a, b, dtype=np.int64), k)
-            best_s, best_r = _topk(np.concatenate([best_s, s2]), np.concatenate([best_r, r2]), k)
-        return best_s, best_r
+        qq = scan.normalised(q[:coarse_dim].reshape(1, -1))[0]
+        return scan.blocked_topk(lambda a, b: self._block(a, b, coarse_dim), self.n, qq, k, mask)
 
     def rescore(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Full-dimension scores of the given slots."""
@@ -265,7 +223,7 @@ class VectorStore:
             return self._m()[a:b]
         if coarse_dim in self._coarse:
             return self._coarse[coarse_dim][a:b]
-        return self._normalised(self._m()[a:b, :coarse_dim])
+        return scan.normalised(self._m()[a:b, :coarse_dim])
 
     def _m(self) -> np.ndarray:
         """The n x dim slot matrix: a view into FAISS's flat storage, or the own copy. Valid until the next add."""
@@ -274,12 +232,6 @@ class VectorStore:
         if self.n == 0:
             return np.zeros((0, self.dim), np.float32)
         return faiss.rev_swig_ptr(self._storage.get_xb(), self.n * self.dim).reshape(self.n, self.dim)
-
-    @staticmethod
-    def _normalised(x: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return (x / norms).astype(np.float32)
 
     def _grow(self, need: int) -> None:
         cap = self._live.shape[0]
