@@ -116,7 +116,7 @@ def cmd_search(args) -> int:
         field, _, value = f.partition("=")
         filters[field] = json.loads(value) if value[:1] in "0123456789-tf[{\"" and _is_json(value) else value
     opts = dict(k=args.k, window=args.window, rerank=not args.no_rerank, retrieval=args.retrieval,
-                mrl_dim=args.mrl_dim, filters=filters, no_cache=args.no_cache)
+                mrl_dim=args.mrl_dim, filters=filters, no_cache=args.no_cache, fusion=args.fusion)
     with WinnowClient(_target(args), timeout=args.timeout, token=args.token) as client:
         if args.bulk:
             hits, pages = [], 0
@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--window", type=int, default=0, help="first-stage candidates to rerank (default 80)")
     se.add_argument("--no-rerank", action="store_true")
     se.add_argument("--retrieval", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    se.add_argument("--fusion", default="", choices=["", "convex", "rrf"], help="hybrid fusion (default: gateway's)")
     se.add_argument("--mrl-dim", type=int, default=0)
     se.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="metadata equality filter")
     se.add_argument("--bulk", action="store_true", help="bulk mode: everything above --threshold, streamed")

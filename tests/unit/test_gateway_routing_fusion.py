@@ -40,9 +40,9 @@ def test_rrf_hand_computed():
     lexical = [_c("c", lexical=12.0), _c("a", lexical=10.0), _c("d", lexical=3.0)]
     fused = fusion.rrf(dense, lexical, k=60, window=10)
     scores = {c.id: c.first_stage_score for c in fused}
-    assert abs(scores["a"] - (1 / 61 + 1 / 62)) < 1e-12
-    assert abs(scores["c"] - (1 / 63 + 1 / 61)) < 1e-12
-    assert abs(scores["b"] - 1 / 62) < 1e-12
+    assert abs(scores["a"] - 0.5 * (1 / 61 + 1 / 62)) < 1e-12  # dense_weight 0.5 = plain RRF, halved
+    assert abs(scores["c"] - 0.5 * (1 / 63 + 1 / 61)) < 1e-12
+    assert abs(scores["b"] - 0.5 / 62) < 1e-12
     assert [c.id for c in fused] == ["a", "c", "b", "d"]
     a = fused[0]
     assert (a.dense_rank, a.lexical_rank, a.first_stage_rank) == (1, 2, 1)
@@ -54,8 +54,30 @@ def test_rrf_window_truncates_and_weights_shift_order():
     dense = [_c("a", 0.9), _c("b", 0.8)]
     lexical = [_c("b", lexical=5.0), _c("c", lexical=4.0)]
     assert len(fusion.rrf(dense, lexical, window=2)) == 2
-    lex_heavy = fusion.rrf([_c("a", 0.9)], [_c("c", lexical=4.0)], dense_weight=0.1, lexical_weight=1.0)
+    lex_heavy = fusion.rrf([_c("a", 0.9)], [_c("c", lexical=4.0)], dense_weight=0.1)
     assert lex_heavy[0].id == "c"
+
+
+def test_convex_z_score_hand_computed():
+    # dense scores 0.9, 0.7, 0.5 -> z = +1.2247, 0, -1.2247; BM25 10, 2 -> z = +1, -1
+    dense = [_c("a", 0.9), _c("b", 0.7), _c("c", 0.5)]
+    lexical = [_c("c", lexical=10.0), _c("d", lexical=2.0)]
+    fused = fusion.convex(dense, lexical, alpha=0.5, window=10)
+    z = 1.5 ** 0.5
+    scores = {c.id: c.first_stage_score for c in fused}
+    assert abs(scores["a"] - 0.5 * (z + -1)) < 1e-9      # missing from BM25: that list's lowest z
+    assert abs(scores["b"] - 0.5 * (0 + -1)) < 1e-9
+    assert abs(scores["c"] - 0.5 * (-z + 1)) < 1e-9
+    assert abs(scores["d"] - 0.5 * (-z + -1)) < 1e-9      # missing from dense: the lowest dense z
+    assert [c.id for c in fused] == ["a", "c", "b", "d"]
+    assert [c.first_stage_rank for c in fused] == [1, 2, 3, 4]
+
+
+def test_convex_alpha_one_is_the_dense_order_and_flat_lists_are_safe():
+    dense = [_c("a", 0.9), _c("b", 0.8)]
+    lexical = [_c("b", lexical=3.0), _c("c", lexical=3.0)]  # flat: std 0 -> all z = 0
+    assert [c.id for c in fusion.convex(dense, lexical, alpha=1.0)][:2] == ["a", "b"]
+    assert [c.id for c in fusion.convex(dense, [], alpha=0.5)] == ["a", "b"]
 
 
 def test_single_list_sets_ranks():

@@ -7,10 +7,13 @@ from typing import Any
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.core.errors import InvalidArgument
-from winnow.services.gateway.model import Candidate, Coverage, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument
+from winnow.services.gateway.model import (
+    Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
+)
 from winnow.services.gateway.settings import GatewaySettings
 
 _MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
+_FUSION = {pb.FUSION_UNSPECIFIED: None, pb.FUSION_CONVEX: Fusion.CONVEX, pb.FUSION_RRF: Fusion.RRF}
 _RETRIEVAL = {
     pb.RETRIEVAL_UNSPECIFIED: Retrieval.HYBRID, pb.RETRIEVAL_HYBRID: Retrieval.HYBRID,
     pb.RETRIEVAL_DENSE: Retrieval.DENSE, pb.RETRIEVAL_LEXICAL: Retrieval.LEXICAL,
@@ -51,6 +54,9 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
     if req.retrieval not in _RETRIEVAL:
         raise InvalidArgument(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL")
     retrieval = _RETRIEVAL[req.retrieval]
+    if req.fusion not in _FUSION:
+        raise InvalidArgument(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF")
+    fusion = _FUSION[req.fusion] or Fusion(s.fusion)
     k = req.k or s.default_k
     if k > s.max_k:
         raise InvalidArgument(f"k={k} is above the limit of {s.max_k}; for more results use BulkSearch")
@@ -74,7 +80,7 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
-        retrieval=retrieval, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
+        retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,

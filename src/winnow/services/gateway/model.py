@@ -14,6 +14,11 @@ class Mode(str, enum.Enum):
     BULK = "bulk"
 
 
+class Fusion(str, enum.Enum):
+    CONVEX = "convex"
+    RRF = "rrf"
+
+
 class Retrieval(str, enum.Enum):
     HYBRID = "hybrid"
     DENSE = "dense"
@@ -38,6 +43,7 @@ class SearchOptions:
     window: int = 80
     rerank: bool = True
     retrieval: Retrieval = Retrieval.HYBRID
+    fusion: Fusion = Fusion.CONVEX
     rrf_k: int = 60
     mrl_dim: int = 0
     filters: tuple[tuple[str, Any], ...] = ()
@@ -54,6 +60,7 @@ class SearchOptions:
         d.pop("no_cache")
         d["mode"] = self.mode.value
         d["retrieval"] = self.retrieval.value
+        d["fusion"] = self.fusion.value
         d["filters"] = sorted([f, json.dumps(v, sort_keys=True)] for f, v in self.filters)
         return d
 

@@ -22,7 +22,7 @@ from winnow.core.errors import DeadlineExceeded, Unavailable, WinnowError
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
-from winnow.services.gateway.model import Candidate, Coverage, Mode, SearchOptions, SearchResult, stable_digest
+from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ SERVICE = "gateway"
 @dataclass
 class PipelineConfig:
     rerank_batch_size: int = 16
-    dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    dense_weight: float = 0.5
     stats_timeout_s: float = 0.5
 
 
@@ -172,8 +171,10 @@ class SearchCore:
         dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
         lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
         if opts.retrieval.dense and opts.retrieval.lexical:
-            fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window,
-                               dense_weight=self.config.dense_weight, lexical_weight=self.config.lexical_weight)
+            if opts.fusion is Fusion.RRF:
+                fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window, dense_weight=self.config.dense_weight)
+            else:
+                fused = fusion.convex(dense, lexical, alpha=self.config.dense_weight, window=window)
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
         timings["merge"] = _ms(t)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
@@ -29,9 +29,15 @@ class GatewaySettings(ServiceSettings):
     max_k: int = Field(1000, ge=1, description="Largest k a precision search may ask for.")
     default_window: int = Field(80, ge=1, description="First-stage candidates reranked when the request says 0.")
     max_window: int = Field(1000, ge=1, description="Largest candidate window.")
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="Hybrid fusion when the request leaves it unset: convex (z-scored scores, alpha = dense_weight; "
+        "best on SciFact train, docs/quality.md) or rrf (reciprocal rank fusion).",
+    )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant when the request says 0.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense list in fusion.")
-    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 list in fusion.")
+    dense_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the dense list in fusion (BM25 gets the rest); 0.5 = equal."
+    )
     rerank_batch_size: int = Field(16, ge=1, description="Candidates per reranker call; calls run concurrently.")
     bulk_page_size: int = Field(256, ge=1, description="Bulk hits per streamed page when the request says 0.")
     max_page_size: int = Field(10_000, ge=1, description="Largest bulk page a request may ask for.")

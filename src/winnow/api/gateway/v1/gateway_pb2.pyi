@@ -20,6 +20,12 @@ class Retrieval(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RETRIEVAL_HYBRID: _ClassVar[Retrieval]
     RETRIEVAL_DENSE: _ClassVar[Retrieval]
     RETRIEVAL_LEXICAL: _ClassVar[Retrieval]
+
+class Fusion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUSION_UNSPECIFIED: _ClassVar[Fusion]
+    FUSION_CONVEX: _ClassVar[Fusion]
+    FUSION_RRF: _ClassVar[Fusion]
 MODE_UNSPECIFIED: Mode
 MODE_PRECISION: Mode
 MODE_BULK: Mode
@@ -27,6 +33,9 @@ RETRIEVAL_UNSPECIFIED: Retrieval
 RETRIEVAL_HYBRID: Retrieval
 RETRIEVAL_DENSE: Retrieval
 RETRIEVAL_LEXICAL: Retrieval
+FUSION_UNSPECIFIED: Fusion
+FUSION_CONVEX: Fusion
+FUSION_RRF: Fusion
 
 class Filter(_message.Message):
     __slots__ = ("field", "equals")
@@ -37,7 +46,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache", "fusion")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +62,7 @@ class SearchRequest(_message.Message):
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     k: int
@@ -68,7 +78,8 @@ class SearchRequest(_message.Message):
     nprobe: int
     ef_search: int
     no_cache: bool
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    fusion: Fusion
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank")
