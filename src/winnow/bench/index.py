@@ -35,7 +35,7 @@ from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.services.index.model import Doc, SearchQuery
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
-from winnow.services.index.vectors import set_omp_threads
+from winnow.services.index.vectors import VectorStore, set_omp_threads
 
 K = 80
 
@@ -226,6 +226,37 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def mrl_study(cache: Path, dataset: Path) -> dict:
+    """Recall@80 of the MRL coarse-to-fine sweep vs exact full-dimension search on real SciFact embeddings
+    (all-MiniLM-L6-v2, cached by bench/scifact_embeddings.py), test queries only."""
+    import csv
+    import gzip
+
+    xb = np.load(cache / "scifact_minilm_title_text_256.npy").astype(np.float32)
+    xq = np.load(cache / "scifact_minilm_queries_256.npy").astype(np.float32)
+    qids = json.loads((cache / "scifact_minilm_queries_256.ids.json").read_text())
+    qrels = dataset / "qrels" / "test.tsv"
+    opener = gzip.open if not qrels.exists() else open
+    with opener(qrels if qrels.exists() else qrels.with_suffix(".tsv.gz"), "rt") as f:
+        test = {row[0] for row in csv.reader(f, delimiter="\t")}
+    xq = xq[[i for i, q in enumerate(qids) if str(q) in test]]
+    store = VectorStore(xb.shape[1], "Flat", [64, 128])
+    store.add(xb)
+    mask = store.live_mask()
+    exact = [set(store.exact(q, K, mask)[1].tolist()) for q in xq]
+    rows = []
+    for dim in (64, 128, 192):
+        for cand in (K, 4 * K, 8 * K):
+            recall = []
+            for q, ex in zip(xq, exact):
+                _, c = store.coarse_topk(q, cand, mask, dim)
+                top = c[np.argsort(-store.rescore(q, c), kind="stable")[:K]]
+                recall.append(len(ex & set(top.tolist())) / K)
+            rows.append({"coarse_dim": dim, "coarse_candidates": cand, "recall@80": round(float(np.mean(recall)), 4)})
+    return {"corpus": int(xb.shape[0]), "queries": int(xq.shape[0]), "model": "all-MiniLM-L6-v2 (not MRL-trained)",
+            "rows": rows}
+
+
 def _table(r: dict) -> str:
     rows = ["| index | build s | memory MB | recall@80 | QPS (batch 1) | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
     for x in r["indexes"]:
@@ -255,7 +286,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--nlist", type=int, default=1024)
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--quick", action="store_true", help="small run: 20k vectors, 200 queries, IVF256")
+    p.add_argument("--mrl", action="store_true",
+                   help="only the MRL study on cached SciFact embeddings (run bench/scifact_embeddings.py first)")
+    p.add_argument("--embeddings", type=Path, default=Path("/tmp/winnow-research"), help="embedding cache for --mrl")
+    p.add_argument("--dataset", type=Path, default=Path("/work/shared/datasets/scifact"), help="BEIR dir for --mrl")
     args = p.parse_args(argv)
+    if args.mrl:
+        study = mrl_study(args.embeddings, args.dataset)
+        print(json.dumps(study, indent=2) if args.json else "\n".join(
+            f"| {r['coarse_dim']} | {r['coarse_candidates']} | {r['recall@80']} |" for r in study["rows"]))
+        return 0
     if args.quick:
         args.size, args.queries, args.nlist, args.nprobe = 20_000, 200, 256, 16
     result = run(args)
