@@ -62,10 +62,10 @@ class Shard:
             snap = snapshot.load(snap_path)
             if snap.dim != self.s.dim:
                 raise Internal(f"snapshot {snap_path.name} has dimension {snap.dim}; settings say {self.s.dim}")
-            if snap.index_factory != self.s.index_factory:
+            reuse = snap.index_factory == self.s.index_factory
+            if not reuse:
                 log.warning("index_factory changed: rebuilding the index from the snapshot's vectors")
-                snap.index = None
-            self.state.restore(snap)
+            self.state.restore(snap, reuse_index=reuse)  # `snap` (and the index its vectors may view) lives here
             self.generation = snap.generation
         replayed = 0
         for rec in wal.replay(self.data_dir, self.generation, self.s.dim):

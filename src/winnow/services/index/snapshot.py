@@ -1,8 +1,9 @@
 """Atomic snapshots of a shard: written to `snap-<generation>.tmp/`, every file fsynced, then renamed.
 
 A directory named `snap-<generation>` is therefore always complete; a crash mid-write leaves only a `.tmp`
-that start-up deletes. Contents: meta.json, vectors.npy, live.npy, docs.jsonl (id, text, metadata per slot;
-null for dead slots) and faiss.index when the index is trained (so HNSW is not rebuilt on every start).
+that start-up deletes. Contents: meta.json, live.npy, docs.jsonl (id, text, metadata per slot; null for dead
+slots), faiss.index when the index is trained (so HNSW is not rebuilt on every start), and vectors.npy unless
+the saved index already holds every vector in slot order (Flat, HNSWx,Flat), which halves a snapshot's bytes.
 No pickle: every file is plain data.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from winnow.services.index.vectors import storage_view
 from winnow.services.index.wal import fsync_dir
 
 FORMAT = 1
@@ -33,6 +35,7 @@ class SnapshotData:
     texts: list[str]
     metas: list[str]
     index: faiss.Index | None  # None when untrained
+    vectors_in_index: bool = False  # `vectors` is a view of `index`'s flat storage: keep the index alive with it
 
 
 def _fsync_file(path: Path) -> None:
@@ -46,7 +49,9 @@ def write(data_dir: Path, snap: SnapshotData, fsync: bool = True) -> Path:
     tmp = data_dir / (final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "vectors.npy", snap.vectors)
+    in_index = snap.index is not None and snap.vectors_in_index
+    if not in_index:
+        np.save(tmp / "vectors.npy", snap.vectors)
     np.save(tmp / "live.npy", snap.live)
     with open(tmp / "docs.jsonl", "w", encoding="utf-8") as f:
         for i, t, m in zip(snap.ids, snap.texts, snap.metas):
@@ -54,7 +59,7 @@ def write(data_dir: Path, snap: SnapshotData, fsync: bool = True) -> Path:
     if snap.index is not None:
         faiss.write_index(snap.index, str(tmp / "faiss.index"))
     meta = {"format": FORMAT, "generation": snap.generation, "dim": snap.dim, "index_factory": snap.index_factory,
-            "slots": int(snap.vectors.shape[0]), "trained": snap.index is not None}
+            "slots": int(snap.vectors.shape[0]), "trained": snap.index is not None, "vectors_in_index": in_index}
     (tmp / "meta.json").write_text(json.dumps(meta))
     if fsync:
         for p in tmp.iterdir():
@@ -85,7 +90,6 @@ def load(path: Path) -> SnapshotData:
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"snapshot {path.name} has format {meta.get('format')}; this build reads {FORMAT}")
-    vectors = np.load(path / "vectors.npy", mmap_mode="r")  # not read at all when the FAISS index holds them
     live = np.load(path / "live.npy")
     ids: list[str | None] = []
     texts: list[str] = []
@@ -98,7 +102,13 @@ def load(path: Path) -> SnapshotData:
             else:
                 ids.append(row[0]), texts.append(row[1]), metas.append(row[2])
     index = faiss.read_index(str(path / "faiss.index")) if meta["trained"] else None
-    return SnapshotData(meta["generation"], meta["dim"], meta["index_factory"], vectors, live, ids, texts, metas, index)
+    in_index = bool(meta.get("vectors_in_index")) and index is not None
+    if in_index:
+        vectors = storage_view(index, meta["slots"])
+    else:
+        vectors = np.load(path / "vectors.npy", mmap_mode="r")  # copied only where the store needs its own matrix
+    return SnapshotData(meta["generation"], meta["dim"], meta["index_factory"], vectors, live, ids, texts, metas,
+                        index, in_index)
 
 
 def prune(data_dir: Path, keep: Path) -> None:

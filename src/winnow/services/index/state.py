@@ -100,11 +100,11 @@ class ShardState:
         v = self.vectors
         return SnapshotData(
             generation, v.dim, v.factory, v.vectors(), v.live_mask(), self.ids, self.texts, self.metas,
-            v.index if v.index.is_trained else None,
+            v.index if v.index.is_trained else None, v.vectors_in_index,
         )
 
-    def restore(self, snap: SnapshotData) -> None:
-        """Load a snapshot into this (empty) state."""
-        self.vectors.restore(snap.vectors, snap.live, snap.index)
+    def restore(self, snap: SnapshotData, reuse_index: bool = True) -> None:
+        """Load a snapshot into this (empty) state; `reuse_index=False` rebuilds the index from the vectors."""
+        self.vectors.restore(snap.vectors, snap.live, snap.index if reuse_index else None)
         self.ids, self.texts, self.metas = list(snap.ids), list(snap.texts), list(snap.metas)
         self._reindex()

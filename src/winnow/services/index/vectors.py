@@ -30,6 +30,16 @@ def set_omp_threads(n: int) -> None:
         faiss.omp_set_num_threads(n)
 
 
+def storage_view(index: faiss.Index, n: int) -> np.ndarray:
+    """The n x d vectors of a Flat / HNSWx,Flat index as a zero-copy view (valid while the index lives, unchanged)."""
+    storage = _flat_storage(index)
+    if storage is None:
+        raise ValueError("index has no flat storage")
+    if n == 0:
+        return np.zeros((0, index.d), np.float32)
+    return faiss.rev_swig_ptr(storage.get_xb(), n * index.d).reshape(n, index.d)
+
+
 def _flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
     """The IndexFlat that holds every vector in slot order (Flat, HNSWx,Flat), or None for other types."""
     inner = faiss.downcast_index(index)
@@ -232,6 +242,11 @@ class VectorStore:
         if self.n == 0:
             return np.zeros((0, self.dim), np.float32)
         return faiss.rev_swig_ptr(self._storage.get_xb(), self.n * self.dim).reshape(self.n, self.dim)
+
+    @property
+    def vectors_in_index(self) -> bool:
+        """True when the FAISS index holds every vector in slot order (no separate matrix)."""
+        return self._storage is not None
 
     def _grow(self, need: int) -> None:
         cap = self._live.shape[0]
