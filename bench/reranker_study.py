@@ -191,6 +191,66 @@ def run_split(cache: Path, split: str) -> dict:
     return {"qids": qids, "qrels": qrels, "cands": arr, "ms_all": ms_all, "ms_nospec": ms_nospec}
 
 
+def token_maxima(cache: Path, split: str, data: dict) -> list[dict]:
+    """Per query: the best cosine of each query token in each candidate [80, q] plus token ids (cached), for
+    query-token weightings: local IDF over the candidates, stopword/punctuation removal."""
+    import pickle
+
+    path = cache / f"study_tokmax_{split}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    _, qtexts, _ = load_queries(split)
+    _, qtok, qids_tok = encode_queries(qtexts)
+    corpus = np.load(cache / "corpus_tokens.npz")
+    tok, tok_ids, offsets = corpus["tok"], corpus["tok_ids"], corpus["offsets"]
+    out = []
+    for qi, rows in enumerate(data["cands"]):
+        q = qtok[qi]
+        mx = np.zeros((len(rows), len(q)), dtype=np.float32)
+        df = {}
+        for j, row in enumerate(rows):
+            d = tok[offsets[row] : offsets[row + 1]].astype(np.float32)
+            mx[j] = (q @ d.T).max(axis=1)
+            for t in set(tok_ids[offsets[row] : offsets[row + 1]].tolist()):
+                df[t] = df.get(t, 0) + 1
+        qid_tokens = qids_tok[qi]
+        out.append({"max": mx, "ids": qid_tokens, "df": np.array([df.get(int(t), 0) for t in qid_tokens])})
+    path.write_bytes(pickle.dumps(out))
+    return out
+
+
+def weighted_maxsim(tm: list[dict], kind: str, stop_ids: set[int]) -> np.ndarray:
+    """MaxSim with query-token weights: 'lidf' = log((N + 1) / (df + 0.5)) over the candidates (special tokens 0),
+    'stop' = 0 for stopwords, punctuation and special tokens, 1 otherwise."""
+    special = {0, 100, 101, 102, 103}
+    res = np.zeros((len(tm), WINDOW), dtype=np.float32)
+    for qi, t in enumerate(tm):
+        ids = t["ids"]
+        if kind == "lidf":
+            w = np.log((WINDOW + 1) / (t["df"] + 0.5))
+        else:
+            w = np.array([0.0 if int(i) in stop_ids else 1.0 for i in ids])
+        w = np.where(np.isin(ids, list(special)), 0.0, w)
+        if w.sum() <= 0:
+            w = np.ones(len(ids))
+        res[qi, : len(t["max"])] = t["max"] @ w / w.sum()
+    return res
+
+
+def stopword_ids() -> set[int]:
+    """Wordpiece ids of English stopwords (bm25s' list) and punctuation, for the 'stop' weighting."""
+    import string
+
+    from bm25s.stopwords import STOPWORDS_EN
+    from transformers import BertTokenizerFast
+
+    tok = BertTokenizerFast(vocab_file=str(model_dir() / "vocab.txt"))
+    vocab = tok.get_vocab()
+    out = {vocab[w] for w in STOPWORDS_EN if w in vocab}
+    out |= {vocab[c] for c in string.punctuation if c in vocab}
+    return out
+
+
 def _ranks(scores: np.ndarray) -> np.ndarray:
     order = np.argsort(-scores, kind="stable")
     r = np.empty(len(scores), dtype=np.int64)
@@ -199,46 +259,119 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 
 
 def evaluate(data: dict, ids: np.ndarray, method: str, w: float = 0.0, k: float = 60.0) -> dict[str, float]:
-    """Mean nDCG@10 / recall@10 of `method` over a split's queries."""
-    nd, r10, r80 = [], [], []
-    fs_rank = np.arange(1, WINDOW + 1)
+    """Mean nDCG@10 / recall of `method` over a split's queries, fusing with the service's own functions."""
+    from winnow.models.late_interaction import linear_fuse, rrf_fuse
+
+    fs_rank = list(range(1, WINDOW + 1))
+    orders = {}
     for qi, qid in enumerate(data["qids"]):
         rows = data["cands"][qi]
         if method == "first-stage":
-            s = -fs_rank.astype(float)
-        elif method in ("maxsim-all", "maxsim-nospecial"):
-            s = data["ms_all" if method == "maxsim-all" else "ms_nospec"][qi]
-        elif method.startswith("rrf"):
-            ms = data["ms_all" if method.endswith("all") else "ms_nospec"][qi]
-            s = w / (k + _ranks(ms)) + (1 - w) / (k + fs_rank)
-        elif method.startswith("linear"):
-            ms = data["ms_all" if method.endswith("all") else "ms_nospec"][qi]
-            z = (ms - ms.mean()) / (ms.std() + 1e-9)
-            fs = 1.0 / (RRF_K + fs_rank)
-            zf = (fs - fs.mean()) / (fs.std() + 1e-9)
-            s = w * z + (1 - w) * zf
+            s = [-float(r) for r in fs_rank]
         else:
-            raise ValueError(method)
-        order = [str(ids[rows[i]]) for i in np.lexsort((fs_rank, -s))]
-        rel = data["qrels"][qid]
-        nd.append(ndcg10(order, rel))
-        r10.append(recall(order, rel, 10))
-        r80.append(recall(order, rel, 80))
+            key = next(k for k in ("lidf", "stop", "nospecial", "all") if method.endswith(k))
+            ms = data[{"all": "ms_all", "nospecial": "ms_nospec", "lidf": "ms_lidf", "stop": "ms_stop"}[key]][qi].tolist()
+            if method.startswith("rrf"):
+                s = rrf_fuse(ms, fs_rank, w, k)
+            elif method.startswith("linear"):
+                s = linear_fuse(ms, fs_rank, w, k)
+            else:
+                s = ms
+        # the service's sort: score desc, then first-stage rank
+        orders[qid] = [str(ids[rows[i]]) for i in sorted(range(len(rows)), key=lambda i: (-s[i], i))]
+    return metrics_of(orders, data["qrels"])
+
+
+def metrics_of(orders: dict[str, list[str]], qrels: dict[str, set[str]]) -> dict[str, float]:
+    nd = [ndcg10(orders[q], qrels[q]) for q in orders]
+    r10 = [recall(orders[q], qrels[q], 10) for q in orders]
+    r80 = [recall(orders[q], qrels[q], 80) for q in orders]
     return {"ndcg@10": float(np.mean(nd)), "recall@10": float(np.mean(r10)), "recall@80": float(np.mean(r80))}
+
+
+def service_path(cache: Path, data: dict, split: str) -> dict[str, float]:
+    """The service's default scorer end to end (LateInteractionScorer.score with its default settings), its
+    document cache seeded from the study's token vectors so no document is re-encoded; queries are encoded by it."""
+    from winnow.models.encoder import SentenceTransformerEncoder
+    from winnow.models.late_interaction import LateInteractionScorer, text_key
+    from winnow.models.scorer import RerankCandidate
+
+    corpus = np.load(cache / "corpus_tokens.npz")
+    tok, tok_ids, offsets, ids = corpus["tok"], corpus["tok_ids"], corpus["offsets"], corpus["ids"]
+    _, texts = load_corpus()
+    _, qtexts, _ = load_queries(split)
+    scorer = LateInteractionScorer(SentenceTransformerEncoder(device="cpu"))
+    special = np.array(sorted(scorer.encoder.special_ids()))
+    orders = {}
+    for qi, qid in enumerate(data["qids"]):
+        rows = data["cands"][qi]
+        for row in rows:
+            vec = tok[offsets[row] : offsets[row + 1]]
+            if scorer._special is not None:
+                vec = vec[~np.isin(tok_ids[offsets[row] : offsets[row + 1]], special)]
+            scorer.cache.put(text_key(str(ids[row]), texts[row]), vec, False)
+        cands = [RerankCandidate(str(ids[row]), texts[row], r + 1) for r, row in enumerate(rows)]
+        scores = scorer.score(qtexts[qi], cands)
+        orders[qid] = [cands[i].id for i in sorted(range(len(cands)), key=lambda i: (-scores[i], i))]
+    out = metrics_of(orders, data["qrels"])
+    out["scorer"] = scorer.name  # type: ignore[assignment]
+    out["fusion"] = f"{scorer._fuse.__name__} w={scorer.weight} k={scorer.rrf_k}"  # type: ignore[assignment]
+    out["orders"] = orders  # type: ignore[assignment]
+    return out
+
+
+def paired(data: dict, ids: np.ndarray, orders: dict[str, list[str]]) -> dict[str, float]:
+    """Per-query nDCG@10 difference (reranked - first stage): wins, losses, mean and a 95% bootstrap interval."""
+    diffs = []
+    for qi, qid in enumerate(data["qids"]):
+        fs = [str(ids[r]) for r in data["cands"][qi]]
+        diffs.append(ndcg10(orders[qid], data["qrels"][qid]) - ndcg10(fs, data["qrels"][qid]))
+    d = np.array(diffs)
+    rng = np.random.default_rng(0)
+    boot = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(2000)]
+    return {"wins": int((d > 1e-9).sum()), "losses": int((d < -1e-9).sum()), "mean": float(d.mean()),
+            "ci95_low": float(np.percentile(boot, 2.5)), "ci95_high": float(np.percentile(boot, 97.5))}
+
+
+def _subset(data: dict, idx: np.ndarray) -> dict:
+    out = {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+    out["qids"] = [data["qids"][i] for i in idx]
+    return out
+
+
+def crossval(train: dict, ids: np.ndarray, fam: str, folds: int = 5) -> float:
+    """5-fold cross-validation on train only: tune (w, k) on 4 folds, score the 5th; mean held-out nDCG@10.
+    A test-free way to compare fusion families whose train optimum might be overfit."""
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(train["qids"]))
+    parts = np.array_split(perm, folds)
+    held = []
+    for f in range(folds):
+        fit, hold = _subset(train, np.concatenate([parts[g] for g in range(folds) if g != f])), _subset(train, parts[f])
+        best = max(((evaluate(fit, ids, fam, float(w), float(k))["ndcg@10"], float(w), float(k))
+                    for w in np.round(np.arange(0.1, 1.0, 0.1), 2) for k in (5, 10, 20, 30, 60, 100)))
+        held.append(evaluate(hold, ids, fam, best[1], best[2])["ndcg@10"] * len(parts[f]))
+    return float(sum(held) / len(perm))
 
 
 def study(cache: Path) -> dict:
     ids = np.load(cache / "corpus_tokens.npz")["ids"]
     train, test = run_split(cache, "train"), run_split(cache, "test")
+    stops = stopword_ids()
+    for split, data in (("train", train), ("test", test)):
+        tm = token_maxima(cache, split, data)
+        data["ms_lidf"] = weighted_maxsim(tm, "lidf", stops)
+        data["ms_stop"] = weighted_maxsim(tm, "stop", stops)
     report: dict = {"train": {}, "test": {}}
-    for m in ("first-stage", "maxsim-all", "maxsim-nospecial"):
+    for m in ("first-stage", "maxsim-all", "maxsim-nospecial", "maxsim-lidf", "maxsim-stop"):
         report["train"][m] = evaluate(train, ids, m)
         report["test"][m] = evaluate(test, ids, m)
     grid = {}
-    for fam in ("rrf-all", "rrf-nospecial", "linear-all", "linear-nospecial"):
+    families = ("rrf-all", "rrf-nospecial", "linear-all", "linear-nospecial", "linear-lidf", "linear-stop")
+    for fam in families:
         best = None
         for w in np.round(np.arange(0.1, 1.0, 0.1), 2):
-            for k in ((5, 10, 20, 30, 60, 100) if fam.startswith("rrf") else (0,)):
+            for k in (5, 10, 20, 30, 60, 100):
                 r = evaluate(train, ids, fam, float(w), float(k))["ndcg@10"]
                 grid[f"{fam} w={w} k={k}"] = r
                 if best is None or r > best[0]:
@@ -249,6 +382,16 @@ def study(cache: Path) -> dict:
         report["test"][name] = evaluate(test, ids, fam, best[1], best[2])
         report.setdefault("chosen_on_train", {})[fam] = {"w": best[1], "k": best[2], "train_ndcg@10": best[0]}
     report["grid_train_ndcg@10"] = grid
+    report["train_5fold_cv_ndcg@10"] = {fam: crossval(train, ids, fam) for fam in families}
+    # the train surface is flat: show how the ten best train configurations do on test
+    top = sorted(grid.items(), key=lambda kv: -kv[1])[:10]
+    report["top10_train_configs_on_test"] = {}
+    for name, tr in top:
+        fam, w, k = name.split()
+        te = evaluate(test, ids, fam, float(w[2:]), float(k[2:]))["ndcg@10"]
+        report["top10_train_configs_on_test"][name] = {"train": round(tr, 4), "test": round(te, 4)}
+    report["service_default_test"] = service_path(cache, test, "test")
+    report["service_default_vs_first_stage_test"] = paired(test, ids, report["service_default_test"].pop("orders"))
     return report
 
 

@@ -8,7 +8,14 @@ import pytest
 
 from winnow.core.errors import InvalidArgument
 from winnow.models.encoder import FakeEncoder, mrl_truncate
-from winnow.models.late_interaction import LateInteractionScorer, TokenVectorCache, maxsim, rrf_fuse, text_key
+from winnow.models.late_interaction import (
+    LateInteractionScorer,
+    TokenVectorCache,
+    linear_fuse,
+    maxsim,
+    rrf_fuse,
+    text_key,
+)
 from winnow.models.loading import ModelLoadError, check_model_dir, choose_placement, default_model_dir
 from winnow.models.scorer import RerankCandidate
 from winnow.services.embedder.core import EmbedderCore
@@ -61,6 +68,20 @@ def test_rrf_fuse() -> None:
     # unknown first-stage rank counts as last
     s = rrf_fuse([0.5, 0.5], [0, 1], 0.0, 60)
     assert s[1] > s[0]
+
+
+def test_linear_fuse() -> None:
+    assert linear_fuse([0.2, 0.9], [0, 0], 0.4, 60) == [0.2, 0.9]
+    own, fs = [0.1, 0.9, 0.5], [1, 3, 2]
+    s1 = linear_fuse(own, fs, 1.0, 60)
+    assert sorted(range(3), key=lambda i: -s1[i]) == [1, 2, 0]
+    s0 = linear_fuse(own, fs, 0.0, 60)
+    assert sorted(range(3), key=lambda i: -s0[i]) == [0, 2, 1]
+    # a large MaxSim margin overrides a one-place first-stage difference at w=0.4
+    s = linear_fuse([0.1, 0.9, 0.1, 0.1], [1, 2, 3, 4], 0.4, 60)
+    assert max(range(4), key=lambda i: s[i]) == 1
+    with pytest.raises(ValueError, match="fusion must be"):
+        LateInteractionScorer(FakeEncoder(), fusion="max")
 
 
 def test_token_vector_cache_lru_by_bytes() -> None:

@@ -1,10 +1,13 @@
 """The offline default reranker: late interaction (MaxSim over the bi-encoder's token vectors) fused with the
-first-stage order by weighted reciprocal-rank fusion.
+first-stage order.
 
 Why fused: plain MaxSim over all-MiniLM-L6-v2 token vectors reordering a BM25+dense top-80 *lowers* SciFact
 nDCG@10 (0.752 vs 0.776 on 100 test queries); the MaxSim order carries evidence the first stage lacks, but is
-weaker on its own. Fusing the two orders keeps the first stage's strength and adds MaxSim's. The weights and the
-RRF constant were tuned on SciFact *train* (bench/reranker_study.py; numbers in docs/models.md).
+weaker on its own. Fusing the two keeps the first stage's strength and adds MaxSim's. Two fusions are offered:
+`linear` (default): weight * z(MaxSim) + (1 - weight) * z(1 / (k + first-stage rank)), z-scored over the request's
+candidates; `rrf`: weight / (k + MaxSim rank) + (1 - weight) / (k + first-stage rank). The fusion, its weight and
+whether special tokens take part were chosen on SciFact *train* (bench/reranker_study.py; numbers in
+docs/models.md).
 
 Speed: document token vectors are cached (fp16) in a bounded LRU keyed by (doc id, text hash), so a candidate
 seen before costs one matrix product; query token vectors are cached too. Missing documents of a micro-batch are
@@ -107,6 +110,25 @@ def rrf_fuse(own: Sequence[float], first_stage_ranks: Sequence[int], weight: flo
     return [weight / (k + own_rank[i]) + (1.0 - weight) / (k + fs[i]) for i in range(n)]
 
 
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def linear_fuse(own: Sequence[float], first_stage_ranks: Sequence[int], weight: float, k: float) -> list[float]:
+    """weight * z(own) + (1 - weight) * z(1 / (k + first-stage rank)), z over this request's candidates.
+
+    Rank 0 (unknown) counts as last; with no first-stage ranks at all the score is just `own`."""
+    n = len(own)
+    if n == 0 or not any(first_stage_ranks):
+        return [float(x) for x in own]
+    worst = max(max(first_stage_ranks), n)
+    fs = np.array([1.0 / (k + (r if r > 0 else worst)) for r in first_stage_ranks])
+    return (weight * _z(np.asarray(own, dtype=np.float64)) + (1.0 - weight) * _z(fs)).tolist()
+
+
+FUSIONS = {"linear": linear_fuse, "rrf": rrf_fuse}
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     query: str
@@ -116,20 +138,23 @@ class _Item:
 
 
 class LateInteractionScorer(Scorer):
-    """MaxSim over an encoder's token vectors, RRF-fused with the first-stage rank (see module docstring)."""
-
-    name = "late-interaction-maxsim-rrf"
+    """MaxSim over an encoder's token vectors, fused with the first-stage rank (see module docstring)."""
 
     def __init__(
         self,
         encoder: Encoder,
         *,
-        weight: float = 0.5,
-        rrf_k: float = 60.0,
-        skip_special: bool = True,
+        fusion: str = "linear",
+        weight: float = 0.4,
+        rrf_k: float = 100.0,
+        skip_special: bool = False,
         cache_bytes: int = 1 << 30,
         query_cache: int = 1024,
     ) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
+        self.name = f"late-interaction-maxsim-{fusion}-fusion"
+        self._fuse = FUSIONS[fusion]
         self.encoder = encoder
         self.weight = weight
         self.rrf_k = rrf_k
@@ -210,4 +235,4 @@ class LateInteractionScorer(Scorer):
         return scores.tolist()
 
     def finalize(self, candidates: Sequence[RerankCandidate], raw: Sequence[float]) -> list[float]:
-        return rrf_fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k)
+        return self._fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k)

@@ -26,7 +26,8 @@ def build_scorer(settings: RerankerSettings):
     from winnow.models.late_interaction import LateInteractionScorer
 
     encoder = SentenceTransformerEncoder(settings.model_dir or None, settings.device)
-    return LateInteractionScorer(encoder, weight=settings.fusion_weight, rrf_k=settings.fusion_rrf_k,
+    return LateInteractionScorer(encoder, fusion=settings.fusion, weight=settings.fusion_weight,
+                                 rrf_k=settings.fusion_rrf_k, skip_special=settings.skip_special_tokens,
                                  cache_bytes=settings.cache_mb << 20)
 
 

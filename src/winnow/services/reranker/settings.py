@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from winnow.core.settings import ServiceSettings
 
-LATE_INTERACTION = "late-interaction-maxsim-rrf"
+LATE_INTERACTION = "late-interaction"
 CROSS_ENCODER = "cross-encoder"
 
 
@@ -18,8 +18,8 @@ class RerankerSettings(ServiceSettings):
 
     scorer: str = Field(
         LATE_INTERACTION, pattern=f"^({LATE_INTERACTION}|{CROSS_ENCODER})$",
-        description="late-interaction-maxsim-rrf (offline default: MaxSim over the encoder's token vectors, "
-        "RRF-fused with the first-stage rank) or cross-encoder (a sequence-classification model in model_dir).",
+        description="late-interaction (offline default: MaxSim over the encoder's token vectors, fused with the "
+        "first-stage rank) or cross-encoder (a sequence-classification model in model_dir).",
     )
     model_dir: str = Field(
         "", description="Model directory. cross-encoder: a Hugging Face sequence-classification model (required). "
@@ -40,10 +40,20 @@ class RerankerSettings(ServiceSettings):
         32768, ge=1, description="Micro-batcher: token budget per batch (longest pair x pairs)."
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: pairs waiting past this are RESOURCE_EXHAUSTED.")
-    fusion_weight: float = Field(
-        0.5, ge=0, le=1, description="late-interaction: weight of the MaxSim order in the RRF fusion (1 - weight "
-        "goes to the first-stage order). Tuned on SciFact train; see docs/models.md.",
+    fusion: str = Field(
+        "linear", pattern="^(linear|rrf)$", description="late-interaction: how MaxSim joins the first-stage rank. "
+        "linear: w*z(MaxSim) + (1-w)*z(1/(k+rank)); rrf: w/(k+MaxSim rank) + (1-w)/(k+rank). See docs/models.md.",
     )
-    fusion_rrf_k: float = Field(60.0, gt=0, description="late-interaction: the RRF constant k in 1/(k + rank).")
+    fusion_weight: float = Field(
+        0.4, ge=0, le=1, description="late-interaction: weight w of MaxSim in the fusion (1 - w goes to the "
+        "first-stage rank). 0.4 with linear was best on SciFact train; see docs/models.md.",
+    )
+    fusion_rrf_k: float = Field(
+        100.0, gt=0, description="late-interaction: the constant k in 1/(k + rank); 100 with linear, w=0.4 was "
+        "best on SciFact train.",
+    )
+    skip_special_tokens: bool = Field(
+        False, description="late-interaction: leave [CLS]/[SEP] out of MaxSim (slightly worse on SciFact train).",
+    )
     cache_mb: int = Field(1024, ge=0, description="late-interaction: memory for cached document token vectors "
                           "(fp16, LRU by doc id + text hash), in MiB.")
