@@ -43,8 +43,12 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 class CoreInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
-    def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "") -> None:
+    def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "",
+                 long_lived: frozenset[str] = frozenset()) -> None:
         self.service = service
+        # Streams that stay open by design (IndexShard.Watch): not admitted against max_inflight nor counted
+        # in the in-flight gauge, which would otherwise read as load.
+        self.long_lived = long_lived
         self._auth = f"Bearer {auth_token}".encode() if auth_token else b""
         self.max_inflight = max_inflight
         self.max_message_bytes = max_message_bytes
@@ -63,7 +67,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(name, handler.unary_stream, handler.request_deserializer),
+                self._stream(name, handler.unary_stream, handler.request_deserializer, name in self.long_lived),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no client-streaming RPCs in Winnow's contracts
@@ -142,7 +146,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _stream(self, name: str, behavior, deserializer):
+    def _stream(self, name: str, behavior, deserializer, long_lived: bool = False):
         async def wrapper(raw, context):
             rid = _request_id(context)
             token = request_id_var.set(rid)
@@ -153,10 +157,11 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
                 self._authenticate(context)
                 request = self._parse(raw, deserializer)
-                self._admit()
-                admitted = True
-                self.inflight += 1
-                metrics.INFLIGHT.labels(self.service).inc()
+                if not long_lived:
+                    self._admit()
+                    admitted = True
+                    self.inflight += 1
+                    metrics.INFLIGHT.labels(self.service).inc()
                 async for item in behavior(request, context):
                     yield item
             except grpc.aio.AbortError:
@@ -199,11 +204,13 @@ class GrpcService:
         settings: ServiceSettings,
         register: Callable[[grpc.aio.Server], Iterable[str]],
         probe: Probe | None = None,
+        long_lived: Iterable[str] = (),
     ) -> None:
         self.service = service
         self.settings = settings
         self._register = register
         self._probe = probe
+        self._long_lived = frozenset(long_lived)
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.names: list[str] = []
@@ -220,7 +227,8 @@ class GrpcService:
         hard_limit = 2 * s.max_message_bytes  # the interceptor enforces the real limit with INVALID_ARGUMENT
         self.server = grpc.aio.server(
             interceptors=[
-                CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value()),
+                CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
+                                self._long_lived),
                 *tracing.server_interceptors(),
             ],
             options=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from winnow.core import metrics
+from winnow.core import metrics, tracing
 from winnow.core.logs import setup_logging
 from winnow.core.server import GrpcService, serve_forever
 from winnow.services.index.server import SERVICE, IndexShardServicer
@@ -21,7 +21,7 @@ def build(settings: IndexSettings) -> tuple[GrpcService, IndexShardServicer]:
     """The service and its servicer, not started; `warmup` of the returned service loads the shard."""
     shard = Shard(settings)
     servicer = IndexShardServicer(shard, settings.search_threads, settings.faiss_omp_threads)
-    svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe)
+    svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe, long_lived=["Watch"])
     return svc, servicer
 
 
@@ -46,6 +46,7 @@ async def amain(settings: IndexSettings) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = IndexSettings.from_args(sys.argv[1:] if argv is None else argv)
     setup_logging(SERVICE, settings.log_level)
+    tracing.configure(settings.otel_exporter, settings.otel_endpoint, SERVICE)
     settings.log_effective(SERVICE)
     asyncio.run(amain(settings))
 
