@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
                    help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all).")
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by pipeline instead of a table.")
+    p.add_argument("--json-out", type=Path, default=None,
+                   help="also write the JSON object (plus run details under \"_run\") to this file.")
     d = EvalOptions()
     p.add_argument("--k", type=int, default=d.k, help=f"hits asked of first-stage pipelines (default {d.k}).")
     p.add_argument("--window", type=int, default=d.window,
@@ -138,7 +140,29 @@ def format_table(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
-async def _evaluate(target: str, dataset, args: argparse.Namespace, options: EvalOptions) -> EvalReport:
+def _run_details(report: EvalReport, argv: list[str], started: float) -> dict:
+    return {"dataset": report.dataset, "split": report.split, "queries": report.queries,
+            "documents": report.documents, "ingest_s": report.ingest_s, "cluster": report.cluster,
+            "elapsed_s": round(time.perf_counter() - started, 1), "argv": argv}
+
+
+def _reporter(args: argparse.Namespace, argv: list[str], started: float):
+    """Per-pipeline callback: a summary line on stderr, and the --json-out file rewritten so far."""
+
+    def on_result(report: EvalReport, res) -> None:
+        m = res.metrics
+        print(f"{res.name}: nDCG@10 {m.get('ndcg@10', 0):.4f} MRR@10 {m.get('mrr@10', 0):.4f} "
+              f"R@80 {m.get('recall@80', 0):.4f} R@100 {m.get('recall@100', 0):.4f} · {res.queries} queries, "
+              f"{res.errors} errors, {res.elapsed_s:.0f}s", file=sys.stderr, flush=True)
+        if args.json_out is not None:
+            args.json_out.write_text(json.dumps({**report.to_json(), "_run": _run_details(report, argv, started)},
+                                                indent=2))
+
+    return on_result
+
+
+async def _evaluate(target: str, dataset, args: argparse.Namespace, options: EvalOptions,
+                    on_result=None) -> EvalReport:
     from winnow.core.channels import make_channel
 
     pipelines = select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
@@ -146,7 +170,7 @@ async def _evaluate(target: str, dataset, args: argparse.Namespace, options: Eva
     try:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
         return await evaluate_target(channel, dataset, pipelines, options, do_ingest=not args.no_ingest,
-                                     progress_factory=_progress_factory(not args.no_progress))
+                                     progress_factory=_progress_factory(not args.no_progress), on_result=on_result)
     finally:
         await channel.close()
 
@@ -167,10 +191,10 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     try:
         if args.target:
-            report = asyncio.run(_evaluate(args.target, dataset, args, options))
+            report = asyncio.run(_evaluate(args.target, dataset, args, options, _reporter(args, argv, started)))
         else:
             with start_private_cluster(args.data_dir, args.shards) as gateway:
-                report = asyncio.run(_evaluate(gateway, dataset, args, options))
+                report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
     except (TimeoutError, asyncio.TimeoutError):
         print(f"winnow eval: gateway {args.target or '(private)'} not reachable within 30s", file=sys.stderr)
         return 1
@@ -179,6 +203,9 @@ def main(argv: list[str]) -> int:
         print(f"winnow eval: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report.to_json(), indent=2) if args.json else format_table(report))
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps({**report.to_json(), "_run": _run_details(report, argv, started)},
+                                            indent=2))
     print(f"eval finished in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0
 

@@ -87,11 +87,13 @@ class PipelineResult:
     reranked: int  # queries whose response says reranked=True
     bulk: dict[str, float] | None = None  # recall, precision, returned_mean/p50/max, threshold
     first_error: str = ""
+    elapsed_s: float = 0.0  # wall time of the whole pipeline run
 
     def to_json(self) -> dict:
         """JSON object for --json: the metric keys at the top level, the rest alongside."""
         out: dict = {key: round(self.metrics.get(key, 0.0), 4) for key in REPORTED}
-        out.update(queries=self.queries, errors=self.errors, reranked=self.reranked, latency_ms=self.latency_ms)
+        out.update(queries=self.queries, errors=self.errors, reranked=self.reranked, latency_ms=self.latency_ms,
+                   elapsed_s=self.elapsed_s)
         if self.bulk is not None:
             out["bulk"] = self.bulk
         if self.first_error:
@@ -285,8 +287,12 @@ async def evaluate_target(
     options: EvalOptions,
     do_ingest: bool = True,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+    on_result: Callable[[EvalReport, PipelineResult], None] | None = None,
 ) -> EvalReport:
-    """Ingest (optionally) and evaluate every pipeline against a gateway reachable on `channel`."""
+    """Ingest (optionally) and evaluate every pipeline against a gateway reachable on `channel`.
+
+    `on_result(report, result)` is called as each pipeline finishes, so long runs report as they go.
+    """
     stub = pb_grpc.GatewayStub(channel)
     report = EvalReport(dataset=str(dataset.root), split=dataset.split, queries=len(dataset.queries),
                         documents=len(dataset.corpus), ingest_s=None)
@@ -296,7 +302,12 @@ async def evaluate_target(
     report.cluster = await cluster_info(stub)
     for pipeline in pipelines:
         bar = progress_factory(pipeline.name, len(dataset.queries)) if progress_factory else None
-        report.pipelines[pipeline.name] = await run_pipeline(stub, dataset, pipeline, options, bar)
+        started = time.perf_counter()
+        result = await run_pipeline(stub, dataset, pipeline, options, bar)
+        result.elapsed_s = round(time.perf_counter() - started, 1)
+        report.pipelines[pipeline.name] = result
+        if on_result is not None:
+            on_result(report, result)
     return report
 
 
