@@ -97,7 +97,7 @@ def _dataset() -> BeirDataset:
 async def test_runner_scores_known_rankings(gateway) -> None:
     fake, channel = gateway
     options = EvalOptions(ingest_batch=3, threshold=0.4)
-    report = await evaluate_target(channel, _dataset(), select_pipelines(["bm25", "hybrid+rerank", "mrl64", "bulk"]),
+    report = await evaluate_target(channel, _dataset(), select_pipelines(["bm25", "hybrid-rrf", "hybrid+rerank", "mrl64", "bulk"]),
                                    options)
     assert sorted(fake.upsert_sizes) == [1, 3]
     assert fake.docs["d1"] == "Cats cats purr loudly" and fake.docs["d4"] == "night birds hunt"
@@ -128,7 +128,9 @@ async def test_runner_scores_known_rankings(gateway) -> None:
     assert all(r.threshold == pytest.approx(0.4) for r in fake.requests if r.mode == pb.MODE_BULK)
 
     out = report.to_json()
-    assert set(out) == {"bm25", "hybrid+rerank", "mrl64", "bulk"}
+    assert {r.fusion for r in fake.requests if r.retrieval == pb.RETRIEVAL_HYBRID and not r.rerank} == {pb.FUSION_RRF}
+    assert {r.fusion for r in fake.requests if r.rerank} == {pb.FUSION_UNSPECIFIED}
+    assert set(out) == {"bm25", "hybrid-rrf", "hybrid+rerank", "mrl64", "bulk"}
     assert {"ndcg@10", "recall@80", "recall@100", "mrr@10"} <= set(out["bm25"])
     json.dumps(out)
     table = format_table(report)

@@ -41,6 +41,7 @@ class Pipeline:
     rerank: bool
     mrl_dim: int = 0
     bulk: bool = False
+    fusion: int = pb.FUSION_UNSPECIFIED  # hybrid only: the gateway's default (convex) unless set
     about: str = ""
 
 
@@ -49,7 +50,8 @@ PIPELINES: dict[str, Pipeline] = {
     for p in (
         Pipeline("bm25", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
         Pipeline("dense", pb.RETRIEVAL_DENSE, False, about="dense (full dimension) only, first-stage order"),
-        Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused, first-stage order"),
+        Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused (gateway default), first-stage order"),
+        Pipeline("hybrid-rrf", pb.RETRIEVAL_HYBRID, False, fusion=pb.FUSION_RRF, about="BM25 + dense, RRF, no rerank"),
         Pipeline("dense+rerank", pb.RETRIEVAL_DENSE, True, about="dense, candidate window reranked"),
         Pipeline("hybrid+rerank", pb.RETRIEVAL_HYBRID, True, about="fused, candidate window reranked (default)"),
         Pipeline("mrl64", pb.RETRIEVAL_DENSE, False, mrl_dim=64, about="dense, 64-d sweep refined at full dim"),
@@ -176,7 +178,7 @@ async def ingest(
 async def _search_one(stub, pipeline: Pipeline, query: str, options: EvalOptions) -> tuple[dict, dict, bool]:
     """(doc id → score in returned order, timings, reranked) for one query."""
     req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
-                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim)
+                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
     if pipeline.bulk:
         req.mode = pb.MODE_BULK
         req.threshold = options.threshold
