@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=d.concurrency,
                    help=f"queries in flight (default {d.concurrency}: latency without self-inflicted queueing).")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help=f"deadline of each RPC, s (default {d.timeout_s:g}).")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to wait for the gateway channel to be ready (default 30).")
     p.add_argument("--shards", type=int, default=2, help="private cluster: number of index shards (default 2).")
     p.add_argument("--data-dir", type=Path, default=None, help="private cluster: data directory (default: a temp dir).")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr.")
@@ -168,7 +170,7 @@ async def _evaluate(target: str, dataset, args: argparse.Namespace, options: Eva
     pipelines = select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
     channel = make_channel(target)
     try:
-        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        await asyncio.wait_for(channel.channel_ready(), timeout=args.connect_timeout)
         return await evaluate_target(channel, dataset, pipelines, options, do_ingest=not args.no_ingest,
                                      progress_factory=_progress_factory(not args.no_progress), on_result=on_result)
     finally:
@@ -196,7 +198,8 @@ def main(argv: list[str]) -> int:
             with start_private_cluster(args.data_dir, args.shards) as gateway:
                 report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
     except (TimeoutError, asyncio.TimeoutError):
-        print(f"winnow eval: gateway {args.target or '(private)'} not reachable within 30s", file=sys.stderr)
+        print(f"winnow eval: gateway {args.target or '(private)'} not reachable within {args.connect_timeout:g}s",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
         log.debug("eval failed", exc_info=True)

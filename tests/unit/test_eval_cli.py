@@ -1,0 +1,44 @@
+"""`winnow eval` argument handling: bad input exits 2 with a clear message, before any cluster starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from winnow.eval.cli import main
+
+
+def _tiny(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n')
+    (root / "qrels" / "test.tsv").write_text("q1\td1\t1\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pipelines", "bm25,magic"], "unknown pipeline(s) ['magic']"),
+        (["--no-ingest"], "--no-ingest needs --target"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    assert main(["--dataset", str(_tiny(tmp_path)), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_dataset_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _tiny(tmp_path)
+    (root / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n{oops\n')
+    assert main(["--dataset", str(root)]) == 2
+    assert "corpus.jsonl:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_unreachable_target_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 on loopback refuses connections; the client gives up on the channel and says so.
+    rc = main(["--dataset", str(_tiny(tmp_path)), "--target", "127.0.0.1:1", "--no-progress", "--timeout", "2",
+               "--connect-timeout", "1"])
+    assert rc == 1
+    assert "not reachable" in capsys.readouterr().err
