@@ -14,28 +14,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
+from winnow.core.protovalues import to_value
 
 _FUSION = {"": pb.FUSION_UNSPECIFIED, "convex": pb.FUSION_CONVEX, "rrf": pb.FUSION_RRF}
 _RETRIEVAL = {"hybrid": pb.RETRIEVAL_HYBRID, "dense": pb.RETRIEVAL_DENSE, "lexical": pb.RETRIEVAL_LEXICAL}
 
 
 def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
-    out = []
-    for field, value in (filters or {}).items():
-        v = struct_pb2.Value()
-        if isinstance(value, bool):
-            v.bool_value = value
-        elif isinstance(value, (int, float)):
-            v.number_value = float(value)
-        else:
-            v.string_value = str(value)
-        out.append(pb.Filter(field=field, equals=v))
-    return out
+    return [pb.Filter(field=field, equals=to_value(value)) for field, value in (filters or {}).items()]
 
 
 def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",

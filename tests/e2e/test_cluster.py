@@ -132,6 +132,17 @@ def test_bad_upserts_write_nothing(client):
     assert list(client.get(["ok-1"]).missing) == ["ok-1"]
 
 
+def test_metadata_filters_apply_inside_the_search(client):
+    docs = [{"id": f"f{i}", "text": f"mitochondrial dysfunction in neurons, study {i}",
+             "metadata": {"lab": "a" if i % 2 else "b", "year": 2000 + i}} for i in range(6)]
+    client.upsert(docs)
+    r = client.search("mitochondrial dysfunction in neurons", k=10, filters={"lab": "a"}, rerank=False)
+    assert {h.id for h in r.hits} == {"f1", "f3", "f5"}
+    r = client.search("mitochondrial dysfunction", k=10, filters={"lab": "b", "year": 2004}, rerank=False)
+    assert [h.id for h in r.hits] == ["f4"]
+    client.delete([d["id"] for d in docs])
+
+
 # --- destructive: keep these last ------------------------------------------------------------------------------
 
 def test_redis_down_serves_uncached(cluster, client, redis_server):

@@ -9,6 +9,7 @@ domain errors to status codes via `errors.STATUS_TABLE`, and (e) records per-RPC
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -112,73 +113,51 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(code, message)
         return code  # unreachable: abort raises
 
-    def _unary(self, name: str, behavior, deserializer):
-        async def wrapper(raw, context):
-            rid = _request_id(context)
-            token = request_id_var.set(rid)
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            admitted = False
-            try:
-                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
-                self._authenticate(context)
-                request = self._parse(raw, deserializer)
+    @contextlib.asynccontextmanager
+    async def _rpc(self, name: str, context, metered: bool = True):
+        """Around one RPC: request id, auth, admission, then status mapping and metrics of whatever happens."""
+        rid = _request_id(context)
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        admitted = False
+        try:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            self._authenticate(context)
+            if metered:
                 self._admit()
                 admitted = True
                 self.inflight += 1
                 metrics.INFLIGHT.labels(self.service).inc()
-                return await behavior(request, context)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:  # noqa: BLE001 - the one catch-all, mapped to a status
-                code = status_for(exc)
-                await self._fail(context, exc, rid)
-            finally:
-                if admitted:
-                    self.inflight -= 1
-                    metrics.INFLIGHT.labels(self.service).dec()
-                self._record(name, code, start)
-                request_id_var.reset(token)
+            yield
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one catch-all, mapped to a status
+            code = status_for(exc)
+            await self._fail(context, exc, rid)
+        finally:
+            if admitted:
+                self.inflight -= 1
+                metrics.INFLIGHT.labels(self.service).dec()
+            self._record(name, code, start)
+            request_id_var.reset(token)
+
+    def _unary(self, name: str, behavior, deserializer):
+        async def wrapper(raw, context):
+            async with self._rpc(name, context):
+                return await behavior(self._parse(raw, deserializer), context)
 
         return wrapper
 
     def _stream(self, name: str, behavior, deserializer, long_lived: bool = False):
         async def wrapper(raw, context):
-            rid = _request_id(context)
-            token = request_id_var.set(rid)
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            admitted = False
-            try:
-                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
-                self._authenticate(context)
-                request = self._parse(raw, deserializer)
-                if not long_lived:
-                    self._admit()
-                    admitted = True
-                    self.inflight += 1
-                    metrics.INFLIGHT.labels(self.service).inc()
-                async for item in behavior(request, context):
+            async with self._rpc(name, context, metered=not long_lived):
+                async for item in behavior(self._parse(raw, deserializer), context):
                     yield item
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:  # noqa: BLE001
-                code = status_for(exc)
-                await self._fail(context, exc, rid)
-            finally:
-                if admitted:
-                    self.inflight -= 1
-                    metrics.INFLIGHT.labels(self.service).dec()
-                self._record(name, code, start)
-                request_id_var.reset(token)
 
         return wrapper
 

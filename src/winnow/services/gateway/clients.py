@@ -7,29 +7,19 @@ from typing import Any
 
 import grpc
 import numpy as np
-from google.protobuf import struct_pb2
 
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
 from winnow.api.internal.reranker.v1 import reranker_pb2, reranker_pb2_grpc
 from winnow.core.channels import make_channel
+from winnow.core.protovalues import to_value
 from winnow.core.errors import from_rpc_error
 from winnow.services.gateway.model import Candidate
 from winnow.services.gateway.ports import ShardHit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
 
 
 def _filters(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Filter]:
-    out = []
-    for field, value in filters:
-        v = struct_pb2.Value()
-        if isinstance(value, bool):
-            v.bool_value = value
-        elif isinstance(value, (int, float)):
-            v.number_value = float(value)
-        else:
-            v.string_value = str(value)
-        out.append(index_pb2.Filter(field=field, equals=v))
-    return out
+    return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
 
 
 def _hit(h: index_pb2.Hit) -> ShardHit:
