@@ -4,10 +4,13 @@ Stages (each cached under --cache, default /tmp/winnow-research/):
   1. encode the corpus once with all-MiniLM-L6-v2: mean-pooled sentence vectors (dense first stage) and
      L2-normalised token vectors (late interaction), fp16, at the model's max_seq_length (256);
   2. BM25 (bm25s, English stemmer + stopwords) and MiniLM dense retrieval, fused with RRF (k=60) -> top-80;
-  3. score every (query, candidate) with MaxSim variants and fusions with the first-stage rank;
-  4. tune fusion weights on the TRAIN split only, report nDCG@10 / recall on the TEST split.
+  3. score every (query, candidate) with MaxSim variants (all tokens, no [CLS]/[SEP], stopwords dropped, query
+     tokens weighted by IDF over the candidates) and fusions with the first-stage rank (RRF, linear z-scores);
+  4. tune fusion weight and k on the TRAIN split only (grid + 5-fold CV on train), report nDCG@10 / recall on
+     the TEST split, the service's own scorer end to end on test, and a paired bootstrap against the first stage.
 
-Rerun: `.venv/bin/python bench/reranker_study.py` (first run encodes the corpus: ~5 min on 2 CPU cores).
+Rerun: `.venv/bin/python bench/reranker_study.py --json out.json` (the first run encodes the corpus: 5-12 min on
+2 shared CPU cores; later runs ~10 min, mostly query encoding and MaxSim over 1,109 x 80 pairs).
 `--stage encode` only builds the cache.
 """
 

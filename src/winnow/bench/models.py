@@ -2,9 +2,10 @@
 
 One run, the same SciFact texts for every measurement (the first N abstracts, title + text):
 - embed: in-process `SentenceTransformer.encode` (batch 32) vs the embedder service (a subprocess on loopback,
-  max_batch_size 32) given the same texts in one request; also in 32-text requests, 8 concurrent;
+  max_batch_size 32) given the same texts in one request; also in 32-text requests, 8 concurrent. The texts go in
+  5 slices, in-process and served alternating, so load from other processes hits both sides alike;
 - rerank: pairs/s of the default scorer in-process (`scorer.score`) vs served (one Rerank of 80 candidates per
-  query, fresh token cache on both sides, the same request sequence);
+  query, fresh token cache on both sides, the same request sequence, alternating request by request);
 - latency p50/p99: embedding one query, reranking 80 candidates (served, sequential; in-process for reference).
 Ratios served/in-process are printed and, with --json, written as `embed_served_vs_inprocess` and
 `rerank_served_vs_inprocess` (goal >= 0.95).
@@ -16,7 +17,6 @@ import argparse
 import asyncio
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -76,91 +76,87 @@ class Served:
         self._dir.cleanup()
 
 
-async def _embed_served(port: int, texts: list[str], queries: list[str], chunk: int, conc: int) -> dict:
+async def _embed_served(stub, pb, texts: list[str]) -> float:
+    t0 = time.perf_counter()
+    await stub.Embed(pb.EmbedRequest(texts=texts), timeout=600)
+    return time.perf_counter() - t0
+
+
+async def _embed_chunked(stub, pb, texts: list[str], chunk: int, conc: int) -> float:
+    sem = asyncio.Semaphore(conc)
+
+    async def part(i: int) -> None:
+        async with sem:
+            await stub.Embed(pb.EmbedRequest(texts=texts[i : i + chunk]), timeout=600)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(part(i) for i in range(0, len(texts), chunk)))
+    return time.perf_counter() - t0
+
+
+def _slices(n: int, parts: int) -> list[slice]:
+    step = max(1, -(-n // parts))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+async def bench_embed(port: int, texts: list[str], queries: list[str], parts: int) -> dict:
+    """In-process and served, interleaved slice by slice (alternating which goes first) so that load from
+    other processes on the machine hits both sides alike."""
     from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
     from winnow.api.internal.embedder.v1 import embedder_pb2_grpc as pb_grpc
     from winnow.core.channels import make_channel
-
-    async with make_channel(f"127.0.0.1:{port}") as ch:
-        stub = pb_grpc.EmbedderStub(ch)
-        await stub.Embed(pb.EmbedRequest(texts=texts[:8]), timeout=60)  # warm
-        t0 = time.perf_counter()
-        await stub.Embed(pb.EmbedRequest(texts=texts), timeout=600)
-        one = time.perf_counter() - t0
-        sem = asyncio.Semaphore(conc)
-
-        async def part(i: int) -> None:
-            async with sem:
-                await stub.Embed(pb.EmbedRequest(texts=texts[i : i + chunk]), timeout=600)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(part(i) for i in range(0, len(texts), chunk)))
-        chunked = time.perf_counter() - t0
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            await stub.Embed(pb.EmbedRequest(texts=[q], kind=pb.INPUT_KIND_QUERY), timeout=60)
-            lat.append(time.perf_counter() - t)
-    return {"one_request_s": one, "chunked_s": chunked, "latency": lat}
-
-
-async def _rerank_served(port: int, requests: list[tuple[str, list[tuple[str, str]]]], lat_requests) -> dict:
-    from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
-    from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
-    from winnow.core.channels import make_channel
-
-    def req(q, cands):
-        return pb.RerankRequest(query=q, candidates=[pb.Candidate(id=i, text=t, first_stage_rank=r + 1)
-                                                     for r, (i, t) in enumerate(cands)])
-
-    async with make_channel(f"127.0.0.1:{port}") as ch:
-        stub = pb_grpc.RerankerStub(ch)
-        t0 = time.perf_counter()
-        for q, cands in requests:
-            await stub.Rerank(req(q, cands), timeout=600)
-        total = time.perf_counter() - t0
-        lat = []
-        for q, cands in lat_requests:
-            t = time.perf_counter()
-            await stub.Rerank(req(q, cands), timeout=60)
-            lat.append(time.perf_counter() - t)
-    return {"total_s": total, "latency": lat}
-
-
-def bench_embed(texts: list[str], queries: list[str], threads: int) -> dict:
     from winnow.models.encoder import SentenceTransformerEncoder
 
-    enc = SentenceTransformerEncoder(device="auto")
-    st = enc.sentence_transformer
-    st.encode(texts[:8], batch_size=32)
-    t0 = time.perf_counter()
-    st.encode(texts, batch_size=32, normalize_embeddings=True)
-    inproc = time.perf_counter() - t0
-    lat_in = []
-    for q in queries:
-        t = time.perf_counter()
-        st.encode([q], normalize_embeddings=True)
-        lat_in.append(time.perf_counter() - t)
-    del enc, st
-    svc = Served("embedder", ["--max-batch-size", "32", "--threads", str(threads), "--max-texts", str(len(texts))])
-    try:
-        served = asyncio.run(_embed_served(svc.port, texts, queries, chunk=32, conc=8))
-    finally:
-        svc.close()
+    st = SentenceTransformerEncoder(device="auto").sentence_transformer
+    loop = asyncio.get_running_loop()
+
+    def inproc(batch: list[str]) -> float:
+        t0 = time.perf_counter()
+        st.encode(batch, batch_size=32, normalize_embeddings=True)
+        return time.perf_counter() - t0
+
+    t_in = t_one = t_chunk = 0.0
+    lat_in, lat_sv = [], []
+    async with make_channel(f"127.0.0.1:{port}") as ch:
+        stub = pb_grpc.EmbedderStub(ch)
+        inproc(texts[:8])
+        await _embed_served(stub, pb, texts[:8])
+        for i, sl in enumerate(_slices(len(texts), parts)):
+            part = texts[sl]
+            if i % 2:
+                t_one += await _embed_served(stub, pb, part)
+                t_in += inproc(part)
+            else:
+                t_in += inproc(part)
+                t_one += await _embed_served(stub, pb, part)
+            t_chunk += await _embed_chunked(stub, pb, part, chunk=32, conc=8)
+        for q in queries:
+            t = time.perf_counter()
+            st.encode([q], normalize_embeddings=True)
+            lat_in.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await stub.Embed(pb.EmbedRequest(texts=[q], kind=pb.INPUT_KIND_QUERY), timeout=60)
+            lat_sv.append(time.perf_counter() - t)
+    del loop
     n = len(texts)
     return {
-        "embed_inprocess_texts_per_s": n / inproc,
-        "embed_served_texts_per_s": n / served["one_request_s"],
-        "embed_served_chunked_texts_per_s": n / served["chunked_s"],
-        "embed_served_vs_inprocess": inproc / served["one_request_s"],
-        "embed_served_chunked_vs_inprocess": inproc / served["chunked_s"],
-        "embed_query_p50_ms": pct(served["latency"], 50), "embed_query_p99_ms": pct(served["latency"], 99),
+        "embed_inprocess_texts_per_s": n / t_in,
+        "embed_served_texts_per_s": n / t_one,
+        "embed_served_chunked_texts_per_s": n / t_chunk,
+        "embed_served_vs_inprocess": t_in / t_one,
+        "embed_served_chunked_vs_inprocess": t_in / t_chunk,
+        "embed_query_p50_ms": pct(lat_sv, 50), "embed_query_p99_ms": pct(lat_sv, 99),
         "embed_query_inprocess_p50_ms": pct(lat_in, 50), "embed_query_inprocess_p99_ms": pct(lat_in, 99),
     }
 
 
-def bench_rerank(ids: list[str], texts: list[str], queries: list[str], threads: int, n_requests: int,
-                 n_latency: int) -> dict:
+async def bench_rerank(port: int, ids: list[str], texts: list[str], queries: list[str], n_requests: int,
+                       n_latency: int) -> dict:
+    """The default scorer in-process vs served, request by request, alternating which goes first; both sides
+    start with an empty token cache and see the same request sequence."""
+    from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
+    from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
+    from winnow.core.channels import make_channel
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer
     from winnow.models.scorer import RerankCandidate
@@ -170,31 +166,43 @@ def bench_rerank(ids: list[str], texts: list[str], queries: list[str], threads: 
     requests = [(queries[i], [docs[(i * WINDOW + j) % len(docs)] for j in range(WINDOW)]) for i in range(n_requests)]
     lat_requests = [(queries[n_requests + i], requests[i % n_requests][1]) for i in range(n_latency)]
     scorer = LateInteractionScorer(SentenceTransformerEncoder(device="auto"))
-    scorer.score("warm up", [RerankCandidate("w", "warm up text")])
-    scorer.cache = type(scorer.cache)(scorer.cache.max_bytes)
-    t0 = time.perf_counter()
-    for q, cands in requests:
+
+    def inproc(q: str, cands) -> float:
+        t0 = time.perf_counter()
         scorer.score(q, [RerankCandidate(i, t, r + 1) for r, (i, t) in enumerate(cands)])
-    inproc = time.perf_counter() - t0
-    lat_in = []
-    for q, cands in lat_requests:
-        t = time.perf_counter()
-        scorer.score(q, [RerankCandidate(i, t_, r + 1) for r, (i, t_) in enumerate(cands)])
-        lat_in.append(time.perf_counter() - t)
-    name = scorer.name
-    del scorer
-    svc = Served("reranker", ["--threads", str(threads)])
-    try:
-        served = asyncio.run(_rerank_served(svc.port, requests, lat_requests))
-    finally:
-        svc.close()
+        return time.perf_counter() - t0
+
+    def req(q: str, cands) -> pb.RerankRequest:
+        return pb.RerankRequest(query=q, candidates=[pb.Candidate(id=i, text=t, first_stage_rank=r + 1)
+                                                     for r, (i, t) in enumerate(cands)])
+
+    async def served(q: str, cands) -> float:
+        t0 = time.perf_counter()
+        await stub.Rerank(req(q, cands), timeout=600)
+        return time.perf_counter() - t0
+
+    t_in = t_sv = 0.0
+    lat_in, lat_sv = [], []
+    async with make_channel(f"127.0.0.1:{port}") as ch:
+        stub = pb_grpc.RerankerStub(ch)
+        for i, (q, cands) in enumerate(requests):
+            if i % 2:
+                t_sv += await served(q, cands)
+                t_in += inproc(q, cands)
+            else:
+                t_in += inproc(q, cands)
+                t_sv += await served(q, cands)
+        for q, cands in lat_requests:
+            lat_in.append(inproc(q, cands))
+            lat_sv.append(await served(q, cands))
     pairs = n_requests * WINDOW
     return {
-        "rerank_scorer": name,
-        "rerank_inprocess_pairs_per_s": pairs / inproc,
-        "rerank_served_pairs_per_s": pairs / served["total_s"],
-        "rerank_served_vs_inprocess": inproc / served["total_s"],
-        "rerank_80_p50_ms": pct(served["latency"], 50), "rerank_80_p99_ms": pct(served["latency"], 99),
+        "rerank_scorer": scorer.name,
+        "rerank_requests": n_requests,
+        "rerank_inprocess_pairs_per_s": pairs / t_in,
+        "rerank_served_pairs_per_s": pairs / t_sv,
+        "rerank_served_vs_inprocess": t_in / t_sv,
+        "rerank_80_p50_ms": pct(lat_sv, 50), "rerank_80_p99_ms": pct(lat_sv, 99),
         "rerank_80_inprocess_p50_ms": pct(lat_in, 50), "rerank_80_inprocess_p99_ms": pct(lat_in, 99),
     }
 
@@ -224,7 +232,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--texts", type=int, default=1000, help="SciFact texts to embed (and rerank from)")
     p.add_argument("--quick", action="store_true", help="200 texts, fewer latency samples (a smoke run)")
     p.add_argument("--json", action="store_true", help="print the results as JSON after the table")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, both sides (1: on a shared 2-core box "
+                   "more threads oversubscribe the CPU and single-query latency suffers)")
     p.add_argument("--dataset", type=Path, default=DATA, help="BEIR SciFact directory")
     a = p.parse_args(argv)
     n = 200 if a.quick else a.texts
@@ -237,8 +246,17 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(a.threads)
     ids, texts, queries = scifact(n, a.dataset)
     result = {"texts": n, "threads": a.threads, "device": "cuda" if torch.cuda.is_available() else "cpu"}
-    result.update(bench_embed(texts, queries[:n_lat], a.threads))
-    result.update(bench_rerank(ids, texts, queries, a.threads, n_req, n_lat))
+    threads = ["--threads", str(a.threads)]
+    embedder = Served("embedder", ["--max-batch-size", "32", "--max-texts", str(n), *threads])
+    try:
+        result.update(asyncio.run(bench_embed(embedder.port, texts, queries[:n_lat], parts=5)))
+    finally:
+        embedder.close()
+    reranker = Served("reranker", threads)
+    try:
+        result.update(asyncio.run(bench_rerank(reranker.port, ids, texts, queries, n_req, n_lat)))
+    finally:
+        reranker.close()
     print(table(result))
     if a.json:
         print(json.dumps(result, indent=1))

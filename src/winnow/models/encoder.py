@@ -139,6 +139,8 @@ class SentenceTransformerEncoder(Encoder):
         self._inputs = set(self.tokenizer.model_input_names)
         self._pad = int(self.tokenizer.pad_token_id or 0)
         self._lock = threading.Lock()  # one forward at a time per model (the batcher's executor ensures it too)
+        # Fast tokenizers mutate their truncation state per call; two threads at once raise "Already borrowed".
+        self._tok_lock = threading.Lock()
         log.info(
             "encoder loaded",
             extra={"fields": {"model": self.model_id, "device": self.placement.device, "dtype": self.placement.dtype,
@@ -158,12 +160,13 @@ class SentenceTransformerEncoder(Encoder):
         limit = self.max_seq_length
         # Tokenise to limit+1: a text is truncated iff it reaches limit+1; re-tokenise those at the limit so the
         # tokenizer places its own end token.
-        probe = self.tokenizer(texts, truncation=True, max_length=limit + 1, verbose=False)["input_ids"]
-        long = [i for i, ids in enumerate(probe) if len(ids) > limit]
-        if long:
-            cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=limit)["input_ids"]
-            for i, ids in zip(long, cut):
-                probe[i] = ids
+        with self._tok_lock:
+            probe = self.tokenizer(texts, truncation=True, max_length=limit + 1, verbose=False)["input_ids"]
+            long = [i for i, ids in enumerate(probe) if len(ids) > limit]
+            if long:
+                cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=limit)["input_ids"]
+                for i, ids in zip(long, cut):
+                    probe[i] = ids
         longset = set(long)
         return [PreparedText(tuple(ids), i in longset) for i, ids in enumerate(probe)]
 

@@ -92,8 +92,13 @@ class CrossEncoderScorer(Scorer):
         self._pad = int(self.tokenizer.pad_token_id or 0)
         self._types = "token_type_ids" in self.tokenizer.model_input_names
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads at once
 
     def _encode(self, query: str, texts: list[str], limit: int) -> dict:
+        with self._tok_lock:
+            return self._encode_unlocked(query, texts, limit)
+
+    def _encode_unlocked(self, query: str, texts: list[str], limit: int) -> dict:
         try:
             return self.tokenizer([query] * len(texts), texts, truncation="only_second", max_length=limit,
                                   verbose=False)
