@@ -15,21 +15,19 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
-import numpy as np
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from winnow.eval.beir import BeirDataset, Document
-from winnow.eval.metrics import mean_metrics, per_query, set_recall_precision
+from winnow.eval.metrics import mean_metrics, per_query
+from winnow.eval.results import REPORTED, EvalReport, PipelineResult, bulk_summary, percentiles
 
 log = logging.getLogger(__name__)
 
 KS = (10, 80, 100)
-#: The figures every pipeline reports (the --json keys), in table order.
-REPORTED = ("ndcg@10", "mrr@10", "recall@10", "recall@80", "recall@100")
 
 
 @dataclass(frozen=True)
@@ -77,60 +75,9 @@ class EvalOptions:
     ingest_concurrency: int = 2
 
 
-@dataclass
-class PipelineResult:
-    """One pipeline's scores and latency over the evaluated queries."""
-
-    name: str
-    metrics: dict[str, float]
-    latency_ms: dict[str, dict[str, float]]  # stage -> {"p50", "p99"}
-    queries: int
-    errors: int
-    reranked: int  # queries whose response says reranked=True
-    bulk: dict[str, float] | None = None  # recall, precision, returned_mean/p50/max, threshold
-    first_error: str = ""
-    elapsed_s: float = 0.0  # wall time of the whole pipeline run
-
-    def to_json(self) -> dict:
-        """JSON object for --json: the metric keys at the top level, the rest alongside."""
-        out: dict = {key: round(self.metrics.get(key, 0.0), 4) for key in REPORTED}
-        out.update(queries=self.queries, errors=self.errors, reranked=self.reranked, latency_ms=self.latency_ms,
-                   elapsed_s=self.elapsed_s)
-        if self.bulk is not None:
-            out["bulk"] = self.bulk
-        if self.first_error:
-            out["first_error"] = self.first_error
-        return out
-
-
-@dataclass
-class EvalReport:
-    """Everything one eval run measured."""
-
-    dataset: str
-    split: str
-    queries: int
-    documents: int
-    ingest_s: float | None
-    pipelines: dict[str, PipelineResult] = field(default_factory=dict)
-    cluster: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        """One JSON object keyed by pipeline name."""
-        return {name: res.to_json() for name, res in self.pipelines.items()}
-
-
 def document_text(doc: Document) -> str:
     """What the gateway indexes for a BEIR document: ``title + " " + text`` (BEIR's convention)."""
     return f"{doc.title} {doc.text}".strip()
-
-
-def _percentiles(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {
-        stage: {"p50": round(float(np.percentile(v, 50)), 2), "p99": round(float(np.percentile(v, 99)), 2)}
-        for stage, v in sorted(samples.items())
-        if v
-    }
 
 
 def _short(exc: BaseException) -> str:
@@ -237,26 +184,12 @@ async def run_pipeline(
     await asyncio.gather(*(one(qid, text) for qid, text in dataset.queries.items()))
     rows = per_query(run, dataset.qrels, KS)
     result = PipelineResult(
-        name=pipeline.name, metrics=mean_metrics(rows), latency_ms=_percentiles(stages), queries=len(rows),
+        name=pipeline.name, metrics=mean_metrics(rows), latency_ms=percentiles(stages), queries=len(rows),
         errors=errors, reranked=reranked, first_error=first_error,
     )
     if pipeline.bulk:
-        result.bulk = _bulk_summary(run, dataset, options.threshold)
+        result.bulk = bulk_summary(run, dataset, options.threshold)
     return result
-
-
-def _bulk_summary(run: dict[str, dict[str, float]], dataset: BeirDataset, threshold: float) -> dict[str, float]:
-    judged = [q for q in sorted(dataset.qrels) if any(g > 0 for g in dataset.qrels[q].values())]
-    pairs = [set_recall_precision(run.get(q, {}), dataset.qrels[q]) for q in judged]
-    counts = [len(run.get(q, {})) for q in judged] or [0]
-    return {
-        "threshold": threshold,
-        "recall": round(float(np.mean([r for r, _ in pairs])) if pairs else 0.0, 4),
-        "precision": round(float(np.mean([p for _, p in pairs])) if pairs else 0.0, 4),
-        "returned_mean": round(float(np.mean(counts)), 1),
-        "returned_p50": float(np.median(counts)),
-        "returned_max": int(np.max(counts)),
-    }
 
 
 async def cluster_info(stub: pb_grpc.GatewayStub, timeout_s: float = 10.0) -> dict:
@@ -314,6 +247,6 @@ async def evaluate_target(
 
 
 __all__ = [
-    "DEFAULT_PIPELINES", "EvalOptions", "EvalReport", "PIPELINES", "Pipeline", "PipelineResult",
+    "DEFAULT_PIPELINES", "REPORTED", "EvalOptions", "EvalReport", "PIPELINES", "Pipeline", "PipelineResult",
     "cluster_info", "document_text", "evaluate_target", "ingest", "run_pipeline", "select_pipelines",
 ]
