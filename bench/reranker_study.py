@@ -30,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-DATA = Path("/work/shared/datasets/scifact")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
 WINDOW = 80
 RRF_K = 60
 

@@ -25,7 +25,7 @@ CORPUS_NPY = CACHE_DIR / "scifact_minilm_title_text_256.npy"
 CORPUS_IDS = CACHE_DIR / "scifact_minilm_title_text_256.ids.json"
 QUERIES_NPY = CACHE_DIR / "scifact_minilm_queries_256.npy"
 QUERIES_IDS = CACHE_DIR / "scifact_minilm_queries_256.ids.json"
-DEFAULT_DATASET = Path("/work/shared/datasets/scifact")
+DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
 MAX_SEQ_LENGTH = 256
 
 

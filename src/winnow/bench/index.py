@@ -289,7 +289,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--mrl", action="store_true",
                    help="only the MRL study on cached SciFact embeddings (run bench/scifact_embeddings.py first)")
     p.add_argument("--embeddings", type=Path, default=Path("/tmp/winnow-research"), help="embedding cache for --mrl")
-    p.add_argument("--dataset", type=Path, default=Path("/work/shared/datasets/scifact"), help="BEIR dir for --mrl")
+    p.add_argument("--dataset", type=Path, default=Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "scifact", help="BEIR dir for --mrl")
     args = p.parse_args(argv)
     if args.mrl:
         study = mrl_study(args.embeddings, args.dataset)

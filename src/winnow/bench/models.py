@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path("/work/shared/datasets/scifact")
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "scifact"
 WINDOW = 80
 
 
