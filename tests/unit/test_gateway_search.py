@@ -200,7 +200,7 @@ async def test_reranker_down_returns_first_stage_order_flagged(world):
 
 async def test_rerank_batches_are_sent_concurrently(world):
     core, _, _, rr = world
-    core.config.rerank_batch_size = 2
+    core.config.rerank_batch_size = 2  # the default (80) sends the whole window in one call
     await core.search(SearchOptions(query="fever aspirin children", k=5, window=6, no_cache=True), Deadline(5))
     assert rr.calls == 3
 

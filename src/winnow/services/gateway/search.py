@@ -31,7 +31,7 @@ SERVICE = "gateway"
 
 @dataclass
 class PipelineConfig:
-    rerank_batch_size: int = 16
+    rerank_batch_size: int = 80
     dense_weight: float = 0.5
     stats_timeout_s: float = 0.5
 

@@ -38,7 +38,12 @@ class GatewaySettings(ServiceSettings):
     dense_weight: float = Field(
         0.5, ge=0, le=1, description="Share of the dense list in fusion (BM25 gets the rest); 0.5 = equal."
     )
-    rerank_batch_size: int = Field(16, ge=1, description="Candidates per reranker call; calls run concurrently.")
+    rerank_batch_size: int = Field(
+        80, ge=1,
+        description="Candidates per reranker call; calls run concurrently. Keep it >= the candidate window for "
+        "scorers that normalise within a call (the default late-interaction scorer does): scores from "
+        "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
+    )
     bulk_page_size: int = Field(256, ge=1, description="Bulk hits per streamed page when the request says 0.")
     max_page_size: int = Field(10_000, ge=1, description="Largest bulk page a request may ask for.")
     max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
