@@ -76,7 +76,7 @@ async def test_paraphrase_ranks_above_unrelated(served) -> None:
                         cands("The stock market fell sharply on Monday.", "A guide to making homemade bread in your oven."))
     assert [r.id for r in resp.results] == ["d1", "d0"]
     assert resp.results[0].score > resp.results[1].score
-    assert resp.scorer == "late-interaction-maxsim-linear-fusion" and resp.model.startswith("all-MiniLM-L6-v2@")
+    assert resp.scorer == "late-interaction-maxsim-linear-score-fusion" and resp.model.startswith("all-MiniLM-L6-v2@")
     assert {"queue", "inference", "total"} <= set(resp.timings_ms)
 
 

@@ -12,6 +12,7 @@ from winnow.models.late_interaction import (
     LateInteractionScorer,
     TokenVectorCache,
     linear_fuse,
+    linear_score_fuse,
     maxsim,
     rrf_fuse,
     text_key,
@@ -82,6 +83,35 @@ def test_linear_fuse() -> None:
     assert max(range(4), key=lambda i: s[i]) == 1
     with pytest.raises(ValueError, match="fusion must be"):
         LateInteractionScorer(FakeEncoder(), fusion="max")
+
+
+def test_linear_score_fuse() -> None:
+    # no first-stage ranks: own scores unchanged
+    assert linear_score_fuse([0.2, 0.9], [0, 0], 0.4, 60, [0.0, 0.0]) == [0.2, 0.9]
+    own, fs, sc = [0.1, 0.9, 0.5], [1, 3, 2], [2.0, -1.0, 1.5]
+    s1 = linear_score_fuse(own, fs, 1.0, 60, sc)
+    assert sorted(range(3), key=lambda i: -s1[i]) == [1, 2, 0]
+    s0 = linear_score_fuse(own, fs, 0.0, 60, sc)
+    assert sorted(range(3), key=lambda i: -s0[i]) == [0, 2, 1]
+    # the score gap matters, not just the order: a near-tie at the top lets MaxSim decide, a wide gap does not
+    near = linear_score_fuse([0.1, 0.9, 0.1, 0.1], [1, 2, 3, 4], 0.3, 60, [1.01, 1.0, -1.0, -1.0])
+    wide = linear_score_fuse([0.1, 0.9, 0.1, 0.1], [1, 2, 3, 4], 0.3, 60, [5.0, 1.0, 0.9, 0.8])
+    assert max(range(4), key=lambda i: near[i]) == 1 and max(range(4), key=lambda i: wide[i]) == 0
+    # unknown rank gets the lowest known score
+    s = linear_score_fuse([0.5, 0.5, 0.5], [0, 1, 2], 0.0, 60, [9.0, 2.0, 1.0])
+    assert s[1] > s[2] == s[0]
+    # scores missing or flat (a caller that sends only ranks): the rank-based linear fusion
+    assert linear_score_fuse(own, fs, 0.4, 60, [0.0, 0.0, 0.0]) == linear_fuse(own, fs, 0.4, 60)
+    assert linear_score_fuse(own, fs, 0.4, 60) == linear_fuse(own, fs, 0.4, 60)
+
+
+def test_late_interaction_score_fusion_uses_first_stage_score() -> None:
+    scorer = LateInteractionScorer(FakeEncoder(), fusion="linear-score", weight=0.0)
+    assert scorer.name == "late-interaction-maxsim-linear-score-fusion"
+    cands = [RerankCandidate("1", "cats like fish", 2, 0.5), RerankCandidate("2", "stock market news", 1, 0.9),
+             RerankCandidate("3", "dogs", 3, -2.0)]
+    s = scorer.score("cats fish", cands)
+    assert sorted(range(3), key=lambda i: -s[i]) == [1, 0, 2]  # w=0: the first-stage score order
 
 
 def test_token_vector_cache_lru_by_bytes() -> None:

@@ -3,11 +3,14 @@ first-stage order.
 
 Why fused: plain MaxSim over all-MiniLM-L6-v2 token vectors reordering a BM25+dense top-80 *lowers* SciFact
 nDCG@10 (0.752 vs 0.776 on 100 test queries); the MaxSim order carries evidence the first stage lacks, but is
-weaker on its own. Fusing the two keeps the first stage's strength and adds MaxSim's. Two fusions are offered:
-`linear` (default): weight * z(MaxSim) + (1 - weight) * z(1 / (k + first-stage rank)), z-scored over the request's
-candidates; `rrf`: weight / (k + MaxSim rank) + (1 - weight) / (k + first-stage rank). The fusion, its weight and
-whether special tokens take part were chosen on SciFact *train* (bench/reranker_study.py; numbers in
-docs/models.md).
+weaker on its own. Fusing the two keeps the first stage's strength and adds MaxSim's. Three fusions are offered,
+z-scores taken over the request's candidates:
+`linear-score` (default): weight * z(MaxSim) + (1 - weight) * z(first-stage score) -- the gateway's convex fused
+score keeps how far apart candidates are, which a rank throws away;
+`linear`: weight * z(MaxSim) + (1 - weight) * z(1 / (k + first-stage rank));
+`rrf`: weight / (k + MaxSim rank) + (1 - weight) / (k + first-stage rank).
+The fusion and its weight were chosen on SciFact *train* against the gateway's convex first stage
+(bench/reranker_retune.py; the earlier RRF-first-stage study is bench/reranker_study.py; numbers in docs/models.md).
 
 Speed: document token vectors are cached (fp16) in a bounded LRU keyed by (doc id, text hash), so a candidate
 seen before costs one matrix product; query token vectors are cached too. Missing documents of a micro-batch are
@@ -126,7 +129,26 @@ def linear_fuse(own: Sequence[float], first_stage_ranks: Sequence[int], weight: 
     return (weight * _z(np.asarray(own, dtype=np.float64)) + (1.0 - weight) * _z(fs)).tolist()
 
 
-FUSIONS = {"linear": linear_fuse, "rrf": rrf_fuse}
+def linear_score_fuse(own: Sequence[float], first_stage_ranks: Sequence[int], weight: float, k: float,
+                      first_stage_scores: Sequence[float] = ()) -> list[float]:
+    """weight * z(own) + (1 - weight) * z(first-stage score), z over this request's candidates.
+
+    Uses the first stage's own score (e.g. the gateway's convex fused score), which keeps how far apart the
+    candidates are, not just their order. A candidate of unknown rank (0) gets the lowest known score. Falls back
+    to `linear_fuse` (rank-based, constant k) when the scores carry no information (missing or all equal), and to
+    `own` alone when there is no first-stage rank at all."""
+    n = len(own)
+    if n == 0 or not any(first_stage_ranks):
+        return [float(x) for x in own]
+    known = [float(s) for s, r in zip(first_stage_scores, first_stage_ranks) if r > 0]
+    if len(first_stage_scores) != n or not known or max(known) == min(known):
+        return linear_fuse(own, first_stage_ranks, weight, k)
+    low = min(known)
+    fs = np.array([float(s) if r > 0 else low for s, r in zip(first_stage_scores, first_stage_ranks)])
+    return (weight * _z(np.asarray(own, dtype=np.float64)) + (1.0 - weight) * _z(fs)).tolist()
+
+
+FUSIONS = {"linear": linear_fuse, "rrf": rrf_fuse, "linear-score": linear_score_fuse}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +166,8 @@ class LateInteractionScorer(Scorer):
         self,
         encoder: Encoder,
         *,
-        fusion: str = "linear",
-        weight: float = 0.4,
+        fusion: str = "linear-score",
+        weight: float = 0.6,
         rrf_k: float = 100.0,
         skip_special: bool = False,
         cache_bytes: int = 1 << 30,
@@ -235,4 +257,7 @@ class LateInteractionScorer(Scorer):
         return scores.tolist()
 
     def finalize(self, candidates: Sequence[RerankCandidate], raw: Sequence[float]) -> list[float]:
-        return self._fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k)
+        ranks = [c.first_stage_rank for c in candidates]
+        if self._fuse is linear_score_fuse:
+            return linear_score_fuse(raw, ranks, self.weight, self.rrf_k, [c.first_stage_score for c in candidates])
+        return self._fuse(raw, ranks, self.weight, self.rrf_k)

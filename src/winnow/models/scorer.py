@@ -43,7 +43,7 @@ class PreparedPair:
 class Scorer(ABC):
     """Scores (query, candidate) pairs; see the module docstring for the three steps."""
 
-    name: str  # what it is, reported in responses: cross-encoder | late-interaction-maxsim-linear-fusion
+    name: str  # what it is, reported in responses: cross-encoder | late-interaction-maxsim-<fusion>-fusion
     model_id: str
     placement: Placement
     max_length: int

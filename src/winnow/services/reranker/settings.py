@@ -41,16 +41,19 @@ class RerankerSettings(ServiceSettings):
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: pairs waiting past this are RESOURCE_EXHAUSTED.")
     fusion: str = Field(
-        "linear", pattern="^(linear|rrf)$", description="late-interaction: how MaxSim joins the first-stage rank. "
-        "linear: w*z(MaxSim) + (1-w)*z(1/(k+rank)); rrf: w/(k+MaxSim rank) + (1-w)/(k+rank). See docs/models.md.",
+        "linear-score", pattern="^(linear-score|linear|rrf)$",
+        description="late-interaction: how MaxSim joins the first stage. linear-score: w*z(MaxSim) + "
+        "(1-w)*z(first_stage_score) (falls back to linear when the scores are missing or all equal); linear: "
+        "w*z(MaxSim) + (1-w)*z(1/(k+rank)); rrf: w/(k+MaxSim rank) + (1-w)/(k+rank). See docs/models.md.",
     )
     fusion_weight: float = Field(
-        0.4, ge=0, le=1, description="late-interaction: weight w of MaxSim in the fusion (1 - w goes to the "
-        "first-stage rank). 0.4 with linear was best on SciFact train; see docs/models.md.",
+        0.6, ge=0, le=1, description="late-interaction: weight w of MaxSim in the fusion (1 - w goes to the "
+        "first stage). 0.6 with linear-score was best on SciFact train against the gateway's convex first stage "
+        "(bench/reranker_retune.py); see docs/models.md.",
     )
     fusion_rrf_k: float = Field(
-        100.0, gt=0, description="late-interaction: the constant k in 1/(k + rank); 100 with linear, w=0.4 was "
-        "best on SciFact train.",
+        100.0, gt=0, description="late-interaction: the constant k in 1/(k + rank), for linear and rrf (and "
+        "linear-score's fallback). 100 with linear, w=0.4 was best on train against the old RRF first stage.",
     )
     skip_special_tokens: bool = Field(
         False, description="late-interaction: leave [CLS]/[SEP] out of MaxSim (slightly worse on SciFact train).",
