@@ -104,6 +104,29 @@ def orders(fs: list, ms: list[np.ndarray], ids: list[str], fusion: str, w: float
     return out
 
 
+def service_path(cache: Path, fs: list, qids: list[str], qtexts: list[str], qrels: dict) -> float:
+    """Test nDCG@10 of the service's scorer with its DEFAULT settings (LateInteractionScorer.score, candidates
+    carrying first_stage_rank and first_stage_score as the gateway sends them), its document cache seeded from the
+    cached token vectors so nothing is re-encoded; queries are encoded by the scorer."""
+    from winnow.models.encoder import SentenceTransformerEncoder
+    from winnow.models.late_interaction import LateInteractionScorer, text_key
+    from winnow.models.scorer import RerankCandidate
+
+    ids, texts = rs.load_corpus()
+    corpus = np.load(cache / "corpus_tokens.npz")
+    tok, offsets = corpus["tok"], corpus["offsets"]
+    scorer = LateInteractionScorer(SentenceTransformerEncoder(device="cpu"))
+    ords = []
+    for cands in fs:
+        for row, _, _ in cands:
+            scorer.cache.put(text_key(ids[row], texts[row]), tok[offsets[row] : offsets[row + 1]], False)
+        rc = [RerankCandidate(ids[row], texts[row], r, s) for row, r, s in cands]
+        scores = scorer.score(qtexts[len(ords)], rc)
+        ords.append([rc[i].id for i in sorted(range(len(rc)), key=lambda i: (-scores[i], rc[i].first_stage_rank))])
+    print(f"service default: {scorer.name} w={scorer.weight}", flush=True)
+    return float(ndcgs(ords, qids, qrels).mean())
+
+
 def ndcgs(ords: list[list[str]], qids: list[str], qrels: dict[str, set[str]]) -> np.ndarray:
     return np.array([rs.ndcg10(o, qrels[q]) for o, q in zip(ords, qids)])
 
@@ -122,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="/tmp/winnow-research")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default="", help="also write the report here")
+    p.add_argument("--service", action="store_true", help="also run the service's default scorer end to end on test")
     a = p.parse_args(argv)
     import torch
 
@@ -168,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         report["table"][name] = {"train": round(float(tr.mean()), 4), "test": round(float(te.mean()), 4)}
         print(f"{name:<44} {tr.mean():>13.4f} {te.mean():>12.4f}")
     report["train_5fold_cv_ndcg@10"] = cv
+    if a.service:
+        report["service_default_test_ndcg@10"] = round(service_path(cache, fs["test"], *data["test"]), 4)
     base = per_q["convex first stage"]
     report["test_vs_first_stage"] = {n: paired(v, base) for n, v in per_q.items() if n != "convex first stage"}
     print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=1))
