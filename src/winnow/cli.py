@@ -44,7 +44,7 @@ def cmd_up(args) -> int:
         print(f"a cluster is already running from {args.data_dir} (winnow status / winnow down)", file=sys.stderr)
         return 1
     cfg = ClusterConfig(data_dir=Path(args.data_dir), shards=args.shards, gateway_port=args.port,
-                        redis_url=args.redis_url, cache=args.cache, detach=args.detach)
+                        redis_url=args.redis_url, cache=args.cache)
     print(f"starting {args.shards} shard(s), embedder, reranker and gateway (logs: {args.data_dir}/logs) ...",
           file=sys.stderr)
     cluster = LocalCluster(cfg).start()

@@ -39,7 +39,6 @@ class ClusterConfig:
     # Extra CLI flags per service kind ("embedder", "reranker", "index", "gateway").
     service_args: dict[str, list[str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    detach: bool = False
 
 
 @dataclass
@@ -101,6 +100,8 @@ class LocalCluster:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "PYTHONUNBUFFERED": "1", **self.config.env}
         logf = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+        # Own session: Ctrl-C in the terminal reaches the launcher only (it stops the services in order), and a
+        # detached cluster outlives the command that started it.
         popen = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)
         logf.close()
