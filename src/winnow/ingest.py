@@ -13,6 +13,11 @@ class CorpusError(ValueError):
     """A corpus file is unreadable; the message names the file and line."""
 
 
+def document_text(title: str, text: str) -> str:
+    """What Winnow embeds and BM25-indexes for a titled document: ``title + " " + text`` (BEIR's convention)."""
+    return f"{title.strip()} {text.strip()}".strip()
+
+
 def document_from_record(rec: dict[str, Any]) -> dict[str, Any]:
     """BEIR (`_id`, `title`, `text`, `metadata`) or Winnow (`id`, `text`, `metadata`) -> an upsert dict.
 
@@ -26,7 +31,7 @@ def document_from_record(rec: dict[str, Any]) -> dict[str, Any]:
     meta = dict(rec.get("metadata") or {})
     if title:
         meta.setdefault("title", title)
-    full = f"{title} {text}".strip() if title else text
+    full = document_text(title, text)
     if not full:
         raise KeyError("no `text` (or `title`)")
     return {"id": str(doc_id), "text": full, "metadata": meta}

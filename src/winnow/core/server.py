@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from winnow.core import metrics, tracing
 from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
-from winnow.core.logs import new_request_id, request_id_var
+from winnow.core.logs import new_request_id, request_id_var, setup_logging
 from winnow.core.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -297,3 +297,12 @@ async def serve_forever(svc: GrpcService, warmup: Callable[[], Awaitable[None]] 
         await warmup()
     await svc.mark_ready()
     await svc.wait_for_termination()
+
+
+def run_service(service: str, settings: ServiceSettings, amain: Callable[[ServiceSettings], Awaitable[None]]) -> int:
+    """The process prologue every service's `__main__` shares: logs, tracing, the effective config, the loop."""
+    setup_logging(service, settings.log_level)
+    tracing.configure(settings.otel_exporter, settings.otel_endpoint, service)
+    settings.log_effective(service)
+    asyncio.run(amain(settings))
+    return 0

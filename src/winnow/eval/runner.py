@@ -24,6 +24,7 @@ from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from winnow.eval.beir import BeirDataset, Document
 from winnow.eval.metrics import mean_metrics, per_query
 from winnow.eval.results import REPORTED, EvalReport, PipelineResult, bulk_summary, percentiles
+from winnow.ingest import document_text as ingest_text
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class EvalOptions:
 
 
 def document_text(doc: Document) -> str:
-    """What the gateway indexes for a BEIR document: ``title + " " + text`` (BEIR's convention)."""
-    return f"{doc.title} {doc.text}".strip()
+    """What the gateway indexes for a BEIR document (the same rule `winnow ingest` applies)."""
+    return ingest_text(doc.title, doc.text)
 
 
 def _short(exc: BaseException) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from winnow.core import tracing
-from winnow.core.logs import setup_logging
-from winnow.core.server import GrpcService, serve_forever
+from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.services.embedder.settings import EmbedderSettings
 
 
@@ -37,11 +35,7 @@ async def _main(settings: EmbedderSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = EmbedderSettings.from_args(sys.argv[1:] if argv is None else argv)
-    setup_logging("embedder", settings.log_level)
-    tracing.configure(settings.otel_exporter, settings.otel_endpoint, "embedder")
-    settings.log_effective("embedder")
-    asyncio.run(_main(settings))
-    return 0
+    return run_service("embedder", settings, _main)
 
 
 if __name__ == "__main__":

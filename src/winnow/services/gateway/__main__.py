@@ -6,9 +6,7 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from winnow.core import tracing
-from winnow.core.logs import setup_logging
-from winnow.core.server import GrpcService, serve_forever
+from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
@@ -62,12 +60,8 @@ async def amain(s: GatewaySettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    s = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
-    setup_logging(SERVICE, s.log_level)
-    tracing.configure(s.otel_exporter, s.otel_endpoint, SERVICE)
-    s.log_effective(SERVICE)
-    asyncio.run(amain(s))
-    return 0
+    settings = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
+    return run_service(SERVICE, settings, amain)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from winnow.core import metrics, tracing
-from winnow.core.logs import setup_logging
-from winnow.core.server import GrpcService, serve_forever
+from winnow.core import metrics
+from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
@@ -43,13 +42,10 @@ async def amain(settings: IndexSettings) -> None:
         servicer.shutdown()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     settings = IndexSettings.from_args(sys.argv[1:] if argv is None else argv)
-    setup_logging(SERVICE, settings.log_level)
-    tracing.configure(settings.otel_exporter, settings.otel_endpoint, SERVICE)
-    settings.log_effective(SERVICE)
-    asyncio.run(amain(settings))
+    return run_service(SERVICE, settings, amain)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from winnow.core import tracing
-from winnow.core.logs import setup_logging
-from winnow.core.server import GrpcService, serve_forever
+from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
 
 
@@ -52,11 +50,7 @@ async def _main(settings: RerankerSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = RerankerSettings.from_args(sys.argv[1:] if argv is None else argv)
-    setup_logging("reranker", settings.log_level)
-    tracing.configure(settings.otel_exporter, settings.otel_endpoint, "reranker")
-    settings.log_effective("reranker")
-    asyncio.run(_main(settings))
-    return 0
+    return run_service("reranker", settings, _main)
 
 
 if __name__ == "__main__":
