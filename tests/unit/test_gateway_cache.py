@@ -95,3 +95,11 @@ async def test_real_redis_roundtrip_and_ttl(tmp_path):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_logged_redis_urls_carry_no_password():
+    from winnow.services.gateway.cache import _redact
+
+    assert _redact("redis://:s3cret@cache:6380/0") == "redis://:***@cache:6380/0"
+    assert _redact("redis://user:s3cret@cache/1") == "redis://user:***@cache/1"
+    assert _redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from winnow.core import metrics
 
@@ -164,6 +165,15 @@ class ResultCache:
             await self.backend.close()
 
 
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def make_cache(mode: str, redis_url: str, ttl_s: int, timeout_s: float = 0.05) -> ResultCache:
     """mode: auto (Redis if it answers a PING, else memory), redis, memory or off."""
     if mode == "off":
@@ -173,14 +183,14 @@ async def make_cache(mode: str, redis_url: str, ttl_s: int, timeout_s: float = 0
     backend = RedisBackend(redis_url, timeout_s=max(timeout_s, 0.05))
     try:
         await asyncio.wait_for(backend.ping(), timeout=1.0)
-        log.info("result cache: redis", extra={"fields": {"url": redis_url}})
+        log.info("result cache: redis", extra={"fields": {"url": _redact(redis_url)}})
         return ResultCache(backend, ttl_s)
     except Exception as exc:  # noqa: BLE001
         if mode == "redis":
             log.warning("redis unreachable at start; cache fails open until it answers",
-                        extra={"fields": {"url": redis_url, "error": repr(exc)}})
+                        extra={"fields": {"url": _redact(redis_url), "error": repr(exc)}})
             return ResultCache(backend, ttl_s)
         await backend.close()
         log.warning("redis unreachable; using the in-process cache",
-                    extra={"fields": {"url": redis_url, "error": repr(exc)}})
+                    extra={"fields": {"url": _redact(redis_url), "error": repr(exc)}})
         return ResultCache(MemoryBackend(), ttl_s)
