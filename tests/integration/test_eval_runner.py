@@ -35,6 +35,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
         self.docs: dict[str, str] = {}
         self.upsert_sizes: list[int] = []
         self.requests: list[pb.SearchRequest] = []
+        self.bulk_requests: list[pb.BulkSearchRequest] = []
 
     def _rank(self, query: str) -> list[tuple[str, int]]:
         q = _words(query)
@@ -56,7 +57,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
                                  timings_ms={"embed": 1.0, "search": 2.0, "total": 4.0})
 
     async def BulkSearch(self, request, context):
-        self.requests.append(request)
+        self.bulk_requests.append(request)
         hits = [pb.Hit(id=d, score=float(s)) for d, s in self._rank(request.query)]
         for page, start in enumerate(range(0, max(len(hits), 1), 2)):
             chunk = hits[start : start + 2]
@@ -125,7 +126,7 @@ async def test_runner_scores_known_rankings(gateway) -> None:
     assert bulk.bulk["recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert bulk.bulk["precision"] == pytest.approx((1 + 1 / 3) / 3, abs=1e-4)
     assert bulk.bulk["returned_max"] == 3
-    assert all(r.threshold == pytest.approx(0.4) for r in fake.requests if r.mode == pb.MODE_BULK)
+    assert fake.bulk_requests and all(r.threshold == pytest.approx(0.4) for r in fake.bulk_requests)
 
     out = report.to_json()
     assert {r.fusion for r in fake.requests if r.retrieval == pb.RETRIEVAL_HYBRID and not r.rerank} == {pb.FUSION_RRF}

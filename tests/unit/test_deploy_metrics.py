@@ -205,7 +205,7 @@ def _drive_traffic(target: str) -> None:
         stub.Upsert(gateway_pb2.UpsertRequest(documents=docs), timeout=120)
         for _ in range(2):
             stub.Search(gateway_pb2.SearchRequest(query="heart attack prevention", k=3), timeout=120)
-        list(stub.BulkSearch(gateway_pb2.SearchRequest(query="baby", threshold=0.1), timeout=120))
+        list(stub.BulkSearch(gateway_pb2.BulkSearchRequest(query="baby", threshold=0.1), timeout=120))
 
 
 def _scrape(url: str) -> str:

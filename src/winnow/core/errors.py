@@ -1,18 +1,39 @@
-"""Domain errors and the one table that maps them to gRPC status codes.
+"""Domain errors, the one table that maps them to gRPC status codes, and the google.rpc.Status they become.
 
-Cores raise these; only `winnow.core.server` turns them into statuses. Anything else that escapes a handler
-becomes INTERNAL with the request id, never the exception text.
+Cores raise these; only `winnow.core.server` turns them into statuses (via `rpc_status`). Anything else that
+escapes a handler becomes INTERNAL with the request id, never the exception text.
+
+Every error carries a machine-readable `reason` (ErrorInfo, UPPER_SNAKE, listed in docs/api.md); an invalid
+argument names its `field` (BadRequest field violation); an overload says when to come back (RetryInfo).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
+
+ERROR_DOMAIN = "winnow"
 
 
 class WinnowError(Exception):
-    """Base of every error a caller may see. The message is shown to the caller: make it actionable."""
+    """Base of every error a caller may see. The message is shown to the caller: make it actionable.
+
+    reason: ErrorInfo.reason (defaults to the status name); field: the request field at fault (BadRequest);
+    retry_after_s: RetryInfo.retry_delay; info: ErrorInfo.metadata (e.g. {"limit": "1000"}).
+    """
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_reason: str = ""  # "" = the status code's name
+    default_retry_after_s: float | None = None
+
+    def __init__(self, message: str = "", *, reason: str = "", field: str = "",
+                 retry_after_s: float | None = None, info: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason or status_for(self).name
+        self.field = field
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
+        self.info = {k: str(v) for k, v in (info or {}).items()}
 
 
 class InvalidArgument(WinnowError):
@@ -32,9 +53,11 @@ class Unauthenticated(WinnowError):
 
 
 class Overloaded(WinnowError):
-    """Admission control refused the request; retry later with backoff."""
+    """Admission control refused the request; retry later with backoff (RetryInfo says how long)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "OVERLOADED"
+    default_retry_after_s = 0.2
 
 
 class Unavailable(WinnowError):
@@ -79,6 +102,33 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         if kind in STATUS_TABLE:
             return STATUS_TABLE[kind]
     return grpc.StatusCode.INTERNAL
+
+
+def rpc_status(exc: BaseException, message: str, request_id: str = "", service: str = ""):
+    """The google.rpc.Status a caller receives for `exc`: code, message, and details (ErrorInfo always;
+    BadRequest when a field is named; RetryInfo when the caller should come back later)."""
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    code = status_for(exc)
+    is_domain = isinstance(exc, WinnowError)
+    meta = {**(exc.info if is_domain else {}), **({"service": service} if service else {}),
+            **({"request_id": request_id} if request_id else {})}
+    details = [error_details_pb2.ErrorInfo(reason=exc.reason if is_domain else code.name, domain=ERROR_DOMAIN,
+                                           metadata=meta)]
+    if is_domain and exc.field:
+        details.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=message)]))
+    if is_domain and exc.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    return status_pb2.Status(code=code.value[0], message=message, details=packed)
 
 
 def error_kind(exc: BaseException) -> str:

@@ -21,10 +21,11 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from winnow.core import metrics, tracing
-from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
+from winnow.core import metrics, reflection, tracing
+from winnow.core.errors import (
+    InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, rpc_status, status_for,
+)
 from winnow.core.logs import new_request_id, request_id_var, setup_logging
 from winnow.core.settings import ServiceSettings
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 REQUEST_ID_KEY = "x-request-id"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"  # google.rpc.Status, as grpcio-status reads it
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -77,13 +79,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         if len(raw) > self.max_message_bytes:
             raise InvalidArgument(
                 f"request is {len(raw)} bytes; the limit is {self.max_message_bytes} (max_message_bytes): "
-                "split it into smaller requests"
+                "split it into smaller requests", reason="REQUEST_TOO_LARGE",
+                info={"limit": self.max_message_bytes, "size": len(raw)},
             )
         try:
             return deserializer(raw) if deserializer else raw
         except DecodeError as exc:
             raise InvalidArgument(
-                f"request could not be parsed ({exc}); string fields must be valid UTF-8"
+                f"request could not be parsed ({exc}); string fields must be valid UTF-8", reason="MALFORMED_REQUEST"
             ) from None
 
     def _authenticate(self, context) -> None:
@@ -92,13 +95,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and hmac.compare_digest(str(value).encode(), self._auth):
                 return
-        raise Unauthenticated("missing or wrong `authorization: Bearer <token>` metadata")
+        raise Unauthenticated("missing or wrong `authorization: Bearer <token>` metadata", reason="BAD_TOKEN")
 
     def _admit(self) -> None:
         if self.inflight >= self.max_inflight:
             metrics.ADMISSION_REJECTED.labels(self.service).inc()
             raise Overloaded(
-                f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff"
+                f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff",
+                reason="OVERLOADED", info={"limit": self.max_inflight},
             )
 
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
@@ -106,11 +110,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
-            log.info("request failed", extra={"fields": {"code": code.name, "error": message}})
+            log.info("request failed", extra={"fields": {"code": code.name, "reason": exc.reason, "error": message}})
         else:
             log.exception("unhandled error")
             message = f"internal error; request id {rid}"
-        await context.abort(code, message)
+        status = rpc_status(exc, message, rid, self.service)
+        await context.abort(code, message, trailing_metadata=(
+            (REQUEST_ID_KEY, rid), (STATUS_DETAILS_KEY, status.SerializeToString())))
         return code  # unreachable: abort raises
 
     @contextlib.asynccontextmanager
@@ -221,10 +227,7 @@ class GrpcService:
         )
         self.names = list(self._register(self.server))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
-        )
+        reflection.enable([*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
         if self.port == 0:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.struct_pb2 import Struct
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -81,6 +82,12 @@ def document_text(doc: Document) -> str:
     return ingest_text(doc.title, doc.text)
 
 
+def _struct(d: dict) -> Struct:
+    st = Struct()
+    st.update(d)
+    return st
+
+
 def _short(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
@@ -95,7 +102,7 @@ async def ingest(
 ) -> float:
     """Upsert the whole corpus in batches through the gateway; returns seconds taken. Retries overload briefly."""
     docs = [
-        pb.Document(id=d.id, text=document_text(d), metadata_json=json.dumps({"title": d.title}))
+        pb.Document(id=d.id, text=document_text(d), metadata=_struct({"title": d.title}))
         for d in dataset.corpus.values()
         if document_text(d)
     ]
@@ -125,19 +132,18 @@ async def ingest(
 
 async def _search_one(stub, pipeline: Pipeline, query: str, options: EvalOptions) -> tuple[dict, dict, bool]:
     """(doc id → score in returned order, timings, reranked) for one query."""
-    req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
-                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
     if pipeline.bulk:
-        req.mode = pb.MODE_BULK
-        req.threshold = options.threshold
-        req.max_results = options.bulk_max_results
+        bulk = pb.BulkSearchRequest(query=query, threshold=options.threshold, max_results=options.bulk_max_results,
+                                    mrl_dim=pipeline.mrl_dim)
         hits: dict[str, float] = {}
         timings: dict[str, float] = {}
-        async for page in stub.BulkSearch(req, timeout=options.timeout_s):
+        async for page in stub.BulkSearch(bulk, timeout=options.timeout_s):
             for h in page.hits:
                 hits.setdefault(h.id, h.score)
             timings = dict(page.timings_ms)  # the last page's timings cover the whole request
         return hits, timings, False
+    req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
+                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
     req.mode = pb.MODE_PRECISION
     if pipeline.rerank:
         req.k = req.candidate_window = options.window

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from google.protobuf.struct_pb2 import Struct
+
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.core.errors import InvalidArgument
+from winnow.core.protovalues import struct_to_dict
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
 from winnow.services.gateway.settings import GatewaySettings
 
-_MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
 _FUSION = {pb.FUSION_UNSPECIFIED: None, pb.FUSION_CONVEX: Fusion.CONVEX, pb.FUSION_RRF: Fusion.RRF}
 _RETRIEVAL = {
     pb.RETRIEVAL_UNSPECIFIED: Retrieval.HYBRID, pb.RETRIEVAL_HYBRID: Retrieval.HYBRID,
@@ -28,7 +30,7 @@ def encode_result(r: SearchResult) -> bytes:
     ).SerializeToString()
 
 
-def _filter_value(f: pb.Filter) -> Any:
+def _filter_value(f: pb.Filter, i: int = 0) -> Any:
     kind = f.equals.WhichOneof("kind")
     if kind == "string_value":
         return f.equals.string_value
@@ -37,94 +39,173 @@ def _filter_value(f: pb.Filter) -> Any:
     if kind == "bool_value":
         return f.equals.bool_value
     raise InvalidArgument(
-        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})"
+        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})",
+        field=f"filters[{i}].equals", reason="BAD_FILTER",
     )
 
 
-def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
-    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
+def _invalid(message: str, field: str, reason: str, **info: object) -> InvalidArgument:
+    return InvalidArgument(message, field=field, reason=reason, info=info)
+
+
+def _common(req, s: GatewaySettings) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """Checks shared by Search and BulkSearch: the query and the filters."""
     query = req.query.strip()
     if not query:
-        raise InvalidArgument("query is empty: send the text to search for in `query`")
+        raise _invalid("query is empty: send the text to search for in `query`", "query", "QUERY_EMPTY")
     if len(query) > s.max_query_chars:
-        raise InvalidArgument(f"query is {len(query)} characters; the limit is {s.max_query_chars}")
-    if req.mode not in _MODES:
-        raise InvalidArgument(f"unknown mode {req.mode}: use MODE_PRECISION (Search) or MODE_BULK (BulkSearch)")
-    mode = _MODES[req.mode] or default_mode
+        raise _invalid(f"query is {len(query)} characters; the limit is {s.max_query_chars}", "query",
+                       "QUERY_TOO_LONG", limit=s.max_query_chars)
+    filters = []
+    for i, f in enumerate(req.filters):
+        if not f.field:
+            raise _invalid("a filter has an empty field name", f"filters[{i}].field", "BAD_FILTER")
+        filters.append((f.field, _filter_value(f, i)))
+    return query, tuple(filters)
+
+
+def search_options(req: pb.SearchRequest, s: GatewaySettings) -> SearchOptions:
+    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
+    query, filters = _common(req, s)
+    if req.mode not in (pb.MODE_UNSPECIFIED, pb.MODE_PRECISION):
+        if req.mode == pb.MODE_BULK:
+            raise _invalid("mode MODE_BULK streams its results: call Gateway.BulkSearch", "mode", "WRONG_RPC_FOR_MODE")
+        raise _invalid(f"unknown mode {req.mode}: use MODE_PRECISION (Search) or MODE_BULK (BulkSearch)", "mode",
+                       "UNKNOWN_ENUM_VALUE")
     if req.retrieval not in _RETRIEVAL:
-        raise InvalidArgument(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL")
+        raise _invalid(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL", "retrieval",
+                       "UNKNOWN_ENUM_VALUE")
     retrieval = _RETRIEVAL[req.retrieval]
     if req.fusion not in _FUSION:
-        raise InvalidArgument(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF")
+        raise _invalid(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF", "fusion", "UNKNOWN_ENUM_VALUE")
     fusion = _FUSION[req.fusion] or Fusion(s.fusion)
     k = req.k or s.default_k
     if k > s.max_k:
-        raise InvalidArgument(f"k={k} is above the limit of {s.max_k}; for more results use BulkSearch")
+        raise _invalid(f"k={k} is above the limit of {s.max_k}; for more results use BulkSearch", "k", "K_TOO_LARGE",
+                       limit=s.max_k)
     window = req.candidate_window or max(s.default_window, k)
     if window > s.max_window:
-        raise InvalidArgument(f"candidate_window={window} is above the limit of {s.max_window}")
+        raise _invalid(f"candidate_window={window} is above the limit of {s.max_window}", "candidate_window",
+                       "WINDOW_TOO_LARGE", limit=s.max_window)
     if window < k:
-        raise InvalidArgument(f"candidate_window={window} is smaller than k={k}: it must be >= k")
-    if not -1.0 <= req.threshold <= 1.0:
-        raise InvalidArgument(f"threshold={req.threshold} is outside [-1, 1] (cosine similarity)")
-    page_size = req.page_size or s.bulk_page_size
-    if page_size > s.max_page_size:
-        raise InvalidArgument(f"page_size={page_size} is above the limit of {s.max_page_size}")
+        raise _invalid(f"candidate_window={window} is smaller than k={k}: it must be >= k", "candidate_window",
+                       "WINDOW_SMALLER_THAN_K")
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
-        raise InvalidArgument("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL")
-    filters = []
-    for f in req.filters:
-        if not f.field:
-            raise InvalidArgument("a filter has an empty field name")
-        filters.append((f.field, _filter_value(f)))
+        raise _invalid("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL", "mrl_dim",
+                       "MRL_WITH_LEXICAL")
     return SearchOptions(
-        query=query, mode=mode, k=k, window=window,
+        query=query, mode=Mode.PRECISION, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
-        retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
-        threshold=req.threshold, page_size=page_size,
-        max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
+        retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=filters,
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
     )
 
 
-def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
+def bulk_options(req: pb.BulkSearchRequest, s: GatewaySettings) -> SearchOptions:
+    """Validate and normalise a BulkSearchRequest (the cursor is decoded by the servicer)."""
+    query, filters = _common(req, s)
+    if req.mode not in (pb.MODE_UNSPECIFIED, pb.MODE_BULK):
+        if req.mode == pb.MODE_PRECISION:
+            raise _invalid("mode MODE_PRECISION returns one reranked list: call Gateway.Search", "mode",
+                           "WRONG_RPC_FOR_MODE")
+        raise _invalid(f"unknown mode {req.mode}: use MODE_BULK", "mode", "UNKNOWN_ENUM_VALUE")
+    if req.retrieval not in (pb.RETRIEVAL_UNSPECIFIED, pb.RETRIEVAL_DENSE):
+        raise _invalid("bulk search is dense (cosine similarity >= threshold): leave retrieval unset or DENSE",
+                       "retrieval", "BULK_IS_DENSE")
+    if not -1.0 <= req.threshold <= 1.0:
+        raise _invalid(f"threshold={req.threshold} is outside [-1, 1] (cosine similarity)", "threshold",
+                       "THRESHOLD_OUT_OF_RANGE")
+    page_size = req.page_size or min(s.bulk_page_size, s.max_page_size)
+    if page_size > s.max_page_size:
+        raise _invalid(f"page_size={page_size} is above the limit of {s.max_page_size}", "page_size",
+                       "PAGE_SIZE_TOO_LARGE", limit=s.max_page_size)
+    return SearchOptions(
+        query=query, mode=Mode.BULK, retrieval=Retrieval.DENSE, rerank=False, mrl_dim=req.mrl_dim, filters=filters,
+        threshold=req.threshold, page_size=page_size,
+        max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
+        nprobe=req.nprobe, ef_search=req.ef_search,
+    )
+
+
+def limits(s: GatewaySettings) -> pb.ServerLimits:
+    """What one request may ask for (ClusterInfo.limits), read from the settings."""
+    return pb.ServerLimits(
+        max_write_docs=s.max_write_docs, max_message_bytes=s.max_message_bytes, max_doc_bytes=s.max_doc_bytes,
+        max_k=s.max_k, max_window=s.max_window, max_page_size=s.max_page_size, max_bulk_results=s.max_bulk_results,
+        max_query_chars=s.max_query_chars,
+    )
+
+
+def _check_ids(ids: list[str], s: GatewaySettings, what: str, field: str) -> None:
     if not ids:
-        raise InvalidArgument(f"{what}: the list is empty")
+        raise _invalid(f"{what}: the list is empty", field, "EMPTY_REQUEST")
     if len(ids) > s.max_write_docs:
-        raise InvalidArgument(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request")
+        raise _invalid(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request", field,
+                       "TOO_MANY_ITEMS", limit=s.max_write_docs)
     for i, doc_id in enumerate(ids):
         if not doc_id.strip():
-            raise InvalidArgument(f"{what}: item {i} has an empty id")
+            raise _invalid(f"{what}: item {i} has an empty id", f"{field}[{i}]" + (".id" if field == "documents" else ""),
+                           "EMPTY_ID")
+
+
+def _metadata_json(d: pb.Document, i: int) -> str:
+    """A Document's metadata as the JSON object text the shards store: the Struct, or the deprecated JSON field."""
+    field = f"documents[{i}].metadata"
+    if d.HasField("metadata"):
+        if d.metadata_json:
+            raise _invalid(f"upsert: document {d.id!r} sets both metadata and metadata_json: send only `metadata`",
+                           field, "BAD_METADATA")
+        return json.dumps(struct_to_dict(d.metadata), separators=(",", ":")) if d.metadata.fields else ""
+    if not d.metadata_json:
+        return ""
+    try:
+        meta = json.loads(d.metadata_json)
+    except json.JSONDecodeError as exc:
+        raise _invalid(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})", f"documents[{i}].metadata_json",
+                       "BAD_METADATA") from None
+    if not isinstance(meta, dict):
+        raise _invalid(f"upsert: document {d.id!r} metadata_json must be a JSON object",
+                       f"documents[{i}].metadata_json", "BAD_METADATA")
+    return d.metadata_json
 
 
 def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
-    _check_ids([d.id for d in req.documents], s, "upsert")
+    _check_ids([d.id for d in req.documents], s, "upsert", "documents")
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
         if d.id in seen:
-            raise InvalidArgument(f"upsert: id {d.id!r} appears twice in one request")
+            raise _invalid(f"upsert: id {d.id!r} appears twice in one request", f"documents[{i}].id", "DUPLICATE_ID")
         seen.add(d.id)
         if not d.text.strip():
-            raise InvalidArgument(f"upsert: document {d.id!r} has no text")
-        size = len(d.text.encode()) + len(d.metadata_json.encode())
+            raise _invalid(f"upsert: document {d.id!r} has no text", f"documents[{i}].text", "EMPTY_TEXT")
+        meta = _metadata_json(d, i)
+        size = len(d.text.encode()) + len(meta.encode())
         if size > s.max_doc_bytes:
-            raise InvalidArgument(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}")
-        if d.metadata_json:
-            try:
-                meta = json.loads(d.metadata_json)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})") from None
-            if not isinstance(meta, dict):
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json must be a JSON object")
-        docs.append(WriteDocument(d.id, d.text, d.metadata_json))
+            raise _invalid(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}",
+                           f"documents[{i}]", "DOCUMENT_TOO_LARGE", limit=s.max_doc_bytes)
+        docs.append(WriteDocument(d.id, d.text, meta))
     return docs
 
 
 def ids(req_ids, s: GatewaySettings, what: str) -> list[str]:
     out = list(req_ids)
-    _check_ids(out, s, what)
+    _check_ids(out, s, what, "ids")
     return out
+
+
+def _struct(metadata_json: str) -> Struct | None:
+    if not metadata_json:
+        return None
+    try:
+        value = json.loads(metadata_json)
+    except json.JSONDecodeError:
+        return None  # stored by hand and not JSON: the deprecated text field still carries it
+    if not isinstance(value, dict) or not value:
+        return None
+    st = Struct()
+    st.update(value)
+    return st
 
 
 def hit(c: Candidate) -> pb.Hit:
@@ -135,6 +216,9 @@ def hit(c: Candidate) -> pb.Hit:
     )
     if c.rerank_score is not None:
         h.rerank_score = c.rerank_score
+    meta = _struct(c.metadata_json)
+    if meta is not None:
+        h.metadata.CopyFrom(meta)
     return h
 
 

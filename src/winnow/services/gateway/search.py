@@ -21,6 +21,7 @@ from winnow.core.channels import Deadline
 from winnow.core.errors import DeadlineExceeded, Unavailable, WinnowError
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
+from winnow.services.gateway.cursor import Position
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
@@ -95,6 +96,7 @@ class SearchCore:
             timings["cache"] = _ms(t)
         if cached is not None:
             timings["total"] = _ms(t0)
+            metrics.observe_timings(SERVICE, timings)
             return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
         if key is None:
             result = await self._compute(opts, deadline, timings)
@@ -105,6 +107,7 @@ class SearchCore:
             elif result.coverage.complete and (result.reranked or not opts.rerank):
                 self.cache.put(key, self.encode(result))  # degraded answers are never cached
         result.timings_ms["total"] = _ms(t0)
+        metrics.observe_timings(SERVICE, result.timings_ms)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
         return result
@@ -170,6 +173,8 @@ class SearchCore:
         t = time.perf_counter()
         dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
         lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
+        timings["merge"] = _ms(t)
+        t = time.perf_counter()
         if opts.retrieval.dense and opts.retrieval.lexical:
             if opts.fusion is Fusion.RRF:
                 fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window, dense_weight=self.config.dense_weight)
@@ -177,7 +182,7 @@ class SearchCore:
                 fused = fusion.convex(dense, lexical, alpha=self.config.dense_weight, window=window)
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
-        timings["merge"] = _ms(t)
+        timings["fusion"] = _ms(t)
         return fused, coverage
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
@@ -223,8 +228,13 @@ class SearchCore:
 
     # -- bulk mode --------------------------------------------------------------------------------------------
 
-    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int) -> AsyncIterator[BulkPage]:
-        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages."""
+    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
+                   resume: Position | None = None) -> AsyncIterator[BulkPage]:
+        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages.
+
+        `resume`: continue after that position of an earlier stream of the same request (a cursor); page
+        numbers, totals and the max_results cap carry on from it.
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         vector = await self._embed_query(opts.query, deadline, timings)
@@ -233,19 +243,25 @@ class SearchCore:
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,
         )
         coverage = Coverage(asked=len(self.shards))
+        t = time.perf_counter()
         merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in self.shards],
                                 [s.name for s in self.shards], coverage)
-        page, buf, total = 0, [], 0
+        page, total = (resume.pages, resume.sent) if resume else (0, 0)
+        buf: list[Candidate] = []
         async for hit in merged:
+            if total >= max_results:
+                break
+            if resume is not None and not resume.after(hit.score, hit.id):
+                continue  # sent before the cursor
             buf.append(hit)
             total += 1
             if len(buf) >= opts.page_size:
+                timings["search"] = _ms(t)
                 timings["total"] = _ms(t0)
                 yield BulkPage(buf, page, False, total, coverage, dict(timings))
                 page, buf = page + 1, []
-            if total >= max_results:
-                break
         await merged.aclose()
+        timings["search"] = _ms(t)
         if coverage.answered == 0 and coverage.asked:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         timings["total"] = _ms(t0)

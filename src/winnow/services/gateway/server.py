@@ -6,14 +6,18 @@ import asyncio
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
+from winnow.core import buildinfo
 from winnow.core.channels import Deadline
-from winnow.core.errors import DeadlineExceeded, InvalidArgument
+from winnow.core.errors import DeadlineExceeded
 from winnow.core.logs import request_id_var
-from winnow.services.gateway import convert
-from winnow.services.gateway.model import Mode
+from winnow.services.gateway import convert, cursor
+from winnow.services.gateway.model import stable_digest
 from winnow.services.gateway.search import SearchCore
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.writes import WriteCore
+
+
+API_VERSION = "1.1"  # of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -29,20 +33,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return deadline
 
     async def Search(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.PRECISION)
-        if opts.mode is Mode.BULK:
-            raise InvalidArgument("mode MODE_BULK streams its results: call Gateway.BulkSearch")
+        opts = convert.search_options(request, self.s)
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_response(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.BULK)
-        if opts.mode is Mode.PRECISION:
-            raise InvalidArgument("mode MODE_PRECISION returns one reranked list: call Gateway.Search")
-        async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results):
+        opts = convert.bulk_options(request, self.s)
+        fingerprint = stable_digest(opts.cache_material() | {"page_size": 0})  # a cursor may change page size
+        resume = cursor.decode(request.cursor, fingerprint)
+        last = request.cursor
+        async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results, resume):
+            if page.hits:
+                tail = page.hits[-1]
+                last = cursor.encode(cursor.Position(tail.score, tail.id, page.total, page.page + 1), fingerprint)
             yield pb.BulkSearchPage(
                 hits=[convert.hit(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
                 coverage=convert.coverage(page.coverage), timings_ms=page.timings_ms, request_id=request_id_var.get(),
+                cursor=last,
             )
 
     async def Upsert(self, request, context):
@@ -80,6 +87,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             shards=shards, embedder_model=emb.get("model", ""), embedder_device=emb.get("device", ""),
             reranker_model=rr.get("model", ""), reranker_scorer=rr.get("scorer", ""),
             reranker_device=rr.get("device", ""), documents=sum(s.count for s in shards), cache=core.cache.kind,
+            limits=convert.limits(self.s), version=buildinfo.VERSION, api_version=API_VERSION,
         )
 
 
