@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("cache", "embed", "search", "merge", "rerank")
+STAGES = ("cache", "embed", "search", "merge", "fusion", "rerank")
 
 
 def _pct(xs: list[float], p: float) -> float:

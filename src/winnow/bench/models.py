@@ -231,7 +231,8 @@ def main(argv: list[str]) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--texts", type=int, default=1000, help="SciFact texts to embed (and rerank from)")
     p.add_argument("--quick", action="store_true", help="200 texts, fewer latency samples (a smoke run)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON after the table")
+    p.add_argument("--json", action="store_true", help="print only the results as JSON on stdout (the table goes "
+                   "to stderr)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, both sides (1: on a shared 2-core box "
                    "more threads oversubscribe the CPU and single-query latency suffers)")
     p.add_argument("--dataset", type=Path, default=DATA, help="BEIR SciFact directory")
@@ -257,9 +258,11 @@ def main(argv: list[str]) -> int:
         result.update(asyncio.run(bench_rerank(reranker.port, ids, texts, queries, n_req, n_lat)))
     finally:
         reranker.close()
-    print(table(result))
     if a.json:
+        print(table(result), file=sys.stderr)
         print(json.dumps(result, indent=1))
+    else:
+        print(table(result))
     return 0
 
 

@@ -48,7 +48,7 @@ class Pipeline:
 PIPELINES: dict[str, Pipeline] = {
     p.name: p
     for p in (
-        Pipeline("bm25", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
+        Pipeline("lexical", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
         Pipeline("dense", pb.RETRIEVAL_DENSE, False, about="dense (full dimension) only, first-stage order"),
         Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused (gateway default), first-stage order"),
         Pipeline("hybrid-rrf", pb.RETRIEVAL_HYBRID, False, fusion=pb.FUSION_RRF, about="BM25 + dense, RRF, no rerank"),
@@ -60,6 +60,8 @@ PIPELINES: dict[str, Pipeline] = {
     )
 }
 DEFAULT_PIPELINES = tuple(PIPELINES)
+#: Other names accepted for a pipeline (`bm25` was the lexical pipeline's name before API 1.1).
+ALIASES = {"bm25": "lexical"}
 
 
 @dataclass
@@ -192,7 +194,7 @@ async def run_pipeline(
     rows = per_query(run, dataset.qrels, KS)
     result = PipelineResult(
         name=pipeline.name, metrics=mean_metrics(rows), latency_ms=percentiles(stages), queries=len(rows),
-        errors=errors, reranked=reranked, first_error=first_error,
+        errors=errors, reranked=reranked, first_error=first_error, run=run, samples=stages,
     )
     if pipeline.bulk:
         result.bulk = bulk_summary(run, dataset, options.threshold)
@@ -215,7 +217,7 @@ async def cluster_info(stub: pb_grpc.GatewayStub, timeout_s: float = 10.0) -> di
 
 def select_pipelines(names: Iterable[str]) -> list[Pipeline]:
     """Pipelines by name, in the order given; ValueError naming the unknown ones and the valid choices."""
-    names = list(names)
+    names = [ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in PIPELINES]
     if unknown:
         raise ValueError(f"unknown pipeline(s) {unknown}; choose from {', '.join(PIPELINES)}")
