@@ -241,6 +241,26 @@ def test_every_named_metric_is_exported_by_a_running_service(cluster):
         assert name in samples, f"{name} has no samples after a search"
 
 
+
+@pytest.mark.slow
+@needs_cluster
+def test_build_info_everywhere_stage_histograms_shard_labels_and_zeroed_counters(cluster):
+    pages = {name: _scrape(url) for name, url in cluster.metrics_urls().items()}
+    for name, text in pages.items():
+        assert re.search(r'^winnow_build_info\{[^}]*git_sha="[^"]+"[^}]*\} 1\.0$', text, re.M), name
+    gateway = pages["gateway"]
+    for stage in ("cache", "embed", "search", "merge", "fusion", "rerank", "total"):
+        assert f'winnow_stage_duration_seconds_count{{service="gateway",shard="",stage="{stage}"}}' in gateway, stage
+    assert re.search(r'^winnow_build_info\{embedder_model="[^"]+",.*reranker_model="[^"]+"', gateway, re.M)
+    # Labelled counters exist at 0 before their first event.
+    assert 'winnow_rerank_fallback_total{reason="deadline"} 0.0' in gateway
+    assert 'winnow_failures_total{kind="internal",service="gateway",shard=""} 0.0' in gateway
+    assert 'winnow_shard_requests_total{outcome="timeout",shard="shard-1"} 0.0' in gateway
+    shard0 = pages["shard-0"]
+    assert re.search(r'^winnow_requests_total\{code="OK",method="Search",service="index",shard="shard-0"\} [1-9]',
+                     shard0, re.M)
+
+
 @pytest.mark.slow
 @needs_cluster
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)")

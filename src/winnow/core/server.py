@@ -99,7 +99,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
 
     def _admit(self) -> None:
         if self.inflight >= self.max_inflight:
-            metrics.ADMISSION_REJECTED.labels(self.service).inc()
+            metrics.ADMISSION_REJECTED.labels(self.service, metrics.shard()).inc()
             raise Overloaded(
                 f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff",
                 reason="OVERLOADED", info={"limit": self.max_inflight},
@@ -107,7 +107,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
 
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
         code = status_for(exc)
-        metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
+        metrics.FAILURES.labels(self.service, metrics.shard(), error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
             log.info("request failed", extra={"fields": {"code": code.name, "reason": exc.reason, "error": message}})
@@ -134,7 +134,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 self._admit()
                 admitted = True
                 self.inflight += 1
-                metrics.INFLIGHT.labels(self.service).inc()
+                metrics.INFLIGHT.labels(self.service, metrics.shard()).inc()
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -148,7 +148,7 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         finally:
             if admitted:
                 self.inflight -= 1
-                metrics.INFLIGHT.labels(self.service).dec()
+                metrics.INFLIGHT.labels(self.service, metrics.shard()).dec()
             self._record(name, code, start)
             request_id_var.reset(token)
 
@@ -168,8 +168,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
     def _record(self, method: str, code: grpc.StatusCode, start: float) -> None:
-        metrics.REQUESTS.labels(self.service, method, code.name).inc()
-        metrics.REQUEST_LATENCY.labels(self.service, method).observe(time.perf_counter() - start)
+        metrics.REQUESTS.labels(self.service, metrics.shard(), method, code.name).inc()
+        metrics.REQUEST_LATENCY.labels(self.service, metrics.shard(), method).observe(time.perf_counter() - start)
 
 
 Probe = Callable[[], Awaitable[bool]]
@@ -226,6 +226,8 @@ class GrpcService:
             ],
         )
         self.names = list(self._register(self.server))
+        metrics.set_build_info(self.service)
+        metrics.init_service(self.service, self._methods())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable([*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -240,6 +242,18 @@ class GrpcService:
             extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names}},
         )
         return self.port
+
+    def _methods(self) -> list[str]:
+        """The RPC names of the registered services (from the protobuf descriptors), for metric initialisation."""
+        from google.protobuf import descriptor_pool
+
+        out = []
+        for name in self.names:
+            try:
+                out += [m.name for m in descriptor_pool.Default().FindServiceByName(name).methods]
+            except KeyError:
+                pass  # a generic handler without a descriptor (tests)
+        return out
 
     async def mark_ready(self) -> None:
         """The backend is warm: report SERVING and start the health watcher."""
@@ -257,7 +271,8 @@ class GrpcService:
         while not self._draining:
             await asyncio.sleep(self.settings.health_interval_s)
             try:
-                ok = await asyncio.wait_for(self._probe(), timeout=max(1.0, self.settings.health_interval_s))
+                with tracing.untraced():  # a probe is not a request: no root trace per backend every interval
+                    ok = await asyncio.wait_for(self._probe(), timeout=max(1.0, self.settings.health_interval_s))
             except Exception:  # noqa: BLE001 - a probe that raises means unhealthy
                 log.warning("health probe failed", exc_info=True)
                 ok = False

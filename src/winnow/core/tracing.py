@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Any
 
@@ -227,8 +228,35 @@ def _method_name(details) -> str:
     return method.decode() if isinstance(method, bytes) else str(method)
 
 
+_SUPPRESSED: contextvars.ContextVar[bool] = contextvars.ContextVar("winnow_tracing_suppressed", default=False)
+
+
+@contextlib.contextmanager
+def untraced():
+    """Outgoing calls made inside (and in tasks started inside) open no spans: for health probes, which would
+    otherwise start a root trace per backend every few seconds."""
+    token = _SUPPRESSED.set(True)
+    try:
+        yield
+    finally:
+        _SUPPRESSED.reset(token)
+
+
 def _untraced(details) -> bool:
     return _method_name(details).startswith(_UNTRACED_PREFIXES)
+
+
+def _unsampled(details):
+    """The call's details with a not-sampled `traceparent`, so the callee does not start a root trace either."""
+    import random
+
+    ctx = trace.SpanContext(trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
+                            is_remote=False, trace_flags=trace.TraceFlags(0))
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
+    metadata = [(k, v) for k, v in (details.metadata or ()) if k not in carrier]
+    metadata.extend(carrier.items())
+    return details._replace(metadata=metadata)
 
 
 class _ClientSpans:
@@ -253,6 +281,8 @@ class _UnaryClientInterceptor(_ClientSpans, grpc.aio.UnaryUnaryClientInterceptor
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         if _untraced(client_call_details):
             return await continuation(client_call_details, request)
+        if _SUPPRESSED.get():
+            return await continuation(_unsampled(client_call_details), request)
         s, details = self._begin(client_call_details)
         try:
             call = await continuation(details, request)
@@ -273,6 +303,8 @@ class _StreamClientInterceptor(_ClientSpans, grpc.aio.UnaryStreamClientIntercept
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         if _untraced(client_call_details):
             return await continuation(client_call_details, request)
+        if _SUPPRESSED.get():
+            return await continuation(_unsampled(client_call_details), request)
         s, details = self._begin(client_call_details)
         try:
             call = await continuation(details, request)

@@ -49,6 +49,7 @@ class EmbedderCore:
         )
         p = encoder.placement
         metrics.MODEL_INFO.labels(SERVICE, encoder.model_id, p.device, p.dtype, "").set(1)
+        metrics.set_build_info(SERVICE, embedder_model=encoder.model_id)
 
     def _compute(self, batch: list[PreparedText]) -> list[np.ndarray]:
         return list(self.encoder.encode_core(batch))

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from winnow.core import metrics
 from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
@@ -25,6 +26,7 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     embedder = GrpcEmbedder(s.embedder)
     reranker = GrpcReranker(s.reranker) if s.reranker else None
     shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
+    metrics.init_gateway([sh.name for sh in shards])
     generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),

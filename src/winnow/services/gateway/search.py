@@ -82,6 +82,7 @@ class SearchCore:
                 self.models["reranker"] = f"{info.get('model', '')}/{info.get('scorer', '')}"
             except Exception:  # noqa: BLE001 - reranker down only degrades searches
                 pass
+        metrics.set_build_info(SERVICE, self.models["embedder"], self.models["reranker"])
         return ok
 
     # -- precision mode ---------------------------------------------------------------------------------------

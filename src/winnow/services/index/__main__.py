@@ -18,6 +18,7 @@ from winnow.services.index.shard import Shard
 
 def build(settings: IndexSettings) -> tuple[GrpcService, IndexShardServicer]:
     """The service and its servicer, not started; `warmup` of the returned service loads the shard."""
+    metrics.set_shard(settings.shard_id)  # every RPC metric of this process carries shard=<id>
     shard = Shard(settings)
     servicer = IndexShardServicer(shard, settings.search_threads, settings.faiss_omp_threads)
     svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe, long_lived=["Watch"])

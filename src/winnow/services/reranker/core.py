@@ -49,6 +49,7 @@ class RerankerCore:
         )
         p = scorer.placement
         metrics.MODEL_INFO.labels(SERVICE, scorer.model_id, p.device, p.dtype, scorer.name).set(1)
+        metrics.set_build_info(SERVICE, reranker_model=scorer.model_id)
 
     def validate(self, query: str, candidates: Sequence[RerankCandidate], top_n: int) -> None:
         """Raise InvalidArgument with an actionable message for a bad request."""
