@@ -25,9 +25,9 @@ from winnow.client import (
 )
 from winnow.client import requests as rq
 from winnow.client.types import Limits
-from winnow.core.channels import Deadline
-from winnow.core.errors import Overloaded, Unavailable
-from winnow.core.server import GrpcService
+from winnow.common.deadline import Deadline
+from winnow.common.errors import Overloaded, Unavailable
+from winnow.rpc.server import GrpcService
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
 from winnow.services.gateway.model import WriteDocument
 from winnow.services.gateway.search import SearchCore

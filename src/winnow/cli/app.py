@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
@@ -48,7 +47,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    from winnow.core.buildinfo import VERSION, git_sha
+    from winnow.common.buildinfo import VERSION, git_sha
     from winnow.services.gateway.server import API_VERSION
 
     return f"winnow {VERSION} (git {git_sha()}, gateway API {API_VERSION})"
@@ -376,8 +375,6 @@ def _passthrough(command: str, rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     head, command, rest = _split(argv)
     scope = head if command in PASSTHROUGH else argv
     json_mode, debug = "--json" in scope, "--debug" in scope

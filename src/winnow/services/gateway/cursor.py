@@ -13,7 +13,7 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 
 VERSION = 1
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.core.settings import ServiceSettings
+from winnow.common.settings import ServiceSettings, comma_list
 
 
 class GatewaySettings(ServiceSettings):
@@ -40,7 +40,8 @@ class GatewaySettings(ServiceSettings):
     )
     rerank_batch_size: int = Field(
         80, ge=1,
-        description="Candidates per reranker call; calls run concurrently. Keep it >= the candidate window for "
+        description="Candidates per reranker call (80 = one call for the default window); a smaller value "
+        "splits the window into calls sent concurrently. Keep it >= the candidate window for "
         "scorers that normalise within a call (the default late-interaction scorer does): scores from "
         "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
     )
@@ -54,12 +55,6 @@ class GatewaySettings(ServiceSettings):
 
     @field_validator("shards", mode="before")
     @classmethod
-    def _split(cls, v):
-        if isinstance(v, str):
-            v = v.strip()
-            if v.startswith("["):
-                import json
-
-                return json.loads(v)
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
+    def _split(cls, value):
+        """Accept "a,b" from env vars and flags as well as a JSON list."""
+        return comma_list(value, str)

@@ -122,7 +122,7 @@ def shard() -> str:
 
 def set_build_info(service: str, embedder_model: str = "", reranker_model: str = "") -> None:
     """winnow_build_info{service, version, git_sha, embedder_model, reranker_model} = 1 (one series per service)."""
-    from winnow.core.buildinfo import VERSION, git_sha
+    from winnow.common.buildinfo import VERSION, git_sha
 
     labels = (service, VERSION, git_sha(), embedder_model, reranker_model)
     old = _Process.build.get(service)
