@@ -11,6 +11,7 @@ Every exception is a `WinnowError` and keeps the gRPC status `code`, the server'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -22,13 +23,13 @@ class WinnowError(Exception):
     retryable = False
 
     def __init__(self, code: grpc.StatusCode, message: str, *, reason: str = "",
-                 field_violations: tuple[tuple[str, str], ...] = (), retry_delay: float | None = None,
+                 field_violations: Sequence[tuple[str, str]] = (), retry_delay: float | None = None,
                  info: dict[str, str] | None = None, request_id: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.reason = reason
-        self.field_violations = field_violations
+        self.field_violations = list(field_violations)
         self.retry_delay = retry_delay
         self.info = dict(info or {})
         self.request_id = request_id
@@ -128,7 +129,7 @@ def _details(call: Any) -> dict[str, Any]:
         elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             any_.Unpack(bad)
-            out["field_violations"] = tuple((v.field, v.description) for v in bad.field_violations)
+            out["field_violations"] = [(v.field, v.description) for v in bad.field_violations]
         elif any_.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry = error_details_pb2.RetryInfo()
             any_.Unpack(retry)

@@ -153,7 +153,8 @@ padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}img{{max-widt
 <p>{html.escape(summary_['dataset'])} · split {html.escape(summary_['split'])} · {summary_['queries']} queries ·
 {summary_['documents']} documents · {html.escape(summary_['created'])}</p>
 <p><code>{cluster}</code></p>
-<img alt="nDCG@10 per pipeline, recall@k curves, latency per stage" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<img alt="nDCG@10 per pipeline, recall@k curves, latency per stage"
+ src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2>Pipelines</h2>
 <table><tr><th>pipeline</th>{head}<th>queries</th><th>errors</th><th>total ms p50 / p99</th><th>run file</th></tr>
 {''.join(rows)}</table>
