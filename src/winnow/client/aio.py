@@ -43,7 +43,8 @@ class AsyncWinnowClient(ClientBase):
             self.channel = grpc.aio.insecure_channel(self.target, options=self._options)
         else:
             self.channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
-        self._stub = gateway_pb2_grpc.GatewayStub(self.channel)
+        #: The raw gRPC stub, for calls this client does not wrap (no retries, protobuf in and out).
+        self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
 
     async def _unary(self, method: Any, request: Any, timeout: float | None) -> Any:
         deadline = self._deadline(timeout)
@@ -69,7 +70,7 @@ class AsyncWinnowClient(ClientBase):
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search)
-        return SearchResult.from_proto(await self._unary(self._stub.Search, req, timeout))
+        return SearchResult.from_proto(await self._unary(self.stub.Search, req, timeout))
 
     async def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                           mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
@@ -82,7 +83,7 @@ class AsyncWinnowClient(ClientBase):
         attempt = 0
         while True:
             attempt += 1
-            call = self._stub.BulkSearch(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
+            call = self.stub.BulkSearch(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
             received = False
             try:
                 async for msg in call:
@@ -110,7 +111,7 @@ class AsyncWinnowClient(ClientBase):
         """The gateway's request limits, fetched once and cached."""
         if self._limits is None or refresh:
             try:
-                resp = await self._unary(self._stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
+                resp = await self._unary(self.stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
                 self._limits = limits_from_info(resp)
             except WinnowError as err:
                 if not unimplemented(err):
@@ -134,7 +135,7 @@ class AsyncWinnowClient(ClientBase):
             responses = []
             try:
                 for chunk in rq.split_documents(msgs, limits):
-                    responses.append(await self._unary(self._stub.Upsert, pb.UpsertRequest(documents=chunk),
+                    responses.append(await self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk),
                                                        timeout))
                 return sum_writes(responses, "upserted")
             except WinnowError as err:
@@ -148,7 +149,7 @@ class AsyncWinnowClient(ClientBase):
         if not id_list:
             return sum_writes([], "deleted")
         limits = await self._limits_for(id_list, timeout)
-        responses = [await self._unary(self._stub.Delete, pb.DeleteRequest(ids=chunk), timeout)
+        responses = [await self._unary(self.stub.Delete, pb.DeleteRequest(ids=chunk), timeout)
                      for chunk in rq.split_ids(id_list, limits)]
         return sum_writes(responses, "deleted")
 
@@ -157,14 +158,14 @@ class AsyncWinnowClient(ClientBase):
         id_list = [str(i) for i in ids]
         docs, missing = [], []
         for chunk in rq.split_ids(id_list, await self._limits_for(id_list, timeout)):
-            r = await self._unary(self._stub.Get, pb.GetRequest(ids=chunk), timeout)
+            r = await self._unary(self.stub.Get, pb.GetRequest(ids=chunk), timeout)
             docs += [rq.document_from_hit(h) for h in r.documents]
             missing += list(r.missing)
         return GetResult(documents=docs, missing=missing)
 
     async def info(self, *, timeout: float | None = None) -> ClusterInfo:
         """See `WinnowClient.info`."""
-        resp = await self._unary(self._stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
+        resp = await self._unary(self.stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
         self._limits = limits_from_info(resp)
         return ClusterInfo.from_proto(resp)
 

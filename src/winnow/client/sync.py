@@ -48,7 +48,8 @@ class WinnowClient(ClientBase):
             self.channel = grpc.insecure_channel(self.target, options=self._options)
         else:
             self.channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
-        self._stub = gateway_pb2_grpc.GatewayStub(self.channel)
+        #: The raw gRPC stub, for calls this client does not wrap (no retries, protobuf in and out).
+        self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class WinnowClient(ClientBase):
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search)
-        return SearchResult.from_proto(self._unary(self._stub.Search, req, timeout))
+        return SearchResult.from_proto(self._unary(self.stub.Search, req, timeout))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                     mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
@@ -100,7 +101,7 @@ class WinnowClient(ClientBase):
         attempt = 0
         while True:
             attempt += 1
-            call = self._stub.BulkSearch(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
+            call = self.stub.BulkSearch(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
             received = False
             try:
                 for msg in call:
@@ -130,7 +131,7 @@ class WinnowClient(ClientBase):
         """The gateway's request limits (ClusterInfo.limits), fetched once and cached."""
         if self._limits is None or refresh:
             try:
-                self._limits = limits_from_info(self._unary(self._stub.ClusterInfo, pb.ClusterInfoRequest(), timeout))
+                self._limits = limits_from_info(self._unary(self.stub.ClusterInfo, pb.ClusterInfoRequest(), timeout))
             except WinnowError as err:
                 if not unimplemented(err):
                     raise
@@ -158,7 +159,7 @@ class WinnowClient(ClientBase):
             responses = []
             try:
                 for chunk in rq.split_documents(msgs, limits):
-                    responses.append(self._unary(self._stub.Upsert, pb.UpsertRequest(documents=chunk), timeout))
+                    responses.append(self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk), timeout))
                 return sum_writes(responses, "upserted")
             except WinnowError as err:
                 if responses or refreshed or not is_over_limit(err):
@@ -171,7 +172,7 @@ class WinnowClient(ClientBase):
         if not id_list:
             return sum_writes([], "deleted")
         limits = self._limits_for(id_list, timeout)
-        responses = [self._unary(self._stub.Delete, pb.DeleteRequest(ids=chunk), timeout)
+        responses = [self._unary(self.stub.Delete, pb.DeleteRequest(ids=chunk), timeout)
                      for chunk in rq.split_ids(id_list, limits)]
         return sum_writes(responses, "deleted")
 
@@ -180,7 +181,7 @@ class WinnowClient(ClientBase):
         id_list = [str(i) for i in ids]
         docs, missing = [], []
         for chunk in rq.split_ids(id_list, self._limits_for(id_list, timeout)):
-            r = self._unary(self._stub.Get, pb.GetRequest(ids=chunk), timeout)
+            r = self._unary(self.stub.Get, pb.GetRequest(ids=chunk), timeout)
             docs += [rq.document_from_hit(h) for h in r.documents]
             missing += list(r.missing)
         return GetResult(documents=docs, missing=missing)
@@ -189,7 +190,7 @@ class WinnowClient(ClientBase):
 
     def info(self, *, timeout: float | None = None) -> ClusterInfo:
         """Shards, models, document count, cache kind, limits and versions of the cluster behind the gateway."""
-        resp = self._unary(self._stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
+        resp = self._unary(self.stub.ClusterInfo, pb.ClusterInfoRequest(), timeout)
         self._limits = limits_from_info(resp)
         return ClusterInfo.from_proto(resp)
 
