@@ -228,7 +228,8 @@ def table(r: dict) -> str:
 def main(argv: list[str]) -> int:
     """Run the benchmark; prints a table (and JSON with --json). Returns the exit code."""
     p = argparse.ArgumentParser(prog="winnow bench models", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=type("Fmt", (argparse.RawDescriptionHelpFormatter,
+                                                             argparse.ArgumentDefaultsHelpFormatter), {}))
     p.add_argument("--texts", type=int, default=1000, help="SciFact texts to embed (and rerank from)")
     p.add_argument("--quick", action="store_true", help="200 texts, fewer latency samples (a smoke run)")
     p.add_argument("--json", action="store_true", help="print only the results as JSON on stdout (the table goes "
