@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
@@ -88,11 +89,14 @@ class GrpcReranker:
 
 
 class GrpcShard:
-    def __init__(self, name: str, target: str) -> None:
+    """One shard replica. No channel-level retries: the replica set fails over to another replica instead."""
+
+    def __init__(self, name: str, target: str, reconnect_max_ms: int = 1000) -> None:
         self.name = name
         self.target = target
-        self.channel = make_channel(target)
+        self.channel = make_channel(target, retries=False, reconnect_max_ms=reconnect_max_ms)
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
 
     def _err(self, err: grpc.RpcError):
         return from_rpc_error(err, self.name)
@@ -102,13 +106,14 @@ class GrpcShard:
             vector=[] if query.vector is None else query.vector.tolist(),
             k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters(query.filters),
             params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
-            coarse_dim=query.coarse_dim, include_payloads=True,
+            coarse_dim=query.coarse_dim, include_payloads=True, min_applied_seq=query.min_applied_seq,
         )
         try:
             resp = await self.stub.Search(req, timeout=timeout)
         except grpc.RpcError as err:
             raise self._err(err) from None
-        return ShardResult([_hit(h) for h in resp.dense], [_hit(h) for h in resp.lexical], resp.generation)
+        return ShardResult([_hit(h) for h in resp.dense], [_hit(h) for h in resp.lexical], resp.generation,
+                           applied_seq=resp.applied_seq or resp.generation)
 
     async def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]:
         req = index_pb2.RangeSearchRequest(
@@ -148,6 +153,17 @@ class GrpcShard:
         try:
             async for update in call:
                 yield update.generation
+        except grpc.RpcError as err:
+            raise self._err(err) from None
+        finally:
+            call.cancel()
+
+    async def serving(self) -> AsyncIterator[bool]:
+        """The replica's grpc.health.v1 status (True = SERVING) now and on every change; waits for it to be up."""
+        call = self.health.Watch(health_pb2.HealthCheckRequest(), wait_for_ready=True)  # long-lived: no deadline
+        try:
+            async for resp in call:
+                yield resp.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.RpcError as err:
             raise self._err(err) from None
         finally:

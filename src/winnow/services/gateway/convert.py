@@ -7,6 +7,7 @@ from typing import Any
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.core.errors import InvalidArgument
+from winnow.services.gateway.consistency import decode_token
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
@@ -24,7 +25,7 @@ def encode_result(r: SearchResult) -> bytes:
     """What the result cache stores: the response's wire form (no request id, timings or cache flag)."""
     return pb.SearchResponse(
         hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
-        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
+        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker, served_at=r.served_at,
     ).SerializeToString()
 
 
@@ -77,6 +78,7 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         if not f.field:
             raise InvalidArgument("a filter has an empty field name")
         filters.append((f.field, _filter_value(f)))
+    token_layout, token_seqs = decode_token(req.write_token) if req.write_token else ("", {})
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
@@ -84,6 +86,7 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
+        token_layout=token_layout, token_seqs=tuple(sorted(token_seqs.items())),
     )
 
 
@@ -153,5 +156,6 @@ def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
     return pb.SearchResponse(
         hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
-        request_id=request_id, model=r.model, reranker=r.reranker,
+        request_id=request_id, model=r.model, reranker=r.reranker, served_at=r.served_at,
+        consistency_unmet=r.consistency_unmet,
     )

@@ -43,6 +43,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             yield pb.BulkSearchPage(
                 hits=[convert.hit(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
                 coverage=convert.coverage(page.coverage), timings_ms=page.timings_ms, request_id=request_id_var.get(),
+                served_at=page.served_at, consistency_unmet=page.consistency_unmet,
             )
 
     async def Upsert(self, request, context):
@@ -62,15 +63,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def ClusterInfo(self, request, context):
         core = self.search_core
+        layout = core.topology.current()
         timeout = self._deadline(context).timeout(cap=2.0)
-        stats = await asyncio.gather(*(s.stats(timeout) for s in core.shards), return_exceptions=True)
-        shards = []
-        for shard, st in zip(core.shards, stats):
-            if isinstance(st, BaseException):
-                shards.append(pb.ShardInfo(address=shard.target, healthy=False, error=str(st)))
-            else:
-                shards.append(pb.ShardInfo(address=shard.target, healthy=True, count=st.count,
-                                           generation=st.generation, index_factory=st.index_factory))
+        shards = await asyncio.gather(*(_shard_info(s, timeout) for s in layout.shards))
         emb, rr = await asyncio.gather(core.embedder.describe(timeout),
                                        core.reranker.describe(timeout) if core.reranker else _none(),
                                        return_exceptions=True)
@@ -80,7 +75,31 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             shards=shards, embedder_model=emb.get("model", ""), embedder_device=emb.get("device", ""),
             reranker_model=rr.get("model", ""), reranker_scorer=rr.get("scorer", ""),
             reranker_device=rr.get("device", ""), documents=sum(s.count for s in shards), cache=core.cache.kind,
+            layout=layout.id,
         )
+
+
+async def _shard_info(shard, timeout: float | None) -> pb.ShardInfo:
+    """One shard: its replicas' own Stats when it has replicas, else the shard's."""
+    per_replica = getattr(shard, "replica_stats", None)
+    answers = await per_replica(timeout) if per_replica else [(shard.target, await _safe(shard.stats(timeout)))]
+    replicas = [pb.ReplicaInfo(address=t, healthy=False, error=str(st)) if isinstance(st, BaseException) else
+                pb.ReplicaInfo(address=t, healthy=True, count=st.count, applied_seq=st.generation)
+                for t, st in answers]
+    good = [st for _, st in answers if not isinstance(st, BaseException)]
+    if not good:
+        return pb.ShardInfo(address=shard.target, healthy=False, replicas=replicas,
+                            error="; ".join(r.error for r in replicas))
+    best = max(good, key=lambda st: st.generation)
+    return pb.ShardInfo(address=shard.target, healthy=True, count=best.count, generation=best.generation,
+                        index_factory=best.index_factory, replicas=replicas)
+
+
+async def _safe(coro):
+    try:
+        return await coro
+    except Exception as exc:  # noqa: BLE001 - reported in ClusterInfo
+        return exc
 
 
 async def _none():

@@ -167,3 +167,34 @@ class ShardTopology:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+class FixedShards:
+    """A fixed list of shard ports as a one-layout topology with no sequence tracking (in-process tests)."""
+
+    def __init__(self, shards: list, layout: str = "L0") -> None:
+        self._layout = ShardLayout(layout, list(shards))
+
+    def current(self) -> ShardLayout:
+        return self._layout
+
+    @property
+    def shards(self) -> list:
+        return self._layout.shards
+
+    def snapshot(self) -> None:
+        return None  # unknown: callers ask the shards (Stats)
+
+    def observe(self, shard: str | int, seq: int) -> None:
+        pass
+
+    async def start(self, first_within_s: float = 0.0) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+def as_topology(shards) -> "ShardTopology | FixedShards":
+    """A topology as it is, a plain list of shard ports as a FixedShards."""
+    return shards if isinstance(shards, (ShardTopology, FixedShards)) else FixedShards(shards)
