@@ -206,9 +206,17 @@ class ReplicaSet:
         if not query.min_applied_seq:
             return await self._call("search", lambda p, t: p.search(query, t), timeout)
         deadline = Deadline(timeout)
+
+        async def applied(p: ReplicaPort, t: float | None) -> ShardResult:
+            res = await p.search(query, t)
+            seq = res.applied_seq or res.generation
+            if seq < query.min_applied_seq:  # a replica that does not know the field answers anyway: check
+                raise FailedPrecondition(f"replica at seq {seq}, needs {query.min_applied_seq}")
+            return res
+
         try:
-            return await self._call("search", lambda p, t: p.search(query, t),
-                                    deadline.timeout(fraction=self.policy.consistency_fraction), query.min_applied_seq)
+            return await self._call("search", applied, deadline.timeout(fraction=self.policy.consistency_fraction),
+                                    query.min_applied_seq)
         except FailedPrecondition as exc:  # replicas are up but none applied the write in time
             relaxed = replace(query, min_applied_seq=0)
             res = await self._call("search", lambda p, t: p.search(relaxed, t), deadline.timeout())
