@@ -75,7 +75,8 @@ RERANK_FALLBACK = Counter(
 )
 REPLICA_FAILOVERS = Counter(
     "winnow_replica_failovers_total",
-    "Shard calls sent to another replica: after an error (error), or while the first was slow (hedge).",
+    "Shard calls sent to another replica: after an error (error), after the hedge delay (hedge), or once "
+    "half the budget had gone (slow).",
     ["shard", "reason"],
 )
 SEARCH_RESULTS = Histogram(

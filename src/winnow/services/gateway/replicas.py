@@ -68,6 +68,7 @@ class Replica:
         self.outstanding = 0
         self.ewma_ms = 0.0
         self.failures = 0
+        self.slow_streak = 0  # answers lost to a faster replica in a row
         self.ejected_until = 0.0
         self.serving: bool | None = None  # None: health not known (never seen, or its stream is reconnecting)
         self.seq: int | None = None       # applied sequence from the Watch stream; None while it is down
@@ -83,11 +84,23 @@ class Replica:
         a = self.policy.ewma_alpha
         self.ewma_ms = ms if self.ewma_ms == 0 else (1 - a) * self.ewma_ms + a * ms
         self.failures = 0
+        self.slow_streak = 0
         self.ejected_until = 0.0
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, _NOT_THE_REPLICAS_FAULT):
             return
+        self._eject()
+
+    def outran(self, ms: float, eject: bool) -> None:
+        """Another replica answered first while this one was still busy after `ms`: it is at least that slow."""
+        a = self.policy.ewma_alpha
+        self.ewma_ms = (1 - a) * self.ewma_ms + a * ms
+        self.slow_streak += 1
+        if eject or self.slow_streak >= 3:  # a hung replica (open connection, no answers) is as bad as a dead one
+            self._eject()
+
+    def _eject(self) -> None:
         self.failures += 1
         pause = min(self.policy.eject_max_s, self.policy.eject_base_s * 2 ** (self.failures - 1))
         self.ejected_until = time.monotonic() + pause
@@ -302,6 +315,7 @@ class ReplicaSet:
         deadline = Deadline(timeout)
         tried: set[Replica] = set()
         pending: dict[asyncio.Task, Replica] = {}
+        started: dict[asyncio.Task, float] = {}
         errors: list[str] = []
         behind = False
 
@@ -314,6 +328,7 @@ class ReplicaSet:
             task = asyncio.create_task(self._attempt(r, fn, deadline.timeout()))
             task.add_done_callback(r.call_done)
             pending[task] = r
+            started[task] = time.monotonic()
             return True
 
         if not launch():
@@ -324,12 +339,16 @@ class ReplicaSet:
                 done, _ = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # slow: ask another replica too; the first one may still win
                     if launch():
-                        metrics.REPLICA_FAILOVERS.labels(self.name, "hedge").inc()
+                        metrics.REPLICA_FAILOVERS.labels(
+                            self.name, "hedge" if self.policy.hedge_after_s > 0 else "slow").inc()
                     continue
                 for task in done:
                     r = pending.pop(task)
                     exc = task.exception()
                     if exc is None:
+                        now = time.monotonic()
+                        for loser, lr in pending.items():  # still running: slower than the winner
+                            lr.outran((now - started[loser]) * 1000, eject=self.policy.hedge_after_s <= 0)
                         return task.result()
                     if isinstance(exc, InvalidArgument):
                         raise exc
