@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.services.gateway.consistency import decode_token, encode_token, merge, satisfies
 
 

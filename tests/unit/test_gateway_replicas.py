@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from winnow.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from winnow.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from winnow.services.gateway.discovery import Topology
-from winnow.services.gateway.ports import ShardHit, ShardQuery, ShardRangeQuery, ShardResult
+from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult
 from winnow.services.gateway.replicas import ReplicaPolicy, ReplicaSet
 from winnow.services.gateway.topology import ShardTopology
 
@@ -31,10 +31,10 @@ class FakeReplica:
             raise self.fail
         if query.min_applied_seq > self.seq:
             raise FailedPrecondition(f"replica at seq {self.seq}, needs {query.min_applied_seq}")
-        return ShardResult([ShardHit(self.target, 1.0)], [], applied_seq=self.seq)
+        return ShardResult([Hit(self.target, 1.0)], [], applied_seq=self.seq)
 
     async def range_search(self, query: ShardRangeQuery, timeout):
-        hits = [ShardHit(f"d{i}", 1.0 - i / 10) for i in range(6)]
+        hits = [Hit(f"d{i}", 1.0 - i / 10) for i in range(6)]
         for i in range(0, 6, 2):
             if self.fail is not None and i >= 2:
                 raise self.fail
@@ -43,7 +43,7 @@ class FakeReplica:
     async def get(self, ids, timeout):
         if self.fail is not None:
             raise self.fail
-        return [ShardHit(i, 0.0) for i in ids], []
+        return [Hit(i, 0.0) for i in ids], []
 
     async def serving(self):
         while True:

@@ -165,21 +165,13 @@ def _tail(path: Path, n: int = 20) -> str:
 
 def _fake_embedder(argv: list[str]) -> int:
     """The embedder service with the model-free FakeEncoder (hashed bag of words)."""
-    from winnow.core.server import run_service, serve_forever
     from winnow.models.encoder import FakeEncoder
+    from winnow.rpc.server import serve
     from winnow.services.embedder.__main__ import build
     from winnow.services.embedder.settings import EmbedderSettings
 
-    settings = EmbedderSettings.from_args(argv)
-
-    async def amain(s: EmbedderSettings) -> None:
-        core, svc = build(s, encoder=FakeEncoder(dimension=DIM, max_seq_length=64, mrl_dimensions=(8, 16)))
-        try:
-            await serve_forever(svc, warmup=core.warmup)
-        finally:
-            await core.close()
-
-    return run_service("embedder", settings, amain)
+    encoder = FakeEncoder(dimension=DIM, max_seq_length=64, mrl_dimensions=(8, 16))
+    return serve("embedder", EmbedderSettings, lambda s: build(s, encoder=encoder), argv)
 
 
 if __name__ == "__main__":

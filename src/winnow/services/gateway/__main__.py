@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from winnow.core.server import GrpcService, run_service, serve_forever
+from winnow.rpc.server import GrpcService, Wiring, serve
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
@@ -35,14 +35,14 @@ def shard_topology(s: GatewaySettings) -> ShardTopology:
 SERVICE = "gateway"
 
 
-async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
-    """Everything but the event loop: used by __main__ and by in-process tests."""
+async def build(s: GatewaySettings) -> Wiring:
+    """Everything but the event loop: used by __main__ and by in-process tests. The core is the SearchCore."""
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
     embedder = GrpcEmbedder(s.embedder)
     reranker = GrpcReranker(s.reranker) if s.reranker else None
     topology = shard_topology(s)
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.encode_result)
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
     writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size))
 
     def register(server):
@@ -56,7 +56,7 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats)
 
-    return GrpcService(SERVICE, s, register, probe), search
+    return Wiring(GrpcService(SERVICE, s, register, probe), search, lambda: wait_for_dependencies(search))
 
 
 async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
@@ -68,14 +68,8 @@ async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None
         await asyncio.sleep(0.2)
 
 
-async def amain(s: GatewaySettings) -> None:
-    svc, search = await build(s)
-    await serve_forever(svc, lambda: wait_for_dependencies(search))
-
-
 def main(argv: list[str] | None = None) -> int:
-    settings = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
-    return run_service(SERVICE, settings, amain)
+    return serve(SERVICE, GatewaySettings, build, argv)
 
 
 if __name__ == "__main__":

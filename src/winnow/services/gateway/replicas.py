@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from winnow.core import metrics
-from winnow.core.channels import Deadline
-from winnow.core.errors import (
-    DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable, WinnowError,
+from winnow.common import metrics
+from winnow.common.deadline import Deadline
+from winnow.common.errors import (
+    DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable, WinnowError, short,
 )
-from winnow.services.gateway.ports import ShardHit, ShardPort, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
+from winnow.services.gateway.ports import Hit, ShardPort, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,7 +236,7 @@ class ReplicaSet:
             res.consistency_unmet = str(exc)
             return res
 
-    async def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]:
+    async def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[Hit]]:
         """Best-first pages; a replica failing mid-stream is replaced by another, skipping what was sent."""
         deadline = Deadline(timeout)
         tried: set[Replica] = set()
@@ -263,13 +263,13 @@ class ReplicaSet:
                 raise
             except Exception as exc:  # noqa: BLE001 - try the next replica
                 r.failed(exc)
-                errors.append(f"{r.target}: {_short(exc)}")
+                errors.append(f"{r.target}: {short(exc)}")
                 if len(tried) < len(self.replicas):
                     metrics.REPLICA_FAILOVERS.labels(self.name, "range_search").inc()
             finally:
                 r.outstanding -= 1
 
-    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[ShardHit], list[str]]:
+    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[Hit], list[str]]:
         return await self._call("get", lambda p, t: p.get(ids, t), timeout)
 
     async def stats(self, timeout: float | None) -> ShardStats:
@@ -307,7 +307,7 @@ class ReplicaSet:
         out = await asyncio.gather(*(fn(r.port) for r in rs), return_exceptions=True)
         bad = [(r, e) for r, e in zip(rs, out) if isinstance(e, BaseException)]
         if bad:
-            raise Unavailable(f"{self.name}: " + "; ".join(f"{r.target}: {_short(e)}" for r, e in bad))
+            raise Unavailable(f"{self.name}: " + "; ".join(f"{r.target}: {short(e)}" for r, e in bad))
         return out  # type: ignore[return-value]
 
     async def _call(self, what: str, fn: Callable[[ReplicaPort, float | None], Awaitable[T]],
@@ -353,7 +353,7 @@ class ReplicaSet:
                     if isinstance(exc, InvalidArgument):
                         raise exc
                     behind = behind or isinstance(exc, FailedPrecondition)
-                    errors.append(f"{r.target}: {_short(exc)}")
+                    errors.append(f"{r.target}: {short(exc)}")
                 if not pending and launch():
                     metrics.REPLICA_FAILOVERS.labels(self.name, "error").inc()
         finally:
@@ -388,10 +388,6 @@ class ReplicaSet:
         if isinstance(res, ShardResult):
             res.replica = r.target
         return res
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__
 
 
 def _no_replica(name: str, errors: list[str], deadline: Deadline) -> WinnowError:
