@@ -73,7 +73,8 @@ class GatewaySettings(ServiceSettings):
     )
     rerank_batch_size: int = Field(
         80, ge=1,
-        description="Candidates per reranker call; calls run concurrently. Keep it >= the candidate window for "
+        description="Candidates per reranker call (80 = one call for the default window); a smaller value "
+        "splits the window into calls sent concurrently. Keep it >= the candidate window for "
         "scorers that normalise within a call (the default late-interaction scorer does): scores from "
         "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
     )
