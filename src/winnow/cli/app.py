@@ -6,7 +6,7 @@
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow delete ID ...      delete documents
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline (--report DIR: run files, summary, picture)
-    winnow bench models|index|gateway
+    winnow bench models|index|gateway|replicas
     winnow serve SERVICE ...  run one service in the foreground (containers); `winnow serve gateway --help`
 
 Which cluster: --target, else WINNOW_TARGET, else the local cluster started from --data-dir (.winnow). The token
@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     sv.add_argument("service", choices=SERVICES)
     sub.add_parser("eval", help="retrieval quality on a BEIR dataset (`winnow eval --help`)", add_help=False)
-    sub.add_parser("bench", help="benchmarks: models, index, gateway (`winnow bench WHAT --help`)", add_help=False)
+    sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas (`winnow bench WHAT --help`)",
+                   add_help=False)
     return p
 
 
@@ -355,7 +356,7 @@ def _passthrough(command: str, rest: list[str]) -> int:
     if command == "eval":
         return int(importlib.import_module("winnow.eval.cli").main(rest) or 0)
     what = rest[0] if rest and not rest[0].startswith("-") else None
-    choices = ("models", "index", "gateway") if command == "bench" else SERVICES
+    choices = ("models", "index", "gateway", "replicas") if command == "bench" else SERVICES
     if what is None:
         if rest and rest[0] in ("-h", "--help"):
             print(f"usage: winnow {command} {{{','.join(choices)}}} [--help | FLAGS]\n\n"

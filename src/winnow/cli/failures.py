@@ -68,7 +68,7 @@ def classify(exc: BaseException) -> tuple[Exit, dict[str, Any]]:
     if isinstance(exc, CliError):
         return exc.exit_code, {"kind": exc.exit_code.name.lower(), "message": str(exc), **exc.extra}
     if isinstance(exc, WinnowError):
-        code = _BY_STATUS.get(exc.code, Exit.FAILED)
+        code = _BY_STATUS.get(exc.code(), Exit.FAILED)
         return code, {"kind": code.name.lower(), **exc.to_json()}
     if isinstance(exc, grpc.RpcError):  # a raw stub call somewhere
         status = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN

@@ -83,4 +83,4 @@ def limits_from_info(info: pb.ClusterInfoResponse) -> Limits:
 
 
 def unimplemented(err: WinnowError) -> bool:
-    return err.code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN)
+    return err.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN)

@@ -65,20 +65,21 @@ class AsyncWinnowClient(ClientBase):
     async def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool = True,
                      retrieval: str = "hybrid", fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0,
                      filters: Mapping[str, Any] | None = None, no_cache: bool = False, nprobe: int = 0,
-                     ef_search: int = 0, timeout: float | None = None) -> SearchResult:
+                     ef_search: int = 0, write_token: str = "", timeout: float | None = None) -> SearchResult:
         """Precision search; see `WinnowClient.search`."""
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
-                                ef_search=ef_search)
+                                ef_search=ef_search, write_token=write_token)
         return SearchResult.from_proto(await self._unary(self.stub.Search, req, timeout))
 
     async def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                           mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
-                          ef_search: int = 0, cursor: str = "",
+                          ef_search: int = 0, cursor: str = "", write_token: str = "",
                           timeout: float | None = None) -> AsyncIterator[BulkPage]:
         """Bulk search, page by page, resumed after the last page on UNAVAILABLE; see `WinnowClient.bulk_search`."""
         req = rq.bulk_request(query, threshold=threshold, page_size=page_size, max_results=max_results,
-                              mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor)
+                              mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor,
+                              write_token=write_token)
         deadline = self._deadline(timeout)
         attempt = 0
         while True:

@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 
 
-class WinnowError(Exception):
-    """A call to the gateway failed. `code` is the grpc.StatusCode; `str(err)` is the server's message."""
+class WinnowError(grpc.RpcError):
+    """A call to the gateway failed. `code()` is the grpc.StatusCode and `details()` the server's message, as on
+    any grpc.RpcError (so `except grpc.RpcError` keeps working); the rest are the decoded status details."""
 
     retryable = False
 
@@ -26,7 +27,7 @@ class WinnowError(Exception):
                  field_violations: Sequence[tuple[str, str]] = (), retry_delay: float | None = None,
                  info: dict[str, str] | None = None, request_id: str = "") -> None:
         super().__init__(message)
-        self.code = code
+        self._code = code
         self.message = message
         self.reason = reason
         self.field_violations = list(field_violations)
@@ -34,9 +35,18 @@ class WinnowError(Exception):
         self.info = dict(info or {})
         self.request_id = request_id
 
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description (what `winnow ... --json` prints on failure)."""
-        out: dict[str, Any] = {"code": self.code.name, "message": self.message}
+        out: dict[str, Any] = {"code": self._code.name, "message": self.message}
         if self.reason:
             out["reason"] = self.reason
         if self.field_violations:

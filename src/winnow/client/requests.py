@@ -35,11 +35,13 @@ def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
 
 def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
                    fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
-                   no_cache: bool = False, nprobe: int = 0, ef_search: int = 0) -> pb.SearchRequest:
+                   no_cache: bool = False, nprobe: int = 0, ef_search: int = 0,
+                   write_token: str = "") -> pb.SearchRequest:
     """A precision SearchRequest. 0 means "the gateway's default" for every number (k 64, window 80).
 
     retrieval: hybrid (BM25 + dense, fused), dense or lexical (BM25); fusion: "" (the gateway's), convex or rrf.
-    filters: metadata equality, {field: string | number | bool}.
+    filters: metadata equality, {field: string | number | bool}. write_token: an upsert's or delete's
+    `write_token`, to read that write (read-your-writes).
     """
     if retrieval not in RETRIEVAL:
         raise _invalid(f"retrieval must be one of {', '.join(RETRIEVAL)}; got {retrieval!r}", "retrieval")
@@ -51,13 +53,13 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = Tr
     return pb.SearchRequest(
         query=query, mode=pb.MODE_PRECISION, k=k, candidate_window=window, rerank=rerank,
         retrieval=RETRIEVAL[retrieval], fusion=FUSION[fusion], rrf_k=rrf_k, mrl_dim=mrl_dim,
-        filters=_filters(filters), no_cache=no_cache, nprobe=nprobe, ef_search=ef_search,
+        filters=_filters(filters), no_cache=no_cache, nprobe=nprobe, ef_search=ef_search, write_token=write_token,
     )
 
 
 def bulk_request(query: str, *, threshold: float, page_size: int = 0, max_results: int = 0, mrl_dim: int = 0,
                  filters: Mapping[str, Any] | None = None, nprobe: int = 0, ef_search: int = 0,
-                 cursor: str = "") -> pb.BulkSearchRequest:
+                 cursor: str = "", write_token: str = "") -> pb.BulkSearchRequest:
     """A BulkSearchRequest: every document with cosine similarity >= threshold, best first, in pages."""
     if not -1.0 <= threshold <= 1.0:
         raise _invalid(f"threshold must be a cosine similarity in [-1, 1]; got {threshold}", "threshold")
@@ -67,6 +69,7 @@ def bulk_request(query: str, *, threshold: float, page_size: int = 0, max_result
     return pb.BulkSearchRequest(
         query=query, mode=pb.MODE_BULK, threshold=threshold, page_size=page_size, max_results=max_results,
         mrl_dim=mrl_dim, filters=_filters(filters), nprobe=nprobe, ef_search=ef_search, cursor=cursor,
+        write_token=write_token,
     )
 
 

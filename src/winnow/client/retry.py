@@ -33,7 +33,7 @@ class RetryPolicy:
 
     def should_retry(self, err: WinnowError, attempt: int) -> bool:
         """`attempt` counts from 1 (the call that just failed)."""
-        return attempt < self.max_attempts and err.code in self.codes
+        return attempt < self.max_attempts and err.code() in self.codes
 
     def delay(self, err: WinnowError, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt `attempt + 1`."""

@@ -73,22 +73,25 @@ class WinnowClient(ClientBase):
 
     def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
                fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
-               no_cache: bool = False, nprobe: int = 0, ef_search: int = 0,
+               no_cache: bool = False, nprobe: int = 0, ef_search: int = 0, write_token: str = "",
                timeout: float | None = None) -> SearchResult:
         """Precision search: the top `k` (0 = 64) of a `window` (0 = 80) of first-stage candidates, reranked.
 
         retrieval: "hybrid" (BM25 + dense, fused; default), "dense" or "lexical" (BM25 only).
         fusion: "" (the gateway's default, convex), "convex" or "rrf". filters: {field: value} equality on
         metadata. rerank=False returns the first-stage order. no_cache bypasses the result cache.
+        write_token: an upsert's / delete's token: answer from replicas that applied that write
+        (`result.consistency_unmet` says when it could not be honoured in time).
         """
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
-                                ef_search=ef_search)
+                                ef_search=ef_search, write_token=write_token)
         return SearchResult.from_proto(self._unary(self.stub.Search, req, timeout))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                     mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
-                    ef_search: int = 0, cursor: str = "", timeout: float | None = None) -> Iterator[BulkPage]:
+                    ef_search: int = 0, cursor: str = "", write_token: str = "",
+                    timeout: float | None = None) -> Iterator[BulkPage]:
         """Bulk ("find all") search: every document with cosine similarity >= `threshold`, best first, page by
         page (`page_size`, 0 = 256), at most `max_results` (0 = the server's cap). Never reranked.
 
@@ -96,7 +99,8 @@ class WinnowClient(ClientBase):
         pass `cursor=page.cursor` to resume one yourself. `timeout` covers the whole stream.
         """
         req = rq.bulk_request(query, threshold=threshold, page_size=page_size, max_results=max_results,
-                              mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor)
+                              mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor,
+                              write_token=write_token)
         deadline = self._deadline(timeout)
         attempt = 0
         while True:

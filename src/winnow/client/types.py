@@ -6,6 +6,7 @@ later are reachable before this module names them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,8 @@ class SearchResult:
     request_id: str
     model: str
     reranker: str
+    served_at: str = ""          # the log position every answering shard was at (write-token form)
+    consistency_unmet: str = ""  # why the request's write_token could not be honoured ("" = it was, or none)
     raw: pb.SearchResponse = field(repr=False, compare=False, default_factory=pb.SearchResponse)
 
     @property
@@ -120,14 +123,15 @@ class SearchResult:
             hits=[Hit.from_proto(h) for h in r.hits], coverage=Coverage.from_proto(r.coverage), reranked=r.reranked,
             rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit,
             timings=StageTimings.from_map(r.timings_ms), request_id=r.request_id, model=r.model, reranker=r.reranker,
-            raw=r,
+            served_at=r.served_at, consistency_unmet=r.consistency_unmet, raw=r,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"hits": [h.to_json() for h in self.hits], "coverage": _coverage_json(self.coverage),
                 "reranked": self.reranked, "rerank_skipped_reason": self.rerank_skipped_reason,
                 "cache_hit": self.cache_hit, "timings_ms": self.timings_ms, "request_id": self.request_id,
-                "model": self.model, "reranker": self.reranker}
+                "model": self.model, "reranker": self.reranker, "served_at": self.served_at,
+                "consistency_unmet": self.consistency_unmet}
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ class BulkPage:
     timings: StageTimings
     request_id: str
     cursor: str
+    served_at: str = ""
+    consistency_unmet: str = ""
     raw: pb.BulkSearchPage = field(repr=False, compare=False, default_factory=pb.BulkSearchPage)
 
     @property
@@ -152,7 +158,8 @@ class BulkPage:
     def from_proto(cls, p: pb.BulkSearchPage) -> "BulkPage":
         return cls(hits=[Hit.from_proto(h) for h in p.hits], page=p.page, last=p.last, total=p.total,
                    coverage=Coverage.from_proto(p.coverage), timings=StageTimings.from_map(p.timings_ms),
-                   request_id=p.request_id, cursor=p.cursor, raw=p)
+                   request_id=p.request_id, cursor=p.cursor, served_at=p.served_at,
+                   consistency_unmet=p.consistency_unmet, raw=p)
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,15 @@ class GetResult:
 
 
 @dataclass(frozen=True)
+class ReplicaInfo:
+    address: str
+    healthy: bool
+    count: int
+    applied_seq: int
+    error: str
+
+
+@dataclass(frozen=True)
 class ShardInfo:
     address: str
     healthy: bool
@@ -197,6 +213,7 @@ class ShardInfo:
     generation: int
     index_factory: str
     error: str
+    replicas: list[ReplicaInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -233,23 +250,27 @@ class ClusterInfo:
     limits: Limits
     version: str
     api_version: str
+    layout: str = ""
     raw: pb.ClusterInfoResponse = field(repr=False, compare=False, default_factory=pb.ClusterInfoResponse)
 
     @classmethod
     def from_proto(cls, r: pb.ClusterInfoResponse) -> "ClusterInfo":
         return cls(
-            shards=[ShardInfo(s.address, s.healthy, s.count, s.generation, s.index_factory, s.error) for s in r.shards],
+            shards=[ShardInfo(s.address, s.healthy, s.count, s.generation, s.index_factory, s.error,
+                              [ReplicaInfo(x.address, x.healthy, x.count, x.applied_seq, x.error) for x in s.replicas])
+                    for s in r.shards],
             embedder_model=r.embedder_model, embedder_device=r.embedder_device, reranker_model=r.reranker_model,
             reranker_scorer=r.reranker_scorer, reranker_device=r.reranker_device, documents=r.documents,
             cache=r.cache, limits=Limits.from_proto(r.limits) if r.HasField("limits") else Limits(),
-            version=r.version, api_version=r.api_version, raw=r,
+            version=r.version, api_version=r.api_version, layout=r.layout, raw=r,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"documents": self.documents, "cache": self.cache, "version": self.version,
-                "api_version": self.api_version, "embedder": f"{self.embedder_model} ({self.embedder_device})",
+                "api_version": self.api_version, "layout": self.layout,
+                "embedder": f"{self.embedder_model} ({self.embedder_device})",
                 "reranker": f"{self.reranker_model} / {self.reranker_scorer} ({self.reranker_device})",
-                "shards": [s.__dict__ for s in self.shards], "limits": self.limits.__dict__}
+                "shards": [dataclasses.asdict(s) for s in self.shards], "limits": self.limits.__dict__}
 
 
 def _coverage_json(c: Coverage) -> dict[str, Any]:
