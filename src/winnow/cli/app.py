@@ -289,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cache", default="auto", choices=["auto", "redis", "memory", "off"],
                     help="auto: Redis if reachable, else in-process")
     up.add_argument("--detach", action="store_true", help="start in the background and return")
-    up.add_argument("--sample", default=str(SAMPLE.relative_to(REPO_ROOT)),
-                    help="corpus ingested on first start")
+    up.add_argument("--sample", default=None,
+                    help="corpus ingested on first start (default: data/scifact-sample.jsonl.gz of this checkout)")
     up.add_argument("--no-sample", action="store_true", help="start empty")
     up.set_defaults(func=cmd_up)
 
@@ -377,8 +377,8 @@ def _passthrough(command: str, rest: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     head, command, rest = _split(argv)
-    scope = head if command in PASSTHROUGH else argv
-    json_mode, debug = "--json" in scope, "--debug" in scope
+    # Errors the wrapper itself raises (a passed-through command reports its own): --json/--debug anywhere count.
+    json_mode, debug = "--json" in argv, "--debug" in argv
     try:
         if command in PASSTHROUGH:
             build_parser().parse_args([*head, "status"])  # global flags: --version, --help, typos

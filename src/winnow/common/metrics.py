@@ -115,6 +115,7 @@ def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
 class _Process:
     shard = ""  # the index shard this process serves; set once at start-up by `set_shard`
     build: dict[str, tuple[str, ...]] = {}
+    shards: set[str] = set()
 
 
 def set_shard(shard: str) -> None:
@@ -160,8 +161,15 @@ def init_gateway(shard_names: list[str]) -> None:
     for reason in ("not_configured", "deadline", "error"):
         RERANK_FALLBACK.labels(reason)
     for name in shard_names:
+        init_shard(name)
+
+
+def init_shard(name: str) -> None:
+    """A shard's call outcomes at 0 (idempotent; shards found later by discovery get theirs on first use)."""
+    if name not in _Process.shards:
         for outcome in ("ok", "error", "timeout"):
             SHARD_REQUESTS.labels(name, outcome)
+        _Process.shards.add(name)
 
 
 def observe_timings(service: str, timings_ms: dict[str, float]) -> None:

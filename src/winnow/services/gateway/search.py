@@ -215,6 +215,7 @@ class SearchCore:
         return fused, coverage, served
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
+        metrics.init_shard(shard.name)
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
             try:
                 res = await shard.search(query, timeout)
