@@ -99,8 +99,12 @@ def cmd_status(args) -> int:
     out = {"gateway": target, "documents": info.documents, "cache": info.cache,
            "embedder": f"{info.embedder_model} ({info.embedder_device})",
            "reranker": f"{info.reranker_model} / {info.reranker_scorer} ({info.reranker_device})",
+           "layout": info.layout,
            "shards": [{"address": s.address, "healthy": s.healthy, "count": s.count, "generation": s.generation,
-                       "index": s.index_factory, "error": s.error} for s in info.shards]}
+                       "index": s.index_factory, "error": s.error,
+                       "replicas": [{"address": r.address, "healthy": r.healthy, "count": r.count,
+                                     "applied_seq": r.applied_seq, "error": r.error} for r in s.replicas]}
+                      for s in info.shards]}
     if state:
         out["pids"] = {n: s["pid"] for n, s in state["services"].items()}
     print(json.dumps(out, indent=2))
