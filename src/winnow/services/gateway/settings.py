@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.core.settings import ServiceSettings
+from winnow.common.settings import ServiceSettings, comma_list
 
 
 class GatewaySettings(ServiceSettings):
@@ -54,12 +54,6 @@ class GatewaySettings(ServiceSettings):
 
     @field_validator("shards", mode="before")
     @classmethod
-    def _split(cls, v):
-        if isinstance(v, str):
-            v = v.strip()
-            if v.startswith("["):
-                import json
-
-                return json.loads(v)
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
+    def _split(cls, value):
+        """Accept "a,b" from env vars and flags as well as a JSON list."""
+        return comma_list(value, str)
