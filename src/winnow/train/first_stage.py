@@ -46,11 +46,11 @@ def encode_sorted(encoder, texts: Sequence[str], kind: str, batch_size: int = 32
     out = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
     if not texts:
         return out
-    prepared = encoder.encode_pre(list(texts), kind)
+    prepared = encoder.prepare(list(texts), kind)
     order = sorted(range(len(texts)), key=lambda i: -prepared[i].tokens)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        out[idx] = encoder.encode_core([prepared[i] for i in idx])
+        out[idx] = encoder.forward([prepared[i] for i in idx])
         if progress is not None:
             progress(len(idx))
     return out

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.models.trained import MANIFEST, read_manifest
 from winnow.train.first_stage import FirstStage, Ranked
 from winnow.train.judgments import JudgedQuery
 from winnow.train.trainer import Example, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "winnow_reranker.json"
 WEIGHTS = [round(w, 2) for w in np.arange(0.0, 1.0001, 0.05)]
 
 
@@ -184,18 +184,6 @@ def manifest_of(result: RunResult) -> dict:
     return {"format": 1, "scorer": "cross-encoder", "fusion": "linear-score",
             "fusion_weight": result.fusion.get("fusion_weight"), "max_length": result.config.get("max_length"),
             "trained": asdict(result), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def read_manifest(model_dir: Path) -> dict:
-    """The manifest of a trained directory, or {} for any other model directory."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        log.warning("ignoring unreadable %s", path)
-        return {}
 
 
 __all__ = ["MANIFEST", "MiningConfig", "RunResult", "TrainConfig", "FirstStage", "choose_weight", "held_out_fusion",
