@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the second stage (see winnow train reranker --help)", add_help=False)
     tr.set_defaults(func=None, passthrough="winnow.train.cli")
 
-    be = sub.add_parser("bench", help="benchmarks: models, index, gateway")
-    be.add_argument("what", choices=["models", "index", "gateway"])
+    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 
