@@ -35,6 +35,7 @@ class ShardQuery(ShardSearchParams):
     k: int
     query_text: str = ""        # "" = no BM25
     lexical_k: int = 0
+    min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
 
 
 @dataclass(kw_only=True)
@@ -52,6 +53,9 @@ class ShardResult:
     dense: list[Hit] = field(default_factory=list)
     lexical: list[Hit] = field(default_factory=list)
     generation: int = 0
+    applied_seq: int = 0          # the answering replica's applied log sequence
+    replica: str = ""             # the answering replica's address
+    consistency_unmet: str = ""   # why min_applied_seq could not be honoured ("" = it was, or none was asked)
 
 
 @dataclass
