@@ -379,6 +379,13 @@ def wire(service: str, settings: ServiceSettings, core: Any, servicer: Any, add:
     return Wiring(svc, core, warmup, close)
 
 
+def wire_model(service: str, settings: ServiceSettings, core: Any, servicer: Any,
+               add: Callable[[Any, grpc.aio.Server], None], descriptor: Any) -> Wiring:
+    """`wire` for a model service: the core (a `ModelCore`) brings its own probe, warm-up and close."""
+    return wire(service, settings, core, servicer, add, descriptor, probe=core.probe, warmup=core.warmup,
+                close=core.close)
+
+
 def service_main(service: str, settings_type: type[S], build: Callable[[S], Wiring | Awaitable[Wiring]]):
     """The `main(argv=None) -> int` of a service's `__main__` (what `winnow serve <service>` calls)."""
 

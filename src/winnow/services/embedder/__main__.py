@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from winnow.rpc.server import Wiring, service_main, wire
+from winnow.rpc.server import Wiring, service_main, wire_model
 from winnow.services.embedder.settings import EmbedderSettings
 
 SERVICE = "embedder"
@@ -22,9 +22,8 @@ def build(settings: EmbedderSettings, encoder=None) -> Wiring:
     encoder = encoder or SentenceTransformerEncoder(settings.model_dir or None, settings.device,
                                                     settings.mrl_dimensions, settings.max_seq_length)
     core = EmbedderCore(encoder, max_texts=settings.max_texts, limits=settings.batcher_limits())
-    return wire(SERVICE, settings, core, EmbedderServicer(core), embedder_pb2_grpc.add_EmbedderServicer_to_server,
-                embedder_pb2.DESCRIPTOR.services_by_name["Embedder"],
-                probe=core.probe, warmup=core.warmup, close=core.close)
+    return wire_model(SERVICE, settings, core, EmbedderServicer(core), embedder_pb2_grpc.add_EmbedderServicer_to_server,
+                      embedder_pb2.DESCRIPTOR.services_by_name["Embedder"])
 
 
 main = service_main(SERVICE, EmbedderSettings, build)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from winnow.rpc.server import Wiring, service_main, wire
+from winnow.rpc.server import Wiring, service_main, wire_model
 from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
 
 SERVICE = "reranker"
@@ -38,9 +38,8 @@ def build(settings: RerankerSettings, scorer=None) -> Wiring:
 
     core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
                         limits=settings.batcher_limits())
-    return wire(SERVICE, settings, core, RerankerServicer(core), reranker_pb2_grpc.add_RerankerServicer_to_server,
-                reranker_pb2.DESCRIPTOR.services_by_name["Reranker"],
-                probe=core.probe, warmup=core.warmup, close=core.close)
+    return wire_model(SERVICE, settings, core, RerankerServicer(core), reranker_pb2_grpc.add_RerankerServicer_to_server,
+                      reranker_pb2.DESCRIPTOR.services_by_name["Reranker"])
 
 
 main = service_main(SERVICE, RerankerSettings, build)
