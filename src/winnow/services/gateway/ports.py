@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,17 +17,20 @@ from winnow.services.gateway.model import Candidate
 from winnow.services.index.model import Hit  # one Hit for the shard and its callers
 
 
-@dataclass(kw_only=True)
+@dataclass
 class ShardSearchParams:
-    """What both shard searches take besides the query: metadata filters, the MRL sweep dimension, index knobs."""
+    """What both shard searches take besides the query: metadata filters, the MRL sweep dimension, index knobs.
 
+    Keyword-only, so a query's own fields keep their positions (`ShardQuery(vector, k)`)."""
+
+    _: KW_ONLY
     filters: tuple[tuple[str, Any], ...] = ()
     coarse_dim: int = 0
     nprobe: int = 0
     ef_search: int = 0
 
 
-@dataclass(kw_only=True)
+@dataclass
 class ShardQuery(ShardSearchParams):
     """A top-k search on one shard: dense when `vector` is set, BM25 when `query_text` is non-empty, or both."""
 
@@ -38,7 +41,7 @@ class ShardQuery(ShardSearchParams):
     min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
 
 
-@dataclass(kw_only=True)
+@dataclass
 class ShardRangeQuery(ShardSearchParams):
     """Every document of one shard scoring >= threshold, best first, in pages."""
 
