@@ -27,7 +27,7 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
     generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model),
         generations=generations, encode=convert.encode_result)
     writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
 

@@ -11,6 +11,7 @@ from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
 from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.vectors import VectorSpace, check_model, unit_vector
 
 _MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
 _FUSION = {pb.FUSION_UNSPECIFIED: None, pb.FUSION_CONVEX: Fusion.CONVEX, pb.FUSION_RRF: Fusion.RRF}
@@ -41,11 +42,33 @@ def _filter_value(f: pb.Filter) -> Any:
     )
 
 
-def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
+def _query_vector(req: pb.SearchRequest, space: VectorSpace, retrieval: Retrieval, query: str, mode: Mode):
+    """The caller's query vector (unit) or None; checks it fits the request and the collection."""
+    if not len(req.query_vector):
+        if req.vector_model:
+            raise InvalidArgument("vector_model is set but query_vector is empty: send the vector it names")
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+            raise InvalidArgument(
+                f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
+                f"embedder does not make (or use RETRIEVAL_LEXICAL)")
+        if not query:
+            raise InvalidArgument("query is empty: send the text to search for in `query` (or a query_vector)")
+        return None
+    if retrieval is Retrieval.LEXICAL:
+        raise InvalidArgument("query_vector is set with RETRIEVAL_LEXICAL, which does not use it: drop it or "
+                              "use RETRIEVAL_DENSE / RETRIEVAL_HYBRID")
+    if not query and retrieval is Retrieval.HYBRID and mode is Mode.PRECISION:  # bulk is dense only
+        raise InvalidArgument("query is empty: hybrid retrieval needs the text for BM25 besides query_vector "
+                              "(or use RETRIEVAL_DENSE for the vector alone)")
+    check_model(req.vector_model, space, "vector_model")
+    return unit_vector(req.query_vector, space, "query_vector")
+
+
+def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode,
+                   space: VectorSpace | None = None) -> SearchOptions:
     """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
     query = req.query.strip()
-    if not query:
-        raise InvalidArgument("query is empty: send the text to search for in `query`")
+    space = space or VectorSpace("", 0)
     if len(query) > s.max_query_chars:
         raise InvalidArgument(f"query is {len(query)} characters; the limit is {s.max_query_chars}")
     if req.mode not in _MODES:
@@ -54,6 +77,10 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
     if req.retrieval not in _RETRIEVAL:
         raise InvalidArgument(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL")
     retrieval = _RETRIEVAL[req.retrieval]
+    vector = _query_vector(req, space, retrieval, query, mode)
+    rerank = req.rerank if req.HasField("rerank") else bool(query)
+    if rerank and not query:
+        raise InvalidArgument("rerank needs the query text: send `query` with the vector, or set rerank=false")
     if req.fusion not in _FUSION:
         raise InvalidArgument(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF")
     fusion = _FUSION[req.fusion] or Fusion(s.fusion)
@@ -79,11 +106,10 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         filters.append((f.field, _filter_value(f)))
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
-        rerank=req.rerank if req.HasField("rerank") else True,
-        retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
+        rerank=rerank, retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
-        nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
+        nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache, vector=vector,
     )
 
 
@@ -97,8 +123,25 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
             raise InvalidArgument(f"{what}: item {i} has an empty id")
 
 
-def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
+def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
+    if not len(d.vector):
+        if not space.embeddable:
+            raise InvalidArgument(
+                f"documents[{i}].vector is required (id {d.id!r}): this collection holds vectors of "
+                f"{space.model!r}, which the embedder does not make")
+        return None
+    return unit_vector(d.vector, space, f"documents[{i}].vector")
+
+
+def write_documents(req: pb.UpsertRequest, s: GatewaySettings,
+                    space: VectorSpace | None = None) -> list[WriteDocument]:
+    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors."""
     _check_ids([d.id for d in req.documents], s, "upsert")
+    space = space or VectorSpace("", 0)
+    if req.vector_model:
+        if not any(len(d.vector) for d in req.documents):
+            raise InvalidArgument("vector_model is set but no document carries a vector")
+        check_model(req.vector_model, space, "vector_model")
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
@@ -117,7 +160,7 @@ def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocu
                 raise InvalidArgument(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})") from None
             if not isinstance(meta, dict):
                 raise InvalidArgument(f"upsert: document {d.id!r} metadata_json must be a JSON object")
-        docs.append(WriteDocument(d.id, d.text, d.metadata_json))
+        docs.append(WriteDocument(d.id, d.text, d.metadata_json, _doc_vector(i, d, space)))
     return docs
 
 

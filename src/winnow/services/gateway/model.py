@@ -8,6 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from winnow.services.gateway.vectors import digest
+
 
 class Mode(str, enum.Enum):
     PRECISION = "precision"
@@ -53,11 +57,14 @@ class SearchOptions:
     nprobe: int = 0
     ef_search: int = 0
     no_cache: bool = False
+    # A caller's query vector (unit, float32; see vectors.py): dense retrieval uses it instead of embedding `query`.
+    vector: np.ndarray | None = field(default=None, compare=False)
 
     def cache_material(self) -> dict[str, Any]:
-        """Everything that changes the answer (not no_cache), in a canonical form."""
+        """Everything that changes the answer (not no_cache), in a canonical form; the vector by its hash."""
         d = asdict(self)
         d.pop("no_cache")
+        d["vector"] = digest(self.vector)
         d["mode"] = self.mode.value
         d["retrieval"] = self.retrieval.value
         d["fusion"] = self.fusion.value
@@ -144,6 +151,7 @@ class WriteDocument:
     id: str
     text: str
     metadata_json: str = ""
+    vector: np.ndarray | None = None  # the caller's (unit) vector; None = embed `text`
 
 
 def stable_digest(material: Any) -> str:

@@ -24,6 +24,7 @@ from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
+from winnow.services.gateway.vectors import VectorSpace, space_of
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -34,6 +35,7 @@ class PipelineConfig:
     rerank_batch_size: int = 80
     dense_weight: float = 0.5
     stats_timeout_s: float = 0.5
+    collection_model: str = ""  # the model of the collection's vectors; "" = the embedder's
 
 
 @dataclass
@@ -67,14 +69,26 @@ class SearchCore:
         self.generations = generations or GenerationTracker(shards)
         self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
         self.models = {"embedder": "", "reranker": ""}
+        self.dimension = 0  # of the collection's vectors: the shards' (learned once, see refresh_models)
+
+    @property
+    def space(self) -> VectorSpace:
+        """What caller vectors must be: the collection's model and dimension."""
+        return space_of(self.config.collection_model, self.models["embedder"], self.dimension)
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
-        """Learn the model versions (part of every cache key). True when the embedder answered."""
+        """Learn the model versions (part of every cache key) and the vector dimension. True when the embedder
+        answered."""
         ok = True
         try:
-            self.models["embedder"] = str((await self.embedder.describe(timeout)).get("model", ""))
+            info = await self.embedder.describe(timeout)
+            self.models["embedder"] = str(info.get("model", ""))
         except Exception:  # noqa: BLE001
             ok = False
+        if not self.dimension:
+            stats = await asyncio.gather(*(s.stats(timeout) for s in self.shards), return_exceptions=True)
+            dims = [st.dimension for st in stats if not isinstance(st, BaseException) and st.dimension]
+            self.dimension = dims[0] if dims else 0
         if self.reranker is not None:
             try:
                 info = await self.reranker.describe(timeout)
@@ -146,7 +160,9 @@ class SearchCore:
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
                            window: int) -> tuple[list[Candidate], Coverage]:
-        vector = await self._embed_query(opts.query, deadline, timings) if opts.retrieval.dense else None
+        vector = opts.vector
+        if vector is None and opts.retrieval.dense:
+            vector = await self._embed_query(opts.query, deadline, timings)
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
@@ -227,7 +243,7 @@ class SearchCore:
         """Every document scoring >= threshold (capped at max_results), merged across shards, in pages."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        vector = await self._embed_query(opts.query, deadline, timings)
+        vector = opts.vector if opts.vector is not None else await self._embed_query(opts.query, deadline, timings)
         query = ShardRangeQuery(
             vector=vector, threshold=opts.threshold, page_size=opts.page_size, filters=opts.filters,
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,

@@ -29,14 +29,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return deadline
 
     async def Search(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.PRECISION)
+        opts = convert.search_options(request, self.s, Mode.PRECISION, self.search_core.space)
         if opts.mode is Mode.BULK:
             raise InvalidArgument("mode MODE_BULK streams its results: call Gateway.BulkSearch")
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_response(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.BULK)
+        opts = convert.search_options(request, self.s, Mode.BULK, self.search_core.space)
         if opts.mode is Mode.PRECISION:
             raise InvalidArgument("mode MODE_PRECISION returns one reranked list: call Gateway.Search")
         async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results):
@@ -46,7 +46,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             )
 
     async def Upsert(self, request, context):
-        docs = convert.write_documents(request, self.s)
+        docs = convert.write_documents(request, self.s, self.search_core.space)
         n, timings = await self.writes.upsert(docs, self._deadline(context))
         return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id_var.get())
 
@@ -80,6 +80,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             shards=shards, embedder_model=emb.get("model", ""), embedder_device=emb.get("device", ""),
             reranker_model=rr.get("model", ""), reranker_scorer=rr.get("scorer", ""),
             reranker_device=rr.get("device", ""), documents=sum(s.count for s in shards), cache=core.cache.kind,
+            vector_model=core.space.model, dimension=core.space.dimension,
         )
 
 

@@ -24,15 +24,24 @@ class VectorSpace:
 
     model: str
     dimension: int
+    embeddable: bool = True  # the embedder makes vectors of this space (text-only documents and queries work)
 
     @property
     def known(self) -> bool:
         return self.dimension > 0
 
 
+def space_of(collection_model: str, embedder_model: str, dimension: int) -> VectorSpace:
+    """The collection's space: its configured model ("" = the embedder's) at the shards' dimension."""
+    if not collection_model or (embedder_model and collection_model in (embedder_model,
+                                                                        embedder_model.split("@")[0])):
+        return VectorSpace(embedder_model, dimension, embeddable=bool(embedder_model))
+    return VectorSpace(collection_model, dimension, embeddable=False)
+
+
 def check_model(model: str, space: VectorSpace, field: str) -> None:
-    """`model` ("" = the collection's own) must be the collection's model."""
-    if model and space.model and model != space.model:
+    """`model` ("" = the collection's own) must be the collection's model: its full id (`name@hash`) or name."""
+    if model and space.model and model not in (space.model, space.model.split("@")[0]):
         raise InvalidArgument(
             f"{field}={model!r}, but this collection holds vectors of {space.model!r}: vectors from different "
             f"models are not comparable; send vectors of {space.model!r} (or leave {field} empty)"
