@@ -22,6 +22,11 @@ def _filters(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Filter]:
     return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
 
 
+def _f32(vector: np.ndarray) -> bytes:
+    """A vector as the shards' packed form: little-endian float32 bytes (one copy, no per-float encoding)."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
 def _hit(h: index_pb2.Hit) -> ShardHit:
     return ShardHit(id=h.id, score=h.score, text=h.text, metadata_json=h.metadata_json)
 
@@ -99,10 +104,10 @@ class GrpcShard:
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult:
         req = index_pb2.SearchRequest(
-            vector=[] if query.vector is None else query.vector.tolist(),
+            vector_f32=b"" if query.vector is None else _f32(query.vector),
             k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters(query.filters),
             params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
-            coarse_dim=query.coarse_dim, include_payloads=True,
+            coarse_dim=query.coarse_dim, include_payloads=query.include_payloads,
         )
         try:
             resp = await self.stub.Search(req, timeout=timeout)
@@ -112,7 +117,7 @@ class GrpcShard:
 
     async def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]:
         req = index_pb2.RangeSearchRequest(
-            vector=query.vector.tolist(), threshold=query.threshold, page_size=query.page_size,
+            vector_f32=_f32(query.vector), threshold=query.threshold, page_size=query.page_size,
             filters=_filters(query.filters), coarse_dim=query.coarse_dim, include_payloads=True,
             max_results=query.max_results,
             params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
@@ -128,7 +133,7 @@ class GrpcShard:
 
     async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int:
         req = index_pb2.UpsertRequest(documents=[
-            index_pb2.Document(id=r.id, vector=r.vector.tolist(), text=r.text, metadata_json=r.metadata_json)
+            index_pb2.Document(id=r.id, vector_f32=_f32(r.vector), text=r.text, metadata_json=r.metadata_json)
             for r in records
         ])
         try:

@@ -32,6 +32,7 @@ class ShardQuery:
     coarse_dim: int = 0
     nprobe: int = 0
     ef_search: int = 0
+    include_payloads: bool = True  # False: ids and scores only (the gateway fetches the final hits' payloads)
 
 
 @dataclass

@@ -137,7 +137,10 @@ class SearchCore:
         return stable_digest({"q": opts.cache_material(), "gen": generations, "models": self.models})
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float]) -> SearchResult:
-        candidates, coverage = await self._first_stage(opts, deadline, timings, opts.window)
+        candidates, coverage, owner = await self._first_stage(opts, deadline, timings, opts.window)
+        # Payloads travel only for what is returned (or reranked), never for every shard's candidates.
+        candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
+                                                deadline, coverage, timings)
         reranked, reason = False, ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
@@ -159,13 +162,15 @@ class SearchCore:
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
-                           window: int) -> tuple[list[Candidate], Coverage]:
+                           window: int) -> tuple[list[Candidate], Coverage, dict[str, int]]:
+        """The fused top `window` (without payloads), the coverage, and which shard each candidate came from."""
         vector = opts.vector
         if vector is None and opts.retrieval.dense:
             vector = await self._embed_query(opts.query, deadline, timings)
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
+            include_payloads=False,
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -174,13 +179,16 @@ class SearchCore:
         timings["search"] = _ms(t)
         coverage = Coverage(asked=len(self.shards))
         dense_lists, lexical_lists = [], []
-        for shard, res in zip(self.shards, results):
+        owner: dict[str, int] = {}
+        for idx, (shard, res) in enumerate(zip(self.shards, results)):
             if isinstance(res, BaseException):
                 coverage.failed.append(f"{shard.name}: {_short(res)}")
                 continue
             coverage.answered += 1
             dense_lists.append([(h.score, h.id, h) for h in res.dense])
             lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
+            owner.update(dict.fromkeys([h.id for h in res.dense], idx))
+            owner.update(dict.fromkeys([h.id for h in res.lexical], idx))
         if coverage.answered == 0:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         t = time.perf_counter()
@@ -194,7 +202,43 @@ class SearchCore:
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
         timings["merge"] = _ms(t)
-        return fused, coverage
+        return fused, coverage, owner
+
+    async def _fetch_payloads(self, cands: list[Candidate], owner: dict[str, int], deadline: Deadline,
+                              coverage: Coverage, timings: dict[str, float]) -> list[Candidate]:
+        """Fill text and metadata from the shards that returned each candidate, one Get per shard, concurrently.
+
+        A candidate whose shard fails here is left out and the shard is reported in the coverage (so the answer
+        is not cached); one deleted since the search is left out silently, as a search just after would.
+        """
+        groups: dict[int, list[str]] = {}
+        for c in cands:
+            if not c.text:  # a shard that ignores include_payloads=False already sent it
+                groups.setdefault(owner[c.id], []).append(c.id)
+        if not groups:
+            return cands
+        t = time.perf_counter()
+        timeout = deadline.timeout(fraction=0.5)
+        with tracing.span("fetch", service=SERVICE, documents=sum(map(len, groups.values()))):
+            results = await asyncio.gather(*(self.shards[i].get(ids, timeout) for i, ids in groups.items()),
+                                           return_exceptions=True)
+        found: dict[str, ShardHit] = {}
+        for i, res in zip(groups, results):
+            if isinstance(res, BaseException):
+                coverage.failed.append(f"{self.shards[i].name}: payloads: {_short(res)}")
+                coverage.answered -= 1
+                continue
+            found.update((h.id, h) for h in res[0])
+        kept = []
+        for c in cands:
+            if not c.text:
+                h = found.get(c.id)
+                if h is None:
+                    continue
+                c.text, c.metadata_json = h.text, h.metadata_json
+            kept.append(c)
+        timings["fetch"] = _ms(t)
+        return kept
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
