@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.services.gateway import convert
 from winnow.services.gateway.model import Mode
 from winnow.services.gateway.settings import GatewaySettings
@@ -18,7 +18,7 @@ FOREIGN = space_of("e5-small", "all-MiniLM-L6-v2@abc", 4)  # a collection of ano
 
 
 def opts(space=SPACE, **kw):
-    return convert.search_options(pb.SearchRequest(**kw), S, Mode.PRECISION, space)
+    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, Mode.PRECISION, space)
 
 
 def test_query_vector_is_normalised_and_keyed_by_hash():
@@ -69,7 +69,7 @@ def test_foreign_collection_refuses_text_only_dense_and_accepts_its_vectors():
 
 
 def _upsert(space=SPACE, vector_model="", **docs):
-    return convert.write_documents(pb.UpsertRequest(
+    return convert.write_documents_from_proto(pb.UpsertRequest(
         documents=[pb.Document(id=i, text="t", vector=v) for i, v in docs.items()], vector_model=vector_model),
         S, space)
 

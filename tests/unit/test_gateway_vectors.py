@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.services.gateway.vectors import VectorSpace, check_model, digest, unit_vector
 
 SPACE = VectorSpace("all-MiniLM-L6-v2", 4)

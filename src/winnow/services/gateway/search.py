@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from winnow.core import metrics, tracing
-from winnow.core.channels import Deadline
-from winnow.core.errors import DeadlineExceeded, Unavailable, WinnowError
+from winnow.common import metrics, tracing
+from winnow.common.deadline import Deadline
+from winnow.common.errors import DeadlineExceeded, Unavailable, short
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
-from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
+from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
 from winnow.services.gateway.vectors import VectorSpace, space_of
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class PipelineConfig:
     dense_weight: float = 0.5
     stats_timeout_s: float = 0.5
     collection_model: str = ""  # the model of the collection's vectors; "" = the embedder's
+    payloads: str = "inline"  # inline: shards send payloads with every candidate; final: fetched for the returned hits
 
 
 @dataclass
@@ -50,10 +51,6 @@ class BulkPage:
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__
 
 
 class SearchCore:
@@ -138,7 +135,7 @@ class SearchCore:
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float]) -> SearchResult:
         candidates, coverage, owner = await self._first_stage(opts, deadline, timings, opts.window)
-        # Payloads travel only for what is returned (or reranked), never for every shard's candidates.
+        # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
         candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
                                                 deadline, coverage, timings)
         reranked, reason = False, ""
@@ -170,7 +167,7 @@ class SearchCore:
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
-            include_payloads=False,
+            include_payloads=self.config.payloads != "final",
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -182,7 +179,7 @@ class SearchCore:
         owner: dict[str, int] = {}
         for idx, (shard, res) in enumerate(zip(self.shards, results)):
             if isinstance(res, BaseException):
-                coverage.failed.append(f"{shard.name}: {_short(res)}")
+                coverage.failed.append(f"{shard.name}: {short(res)}")
                 continue
             coverage.answered += 1
             dense_lists.append([(h.score, h.id, h) for h in res.dense])
@@ -222,10 +219,10 @@ class SearchCore:
         with tracing.span("fetch", service=SERVICE, documents=sum(map(len, groups.values()))):
             results = await asyncio.gather(*(self.shards[i].get(ids, timeout) for i, ids in groups.items()),
                                            return_exceptions=True)
-        found: dict[str, ShardHit] = {}
+        found: dict[str, Hit] = {}
         for i, res in zip(groups, results):
             if isinstance(res, BaseException):
-                coverage.failed.append(f"{self.shards[i].name}: payloads: {_short(res)}")
+                coverage.failed.append(f"{self.shards[i].name}: payloads: {short(res)}")
                 coverage.answered -= 1
                 continue
             found.update((h.id, h) for h in res[0])
@@ -274,8 +271,8 @@ class SearchCore:
             exc = failures[0]
             kind = "deadline" if isinstance(exc, (DeadlineExceeded, TimeoutError)) else "error"
             metrics.RERANK_FALLBACK.labels(kind).inc()
-            log.warning("reranker failed; returning first-stage order", extra={"fields": {"error": _short(exc)}})
-            return False, f"reranker failed: {_short(exc)}"
+            log.warning("reranker failed; returning first-stage order", extra={"fields": {"error": short(exc)}})
+            return False, f"reranker failed: {short(exc)}"
         for batch, scores in zip(batches, results):
             for cand, score in zip(batch, scores):  # type: ignore[arg-type]
                 cand.rerank_score = float(score)
@@ -314,7 +311,7 @@ class SearchCore:
         yield BulkPage(buf, page, True, total, coverage, dict(timings))
 
 
-def _cand(h: ShardHit, dense: bool) -> Candidate:
+def _cand(h: Hit, dense: bool) -> Candidate:
     c = Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json)
     if dense:
         c.dense_score = h.score
@@ -323,14 +320,14 @@ def _cand(h: ShardHit, dense: bool) -> Candidate:
     return c
 
 
-async def _merge_streams(streams: list[AsyncIterator[list[ShardHit]]], names: list[str],
+async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],
                          coverage: Coverage) -> AsyncIterator[Candidate]:
     """K-way merge of per-shard streams, each sorted best first, into one stream sorted best first.
 
     A shard that fails before its first page is left out; one that fails later stops contributing. Both are
     reported in `coverage`.
     """
-    buffers: list[list[ShardHit]] = [[] for _ in streams]
+    buffers: list[list[Hit]] = [[] for _ in streams]
     alive = [True] * len(streams)
     failed = [False] * len(streams)
 
@@ -344,7 +341,7 @@ async def _merge_streams(streams: list[AsyncIterator[list[ShardHit]]], names: li
         except Exception as exc:  # noqa: BLE001 - recorded in coverage
             failed[i] = True
             alive[i] = False
-            coverage.failed.append(f"{names[i]}: {_short(exc)}")
+            coverage.failed.append(f"{names[i]}: {short(exc)}")
         coverage.answered = len(streams) - sum(failed)
 
     await asyncio.gather(*(pull(i) for i in range(len(streams))))

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.core.settings import ServiceSettings
+from winnow.common.settings import ServiceSettings, comma_list
 
 
 class GatewaySettings(ServiceSettings):
@@ -40,7 +40,8 @@ class GatewaySettings(ServiceSettings):
     )
     rerank_batch_size: int = Field(
         80, ge=1,
-        description="Candidates per reranker call; calls run concurrently. Keep it >= the candidate window for "
+        description="Candidates per reranker call (80 = one call for the default window); a smaller value "
+        "splits the window into calls sent concurrently. Keep it >= the candidate window for "
         "scorers that normalise within a call (the default late-interaction scorer does): scores from "
         "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
     )
@@ -51,6 +52,11 @@ class GatewaySettings(ServiceSettings):
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
     max_doc_bytes: int = Field(1 << 20, ge=1, description="Largest text + metadata of one document, bytes.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
+    payloads: Literal["inline", "final"] = Field(
+        "inline", description="Where hit payloads (text, metadata) come from: inline = every shard sends them with "
+        "its candidate lists (one round trip; measured faster on loopback, docs/gateway.md); final = candidates "
+        "travel as ids and scores, and one Get per shard fetches the payloads of the hits returned (or reranked) "
+        "only: less bytes over a real network with long documents, one more round trip.")
     collection_model: str = Field(
         "", description="The model the collection's vectors come from, when callers bring their own vectors made "
         "by a model other than the embedder's ('' = the embedder's model). Callers' vector_model must name it; "
@@ -59,12 +65,6 @@ class GatewaySettings(ServiceSettings):
 
     @field_validator("shards", mode="before")
     @classmethod
-    def _split(cls, v):
-        if isinstance(v, str):
-            v = v.strip()
-            if v.startswith("["):
-                import json
-
-                return json.loads(v)
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
+    def _split(cls, value):
+        """Accept "a,b" from env vars and flags as well as a JSON list."""
+        return comma_list(value, str)

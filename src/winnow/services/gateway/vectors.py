@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
