@@ -32,11 +32,11 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool | No
                    retrieval: str = "hybrid",
                    mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, threshold: float = 0.0,
                    page_size: int = 0, max_results: int = 0, no_cache: bool = False, bulk: bool = False,
-                   rrf_k: int = 0, fusion: str = "", vector: Sequence[float] | None = None,
+                   rrf_k: int = 0, fusion: str = "", write_token: str = "", vector: Sequence[float] | None = None,
                    vector_model: str = "") -> pb.SearchRequest:
     """Build a SearchRequest from keyword options (retrieval: hybrid, dense or lexical; fusion: convex or rrf,
-    "" = the gateway's default; rerank: None = the gateway's default, on when there is query text).
-    `vector`: your own query vector (see `with_query_vector`)."""
+    "" = the gateway's default; rerank: None = the gateway's default, on when there is query text; write_token:
+    an Upsert/Delete's token, to read that write). `vector`: your own query vector (see `with_query_vector`)."""
     if retrieval not in _RETRIEVAL:
         raise ValueError(f"retrieval must be one of {sorted(_RETRIEVAL)}")
     if fusion not in _FUSION:
@@ -45,7 +45,7 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool | No
         query=query, mode=pb.MODE_BULK if bulk else pb.MODE_PRECISION, k=k, candidate_window=window,
         retrieval=_RETRIEVAL[retrieval], mrl_dim=mrl_dim, filters=_filters(filters),
         threshold=threshold, page_size=page_size, max_results=max_results, no_cache=no_cache, rrf_k=rrf_k,
-        fusion=_FUSION[fusion],
+        fusion=_FUSION[fusion], write_token=write_token,
     )
     if rerank is not None:
         req.rerank = rerank

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
@@ -25,10 +26,10 @@ from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, Shar
 class _Client:
     """A channel to one dependency; `name` labels its errors ("embedder", "shard-1")."""
 
-    def __init__(self, name: str, target: str) -> None:
+    def __init__(self, name: str, target: str, **channel_options: Any) -> None:
         self.name = name
         self.target = target
-        self.channel = make_channel(target)
+        self.channel = make_channel(target, **channel_options)
 
     async def call(self, method, request, timeout: float | None):
         """One unary call; an RpcError becomes the matching domain error, naming this dependency."""
@@ -37,9 +38,10 @@ class _Client:
         except grpc.RpcError as err:
             raise from_rpc_error(err, self.name) from None
 
-    async def stream(self, method, request, timeout: float | None = None) -> AsyncIterator[Any]:
+    async def stream(self, method, request, timeout: float | None = None,
+                     wait_for_ready: bool | None = None) -> AsyncIterator[Any]:
         """A server-streaming call's messages; cancelled when the consumer stops early."""
-        call = method(request, timeout=timeout)
+        call = method(request, timeout=timeout, wait_for_ready=wait_for_ready)
         try:
             async for message in call:
                 yield message
@@ -79,9 +81,19 @@ class GrpcReranker(_Client):
 
 
 class GrpcShard(_Client):
-    def __init__(self, name: str, target: str) -> None:
-        super().__init__(name, target)
+    """One shard replica. No channel-level retries: the replica set fails over to another replica instead, and
+    the reconnect backoff is capped so a replica back on its old address is found within `reconnect_max_ms`."""
+
+    def __init__(self, name: str, target: str, reconnect_max_ms: int = 1000) -> None:
+        super().__init__(name, target, retries=False, reconnect_max_ms=reconnect_max_ms)
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def serving(self) -> AsyncIterator[bool]:
+        """The replica's grpc.health.v1 status (True = SERVING) now and on every change; waits for it to be up."""
+        # Long-lived by design: no deadline.
+        async for resp in self.stream(self.health.Watch, health_pb2.HealthCheckRequest(), wait_for_ready=True):
+            yield resp.status == health_pb2.HealthCheckResponse.SERVING
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult:
         resp = await self.call(self.stub.Search, convert.shard_query_to_proto(query), timeout)
