@@ -42,7 +42,8 @@ async def build(s: GatewaySettings) -> Wiring:
     reranker = GrpcReranker(s.reranker) if s.reranker else None
     topology = shard_topology(s)
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
+        payloads=s.payloads), encode=convert.search_result_to_bytes)
     writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size))
 
 
