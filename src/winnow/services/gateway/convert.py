@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from google.protobuf.struct_pb2 import Struct
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2
 from winnow.api.internal.index.v1 import index_pb2
 from winnow.api.internal.reranker.v1 import reranker_pb2
-from google.protobuf.struct_pb2 import Struct
 
 from winnow.common.errors import InvalidArgument
 from winnow.rpc.protovalues import struct_to_dict, to_value
@@ -26,6 +26,7 @@ from winnow.services.gateway.model import (
 )
 from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
 from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.vectors import VectorSpace, check_model, unit_vector
 
 _FUSION = {pb.FUSION_UNSPECIFIED: None, pb.FUSION_CONVEX: Fusion.CONVEX, pb.FUSION_RRF: Fusion.RRF}
 _RETRIEVAL = {
@@ -60,11 +61,34 @@ def _invalid(message: str, field: str, reason: str, **info: object) -> InvalidAr
     return InvalidArgument(message, field=field, reason=reason, info=info)
 
 
+def _query_vector(req, space: VectorSpace, retrieval: Retrieval, query: str, mode: Mode):
+    """The caller's query vector (unit) or None; checks it fits the request and the collection."""
+    if not len(req.query_vector):
+        if req.vector_model:
+            raise _invalid("vector_model is set but query_vector is empty: send the vector it names", "vector_model",
+                           "VECTOR_MODEL_WITHOUT_VECTOR")
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+            raise _invalid(
+                f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
+                f"embedder does not make (or use RETRIEVAL_LEXICAL)", "query_vector", "QUERY_VECTOR_REQUIRED")
+        if not query:
+            raise _invalid("query is empty: send the text to search for in `query` (or a query_vector)", "query",
+                           "QUERY_EMPTY")
+        return None
+    if retrieval is Retrieval.LEXICAL:
+        raise _invalid("query_vector is set with RETRIEVAL_LEXICAL, which does not use it: drop it or "
+                       "use RETRIEVAL_DENSE / RETRIEVAL_HYBRID", "query_vector", "QUERY_VECTOR_WITH_LEXICAL")
+    if not query and retrieval is Retrieval.HYBRID and mode is Mode.PRECISION:  # bulk is dense only
+        raise _invalid("query is empty: hybrid retrieval needs the text for BM25 besides query_vector "
+                       "(or use RETRIEVAL_DENSE for the vector alone)", "query", "QUERY_EMPTY")
+    check_model(req.vector_model, space, "vector_model")
+    return unit_vector(req.query_vector, space, "query_vector")
+
+
 def _common(req, s: GatewaySettings) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """Checks shared by Search and BulkSearch: the query and the filters."""
+    """Checks shared by Search and BulkSearch: the query's length and the filters (an empty query is allowed
+    with a query_vector: `_query_vector` decides)."""
     query = req.query.strip()
-    if not query:
-        raise _invalid("query is empty: send the text to search for in `query`", "query", "QUERY_EMPTY")
     if len(query) > s.max_query_chars:
         raise _invalid(f"query is {len(query)} characters; the limit is {s.max_query_chars}", "query",
                        "QUERY_TOO_LONG", limit=s.max_query_chars)
@@ -76,9 +100,11 @@ def _common(req, s: GatewaySettings) -> tuple[str, tuple[tuple[str, Any], ...]]:
     return query, tuple(filters)
 
 
-def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings) -> SearchOptions:
+def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings,
+                              space: VectorSpace | None = None) -> SearchOptions:
     """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
     query, filters = _common(req, s)
+    space = space or VectorSpace("", 0)
     if req.mode not in (pb.MODE_UNSPECIFIED, pb.MODE_PRECISION):
         if req.mode == pb.MODE_BULK:
             raise _invalid("mode MODE_BULK streams its results: call Gateway.BulkSearch", "mode", "WRONG_RPC_FOR_MODE")
@@ -88,6 +114,11 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings) -> Sear
         raise _invalid(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL", "retrieval",
                        "UNKNOWN_ENUM_VALUE")
     retrieval = _RETRIEVAL[req.retrieval]
+    vector = _query_vector(req, space, retrieval, query, Mode.PRECISION)
+    rerank = req.rerank if req.HasField("rerank") else bool(query)
+    if rerank and not query:
+        raise _invalid("rerank needs the query text: send `query` with the vector, or set rerank=false", "rerank",
+                       "RERANK_NEEDS_QUERY")
     if req.fusion not in _FUSION:
         raise _invalid(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF", "fusion", "UNKNOWN_ENUM_VALUE")
     fusion = _FUSION[req.fusion] or Fusion(s.fusion)
@@ -107,11 +138,10 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings) -> Sear
                        "MRL_WITH_LEXICAL")
     token_layout, token_seqs = _write_token(req)
     return SearchOptions(
-        query=query, mode=Mode.PRECISION, k=k, window=window,
-        rerank=req.rerank if req.HasField("rerank") else True,
+        query=query, mode=Mode.PRECISION, k=k, window=window, rerank=rerank,
         retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=filters,
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
-        token_layout=token_layout, token_seqs=token_seqs,
+        token_layout=token_layout, token_seqs=token_seqs, vector=vector,
     )
 
 
@@ -126,9 +156,11 @@ def _write_token(req) -> tuple[str, tuple[tuple[int, int], ...]]:
     return layout, tuple(sorted(seqs.items()))
 
 
-def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings) -> SearchOptions:
+def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings,
+                            space: VectorSpace | None = None) -> SearchOptions:
     """Validate and normalise a BulkSearchRequest (the cursor is decoded by the servicer)."""
     query, filters = _common(req, s)
+    space = space or VectorSpace("", 0)
     if req.mode not in (pb.MODE_UNSPECIFIED, pb.MODE_BULK):
         if req.mode == pb.MODE_PRECISION:
             raise _invalid("mode MODE_PRECISION returns one reranked list: call Gateway.Search", "mode",
@@ -137,6 +169,7 @@ def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings) -> Se
     if req.retrieval not in (pb.RETRIEVAL_UNSPECIFIED, pb.RETRIEVAL_DENSE):
         raise _invalid("bulk search is dense (cosine similarity >= threshold): leave retrieval unset or DENSE",
                        "retrieval", "BULK_IS_DENSE")
+    vector = _query_vector(req, space, Retrieval.DENSE, query, Mode.BULK)
     if not -1.0 <= req.threshold <= 1.0:
         raise _invalid(f"threshold={req.threshold} is outside [-1, 1] (cosine similarity)", "threshold",
                        "THRESHOLD_OUT_OF_RANGE")
@@ -149,7 +182,7 @@ def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings) -> Se
         query=query, mode=Mode.BULK, retrieval=Retrieval.DENSE, rerank=False, mrl_dim=req.mrl_dim, filters=filters,
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
-        nprobe=req.nprobe, ef_search=req.ef_search, token_layout=token_layout, token_seqs=token_seqs,
+        nprobe=req.nprobe, ef_search=req.ef_search, token_layout=token_layout, token_seqs=token_seqs, vector=vector,
     )
 
 
@@ -195,8 +228,26 @@ def _metadata_json(d: pb.Document, i: int) -> str:
     return d.metadata_json
 
 
-def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
+def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
+    if not len(d.vector):
+        if not space.embeddable:
+            raise _invalid(
+                f"documents[{i}].vector is required (id {d.id!r}): this collection holds vectors of "
+                f"{space.model!r}, which the embedder does not make", f"documents[{i}].vector", "VECTOR_REQUIRED")
+        return None
+    return unit_vector(d.vector, space, f"documents[{i}].vector")
+
+
+def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
+                               space: VectorSpace | None = None) -> list[WriteDocument]:
+    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors."""
     _check_ids([d.id for d in req.documents], s, "upsert", "documents")
+    space = space or VectorSpace("", 0)
+    if req.vector_model:
+        if not any(len(d.vector) for d in req.documents):
+            raise _invalid("vector_model is set but no document carries a vector", "vector_model",
+                           "VECTOR_MODEL_WITHOUT_VECTOR")
+        check_model(req.vector_model, space, "vector_model")
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
@@ -210,7 +261,7 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> lis
         if size > s.max_doc_bytes:
             raise _invalid(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}",
                            f"documents[{i}]", "DOCUMENT_TOO_LARGE", limit=s.max_doc_bytes)
-        docs.append(WriteDocument(d.id, d.text, meta))
+        docs.append(WriteDocument(d.id, d.text, meta, _doc_vector(i, d, space)))
     return docs
 
 
@@ -291,9 +342,11 @@ def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetRes
 
 def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | BaseException]]]],
                           embedder: dict[str, Any], reranker: dict[str, Any], cache: str, s: GatewaySettings,
-                          layout: str = "", version: str = "", api_version: str = "") -> pb.ClusterInfoResponse:
+                          layout: str = "", space: VectorSpace | None = None, version: str = "",
+                          api_version: str = "") -> pb.ClusterInfoResponse:
     """ClusterInfo: per shard, every replica's address with its stats (or the error that kept them); the shard's
-    own figures are its freshest replica's. Then the models, the cache, the layout, the limits and the versions."""
+    own figures are its freshest replica's. Then the models, the cache, the layout, the collection's space, the
+    request limits and the versions."""
     infos = []
     for address, replicas in shards:
         reps = [pb.ReplicaInfo(address=a, healthy=False, error=str(st)) if isinstance(st, BaseException) else
@@ -311,7 +364,8 @@ def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | B
         shards=infos, embedder_model=embedder.get("model", ""), embedder_device=embedder.get("device", ""),
         reranker_model=reranker.get("model", ""), reranker_scorer=reranker.get("scorer", ""),
         reranker_device=reranker.get("device", ""), documents=sum(i.count for i in infos), cache=cache,
-        layout=layout, limits=limits_to_proto(s), version=version, api_version=api_version,
+        layout=layout, vector_model=space.model if space else "", dimension=space.dimension if space else 0,
+        limits=limits_to_proto(s), version=version, api_version=api_version,
     )
 
 
@@ -358,18 +412,23 @@ def _filters_to_proto(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Fi
     return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
 
 
+def _f32(vector: np.ndarray) -> bytes:
+    """A vector as the shards' packed form: little-endian float32 bytes (one copy, no per-float encoding)."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
 def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
     return index_pb2.SearchRequest(
-        vector=[] if query.vector is None else query.vector.tolist(),
+        vector_f32=b"" if query.vector is None else _f32(query.vector),
         k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
-        coarse_dim=query.coarse_dim, include_payloads=True, min_applied_seq=query.min_applied_seq,
+        coarse_dim=query.coarse_dim, include_payloads=query.include_payloads, min_applied_seq=query.min_applied_seq,
     )
 
 
 def range_query_to_proto(query: ShardRangeQuery) -> index_pb2.RangeSearchRequest:
     return index_pb2.RangeSearchRequest(
-        vector=query.vector.tolist(), threshold=query.threshold, page_size=query.page_size,
+        vector_f32=_f32(query.vector), threshold=query.threshold, page_size=query.page_size,
         filters=_filters_to_proto(query.filters), coarse_dim=query.coarse_dim, include_payloads=True,
         max_results=query.max_results,
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
@@ -387,7 +446,7 @@ def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
 
 def upsert_request_to_proto(records: list[WriteRecord]) -> index_pb2.UpsertRequest:
     return index_pb2.UpsertRequest(documents=[
-        index_pb2.Document(id=r.id, vector=r.vector.tolist(), text=r.text, metadata_json=r.metadata_json)
+        index_pb2.Document(id=r.id, vector_f32=_f32(r.vector), text=r.text, metadata_json=r.metadata_json)
         for r in records
     ])
 

@@ -33,12 +33,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return deadline
 
     async def Search(self, request, context):
-        opts = convert.search_options_from_proto(request, self.s)
+        opts = convert.search_options_from_proto(request, self.s, self.search_core.space)
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_result_to_proto(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.bulk_options_from_proto(request, self.s)
+        opts = convert.bulk_options_from_proto(request, self.s, self.search_core.space)
         fingerprint = stable_digest(opts.cache_material() | {"page_size": 0})  # a cursor may change page size
         resume = cursor.decode(request.cursor, fingerprint)
         last = request.cursor
@@ -49,7 +49,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             yield convert.bulk_page_to_proto(page, request_id_var.get(), last)
 
     async def Upsert(self, request, context):
-        docs = convert.write_documents_from_proto(request, self.s)
+        docs = convert.write_documents_from_proto(request, self.s, self.search_core.space)
         n, timings = await self.writes.upsert(docs, self._deadline(context))
         return convert.upsert_result_to_proto(n, timings, request_id_var.get())
 
@@ -74,7 +74,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return convert.cluster_info_to_proto(
             [(shard.target, reps) for shard, reps in zip(layout.shards, replicas)],
             emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind, self.s,
-            layout.id, buildinfo.VERSION, API_VERSION,
+            layout.id, core.space, buildinfo.VERSION, API_VERSION,
         )
 
 

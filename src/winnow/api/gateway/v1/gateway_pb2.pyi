@@ -46,7 +46,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "nprobe", "ef_search", "no_cache", "fusion", "write_token")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "nprobe", "ef_search", "no_cache", "fusion", "write_token", "query_vector", "vector_model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class SearchRequest(_message.Message):
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
     WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     k: int
@@ -75,10 +77,12 @@ class SearchRequest(_message.Message):
     no_cache: bool
     fusion: Fusion
     write_token: str
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ...) -> None: ...
+    query_vector: _containers.RepeatedScalarFieldContainer[float]
+    vector_model: str
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
 
 class BulkSearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "retrieval", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "cursor", "write_token")
+    __slots__ = ("query", "mode", "retrieval", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "cursor", "write_token", "query_vector", "vector_model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +95,8 @@ class BulkSearchRequest(_message.Message):
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     retrieval: Retrieval
@@ -103,7 +109,9 @@ class BulkSearchRequest(_message.Message):
     ef_search: int
     cursor: str
     write_token: str
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., cursor: _Optional[str] = ..., write_token: _Optional[str] = ...) -> None: ...
+    query_vector: _containers.RepeatedScalarFieldContainer[float]
+    vector_model: str
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., cursor: _Optional[str] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank", "metadata")
@@ -204,22 +212,26 @@ class BulkSearchPage(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., total: _Optional[int] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., cursor: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "metadata_json", "metadata")
+    __slots__ = ("id", "text", "metadata_json", "metadata", "vector")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     metadata_json: str
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("documents",)
+    __slots__ = ("documents", "vector_model")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[Document]
-    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
+    vector_model: str
+    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., vector_model: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted", "timings_ms", "request_id")
@@ -332,7 +344,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_write_docs: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_doc_bytes: _Optional[int] = ..., max_k: _Optional[int] = ..., max_window: _Optional[int] = ..., max_page_size: _Optional[int] = ..., max_bulk_results: _Optional[int] = ..., max_query_chars: _Optional[int] = ...) -> None: ...
 
 class ClusterInfoResponse(_message.Message):
-    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache", "limits", "version", "api_version", "layout")
+    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache", "limits", "version", "api_version", "layout", "vector_model", "dimension")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_MODEL_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +357,8 @@ class ClusterInfoResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     embedder_model: str
     embedder_device: str
@@ -357,4 +371,6 @@ class ClusterInfoResponse(_message.Message):
     version: str
     api_version: str
     layout: str
-    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., layout: _Optional[str] = ...) -> None: ...
+    vector_model: str
+    dimension: int
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., layout: _Optional[str] = ..., vector_model: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
