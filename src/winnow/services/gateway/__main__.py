@@ -7,6 +7,7 @@ import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.core.server import GrpcService, run_service, serve_forever
+from winnow.log.client import DocumentLog, LogConfig
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
@@ -29,7 +30,11 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
         generations=generations, encode=convert.encode_result)
-    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
+    doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
+                                    tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
+                                    client_name="winnow-gateway"))
+    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size, layout=s.layout),
+                       generations, log=doc_log)
 
     def register(server):
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)

@@ -15,7 +15,7 @@ from winnow.core.channels import make_channel
 from winnow.core.protovalues import to_value
 from winnow.core.errors import from_rpc_error
 from winnow.services.gateway.model import Candidate
-from winnow.services.gateway.ports import ShardHit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
+from winnow.services.gateway.ports import ShardHit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 
 
 def _filters(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Filter]:
@@ -125,23 +125,6 @@ class GrpcShard:
             raise self._err(err) from None
         finally:
             call.cancel()
-
-    async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int:
-        req = index_pb2.UpsertRequest(documents=[
-            index_pb2.Document(id=r.id, vector=r.vector.tolist(), text=r.text, metadata_json=r.metadata_json)
-            for r in records
-        ])
-        try:
-            return (await self.stub.Upsert(req, timeout=timeout)).generation
-        except grpc.RpcError as err:
-            raise self._err(err) from None
-
-    async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
-        try:
-            resp = await self.stub.Delete(index_pb2.DeleteRequest(ids=ids), timeout=timeout)
-        except grpc.RpcError as err:
-            raise self._err(err) from None
-        return resp.deleted, resp.generation
 
     async def watch(self) -> AsyncIterator[int]:
         call = self.stub.Watch(index_pb2.WatchRequest())  # long-lived by design: no deadline

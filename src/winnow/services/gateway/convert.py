@@ -95,6 +95,8 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
     for i, doc_id in enumerate(ids):
         if not doc_id.strip():
             raise InvalidArgument(f"{what}: item {i} has an empty id")
+        if len(doc_id.encode()) > s.max_id_bytes:
+            raise InvalidArgument(f"{what}: item {i} id is longer than {s.max_id_bytes} bytes (max_id_bytes)")
 
 
 def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:

@@ -47,13 +47,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def Upsert(self, request, context):
         docs = convert.write_documents(request, self.s)
-        n, timings = await self.writes.upsert(docs, self._deadline(context))
-        return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id_var.get())
+        n, timings, token = await self.writes.upsert(docs, self._deadline(context))
+        return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id_var.get(), write_token=token)
 
     async def Delete(self, request, context):
         ids = convert.ids(request.ids, self.s, "delete")
-        n, timings = await self.writes.delete(ids, self._deadline(context))
-        return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id_var.get())
+        n, timings, token = await self.writes.delete(ids, self._deadline(context))
+        return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id_var.get(), write_token=token)
 
     async def Get(self, request, context):
         ids = convert.ids(request.ids, self.s, "get")

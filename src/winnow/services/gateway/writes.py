@@ -1,25 +1,36 @@
-"""Writes through the gateway: embed in batches, route each id to its shard, acknowledge only what shards
-acknowledged. A write that reached only some shards fails with a message saying exactly what was written."""
+"""Writes through the gateway: embed in batches, route each id to its partition, append to the document log and
+acknowledge only once JetStream acknowledged every message. The answer carries a write token (the partitions'
+sequences). A write that reached only part of the log fails with a message saying exactly how much was written."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
+from winnow.core import metrics
 from winnow.core.channels import Deadline
 from winnow.core.errors import Unavailable, WinnowError
+from winnow.log import codec
+from winnow.log.client import AppendResult, Message
 from winnow.services.gateway import routing
+from winnow.services.gateway.consistency import encode_token
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, WriteDocument
-from winnow.services.gateway.ports import EmbedderPort, ShardPort, WriteRecord
+from winnow.services.gateway.ports import EmbedderPort, ShardPort
+
+
+class LogPort(Protocol):
+    async def append(self, layout: str, partition: int, messages: list[Message], timeout: float) -> AppendResult:
+        """Publish to one partition; returns how many JetStream acknowledged (never raises for the log)."""
 
 
 @dataclass
 class WriteConfig:
     embed_batch_size: int = 64
     embed_concurrency: int = 4
-    shard_batch_size: int = 256
+    layout: str = "L0"
 
 
 def _short(exc: BaseException) -> str:
@@ -28,13 +39,17 @@ def _short(exc: BaseException) -> str:
 
 class WriteCore:
     def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], config: WriteConfig | None = None,
-                 generations: GenerationTracker | None = None) -> None:
+                 generations: GenerationTracker | None = None, log: LogPort | None = None,
+                 partitions: int | None = None) -> None:
         self.embedder = embedder
         self.shards = shards
         self.config = config or WriteConfig()
         self.generations = generations
+        self.log = log
+        self.partitions = partitions or len(shards)
 
-    async def upsert(self, docs: list[WriteDocument], deadline: Deadline) -> tuple[int, dict[str, float]]:
+    async def upsert(self, docs: list[WriteDocument], deadline: Deadline) -> tuple[int, dict[str, float], str]:
+        """(documents written, timings, write token); the batch was validated whole by the caller."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         size = self.config.embed_batch_size
@@ -48,55 +63,35 @@ class WriteCore:
         chunks = [docs[i:i + size] for i in range(0, len(docs), size)]
         vectors = [row for block in await asyncio.gather(*(embed(c) for c in chunks)) for row in block]
         timings["embed"] = (time.perf_counter() - t) * 1000
-        records = [WriteRecord(d.id, v, d.text, d.metadata_json) for d, v in zip(docs, vectors)]
+        messages = [Message(d.id, codec.encode_upsert(d.id, v, d.text, d.metadata_json))
+                    for d, v in zip(docs, vectors)]
         t = time.perf_counter()
-        groups = routing.group_by_shard([d.id for d in docs], len(self.shards))
+        written, token = await self._append([d.id for d in docs], messages, deadline, "upserted")
+        timings["log"] = (time.perf_counter() - t) * 1000
+        return written, timings, token
 
-        async def write(shard_idx: int, positions: list[int]) -> int:
-            done = 0
-            shard = self.shards[shard_idx]
-            step = self.config.shard_batch_size
-            for i in range(0, len(positions), step):
-                part = [records[p] for p in positions[i:i + step]]
-                try:
-                    generation = await shard.upsert(part, deadline.timeout(fraction=0.9))
-                except Exception as exc:
-                    raise _ShardWriteError(shard.name, done, exc) from exc
-                self._observe(shard.name, generation)
-                done += len(part)
-            return done
-
-        results = await asyncio.gather(*(write(i, pos) for i, pos in groups.items()), return_exceptions=True)
-        timings["write"] = (time.perf_counter() - t) * 1000
-        written = sum(r if isinstance(r, int) else r.done for r in results if isinstance(r, (int, _ShardWriteError)))
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise Unavailable(_partial_message("upserted", written, len(docs), failures))
-        return written, timings
-
-    async def delete(self, ids: list[str], deadline: Deadline) -> tuple[int, dict[str, float]]:
+    async def delete(self, ids: list[str], deadline: Deadline) -> tuple[int, dict[str, float], str]:
+        """(ids whose tombstone the log acknowledged, timings, write token)."""
         t = time.perf_counter()
-        groups = routing.group_by_shard(ids, len(self.shards))
+        messages = [Message(i, codec.encode_delete(i), tombstone=True) for i in ids]
+        deleted, token = await self._append(ids, messages, deadline, "deleted")
+        return deleted, {"log": (time.perf_counter() - t) * 1000}, token
 
-        async def remove(shard_idx: int, positions: list[int]) -> int:
-            shard = self.shards[shard_idx]
-            try:
-                deleted, generation = await shard.delete([ids[p] for p in positions], deadline.timeout(fraction=0.9))
-            except Exception as exc:
-                raise _ShardWriteError(shard.name, 0, exc) from exc
-            self._observe(shard.name, generation)
-            return deleted
-
-        results = await asyncio.gather(*(remove(i, pos) for i, pos in groups.items()), return_exceptions=True)
-        deleted = sum(r for r in results if isinstance(r, int))
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise Unavailable(_partial_message("deleted", deleted, len(ids), failures))
-        return deleted, {"write": (time.perf_counter() - t) * 1000}
-
-    def _observe(self, shard: str, generation: int) -> None:
-        if self.generations is not None:
-            self.generations.observe(shard, generation)
+    async def _append(self, ids: list[str], messages: list[Message], deadline: Deadline,
+                      verb: str) -> tuple[int, str]:
+        if self.log is None:
+            raise Unavailable("this gateway has no document log configured (log_url); writes are disabled")
+        groups = routing.group_by_shard(ids, self.partitions)
+        timeout = deadline.timeout(fraction=0.9) or 10.0
+        results = await asyncio.gather(*(
+            self.log.append(self.config.layout, p, [messages[i] for i in pos], timeout) for p, pos in groups.items()))
+        written = sum(r.acked for r in results)
+        metrics.WRITES_LOGGED.labels("acked").inc(written)
+        failed = [r for r in results if not r.complete]
+        if failed:
+            metrics.WRITES_LOGGED.labels("failed").inc(len(ids) - written)
+            raise Unavailable(_partial_message(verb, written, len(ids), failed))
+        return written, encode_token(self.config.layout, {r.partition: r.last_seq for r in results})
 
     async def get(self, ids: list[str], deadline: Deadline) -> tuple[list[Candidate], list[str]]:
         groups = routing.group_by_shard(ids, len(self.shards))
@@ -115,14 +110,9 @@ class WriteCore:
         return [found[i] for i in ids if i in found], missing
 
 
-class _ShardWriteError(Exception):
-    def __init__(self, shard: str, done: int, cause: BaseException) -> None:
-        super().__init__(f"{shard}: {_short(cause)}")
-        self.shard = shard
-        self.done = done
-
-
-def _partial_message(verb: str, done: int, total: int, failures: list[BaseException]) -> str:
-    detail = "; ".join(str(f) for f in failures)
-    return (f"only {done} of {total} documents were {verb} (acknowledged by their shards); failed: {detail}. "
+def _partial_message(verb: str, done: int, total: int, failed: list[AppendResult]) -> str:
+    detail = "; ".join(f"partition {r.partition}: {r.acked} of {r.total} ({r.error})" for r in failed)
+    if done == 0:
+        return f"nothing was {verb}: {detail}. Retry the whole request."
+    return (f"only {done} of {total} documents were {verb} (acknowledged by the document log); {detail}. "
             f"Writes are idempotent: retry the whole request.")

@@ -8,12 +8,8 @@ import numpy as np
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.services.index import validate
 from winnow.services.index.model import (
-    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, SearchResult, ShardStats, WriteResult,
+    FilterTerm, Hit, RangePage, RangeQuery, ReplicaStatus, SearchQuery, SearchResult, ShardStats,
 )
-
-
-def docs_in(req: pb.UpsertRequest) -> list[Doc]:
-    return [Doc(d.id, np.asarray(d.vector, np.float32), d.text, d.metadata_json) for d in req.documents]
 
 
 def _filters(filters) -> list[FilterTerm]:
@@ -59,14 +55,6 @@ def _add_hits(container, hits: list[Hit]) -> None:
             out.metadata_json = h.metadata_json
 
 
-def upsert_out(r: WriteResult) -> pb.UpsertResponse:
-    return pb.UpsertResponse(upserted=r.count, generation=r.generation, timings_ms=r.timings_ms)
-
-
-def delete_out(r: WriteResult) -> pb.DeleteResponse:
-    return pb.DeleteResponse(deleted=r.count, generation=r.generation, timings_ms=r.timings_ms)
-
-
 def get_out(found: list[Hit], missing: list[str]) -> pb.GetResponse:
     out = pb.GetResponse(missing=missing)
     _add_hits(out.documents, found)
@@ -74,7 +62,7 @@ def get_out(found: list[Hit], missing: list[str]) -> pb.GetResponse:
 
 
 def search_out(r: SearchResult) -> pb.SearchResponse:
-    out = pb.SearchResponse(generation=r.generation, timings_ms=r.timings_ms)
+    out = pb.SearchResponse(generation=r.generation, applied_seq=r.generation, timings_ms=r.timings_ms)
     _add_hits(out.dense, r.dense)
     _add_hits(out.lexical, r.lexical)
     return out
@@ -86,8 +74,9 @@ def page_out(p: RangePage) -> pb.RangeSearchPage:
     return out
 
 
-def stats_out(s: ShardStats) -> pb.StatsResponse:
+def stats_out(s: ShardStats, r: ReplicaStatus) -> pb.StatsResponse:
     return pb.StatsResponse(
         shard_id=s.shard_id, count=s.count, generation=s.generation, dimension=s.dimension,
-        index_factory=s.index_factory, trained=s.trained, device=s.device,
+        index_factory=s.index_factory, trained=s.trained, device=s.device, applied_seq=s.generation,
+        caught_up=r.caught_up, partition=r.partition, replica_id=r.replica_id, layout=r.layout, lag=r.lag,
     )

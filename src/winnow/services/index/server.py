@@ -1,4 +1,5 @@
-"""The gRPC edge of the index shard: decode, run the core in an executor, encode. No logic of its own."""
+"""The gRPC edge of one index shard replica: decode, run the core in an executor, encode. No logic of its own.
+Writes do not arrive here: the replica's `LogFollower` applies its log partition on the writer thread."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import grpc
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.core import metrics
+from winnow.core.errors import FailedPrecondition
 from winnow.services.index import convert
+from winnow.services.index.follower import LogFollower
+from winnow.services.index.model import ReplicaStatus
 from winnow.services.index.shard import Shard
 from winnow.services.index.vectors import set_omp_threads
 
@@ -24,8 +28,11 @@ SERVICE = "index"
 class IndexShardServicer(pb_grpc.IndexShardServicer):
     """Writes run on one writer thread (they are serialised anyway); reads on a pool of search threads."""
 
-    def __init__(self, shard: Shard, search_threads: int = 2, omp_threads: int = 1) -> None:
+    def __init__(self, shard: Shard, search_threads: int = 2, omp_threads: int = 1,
+                 max_consistency_wait_s: float = 2.0) -> None:
         self.shard = shard
+        self.follower: LogFollower | None = None  # set by __main__ once the log is wired
+        self.max_consistency_wait_s = max_consistency_wait_s
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")  # builds keep FAISS's OpenMP default
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
@@ -44,29 +51,24 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         result = await asyncio.get_running_loop().run_in_executor(pool, call)
         return result, round((started[0] - submitted) * 1000, 3)
 
-    def _gauges(self, generation: int) -> None:
-        """After a write: publish the gauges and wake every Watch stream."""
+    def applied(self) -> None:
+        """After a batch of the log was applied: publish the gauges and wake every Watch stream."""
         sid = self.shard.s.shard_id
-        metrics.INDEX_GENERATION.labels(sid).set(generation)
+        metrics.INDEX_GENERATION.labels(sid).set(self.shard.generation)
         metrics.INDEX_DOCUMENTS.labels(sid).set(self.shard.state.count)
+        if self.follower is not None:
+            metrics.INDEX_LOG_LAG.labels(sid).set(max(self.follower.lag, 0))
         written, self._written = self._written, asyncio.Event()
         written.set()
 
-    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
-        docs = convert.docs_in(request)
-        result, queued = await self._run(self.writer, lambda: self.shard.upsert(docs))
-        result.timings_ms["queue"] = queued
-        metrics.observe_timings(SERVICE, result.timings_ms)
-        self._gauges(result.generation)
-        return convert.upsert_out(result)
-
-    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
-        ids = list(request.ids)
-        result, queued = await self._run(self.writer, lambda: self.shard.delete(ids))
-        result.timings_ms["queue"] = queued
-        metrics.observe_timings(SERVICE, result.timings_ms)
-        self._gauges(result.generation)
-        return convert.delete_out(result)
+    async def _consistent(self, seq: int, context: grpc.aio.ServicerContext) -> None:
+        """Read-your-writes: wait (bounded) until this replica applied `seq`, else FAILED_PRECONDITION."""
+        if seq <= self.shard.generation or self.follower is None:
+            return
+        left = context.time_remaining()
+        wait = self.max_consistency_wait_s if left is None else max(0.0, min(self.max_consistency_wait_s, left - 0.05))
+        if not await self.follower.wait_applied(seq, wait):
+            raise FailedPrecondition(f"replica at seq {self.shard.generation}, needs {seq}")
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
         ids = list(request.ids)
@@ -75,6 +77,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         query = convert.search_in(request)
+        await self._consistent(request.min_applied_seq, context)
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
@@ -91,11 +94,15 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StatsResponse:
         stats, _ = await self._run(self.readers, self.shard.stats)
-        return convert.stats_out(stats)
+        return convert.stats_out(stats, self.status())
+
+    def status(self) -> ReplicaStatus:
+        if self.follower is not None:
+            return self.follower.status()
+        return ReplicaStatus(0, self.shard.s.shard_id, "", True, 0, False)
 
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext) -> pb.TrainResponse:
         (trained, generation), _ = await self._run(self.writer, self.shard.train)
-        self._gauges(generation)
         return pb.TrainResponse(trained=trained, generation=generation)
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext):
@@ -106,11 +113,13 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
             now = (self.shard.generation, self.shard.state.count)  # two plain reads; each write bumps generation
             if now != last:
                 last = now
-                yield pb.WatchResponse(generation=now[0], count=now[1])
+                yield pb.WatchResponse(generation=now[0], count=now[1], applied_seq=now[0])
             await written.wait()
 
     async def probe(self) -> bool:
-        """Health watcher probe: a real search through the index on a search thread."""
+        """Health watcher probe: caught up with the log once, and a real search through the index answers."""
+        if self.follower is not None and not self.follower.caught_up:
+            return False
         ok, _ = await self._run(self.readers, self.shard.probe)
         return ok
 
