@@ -161,7 +161,7 @@ def test_stopped_reranker_gives_flagged_first_stage_results(cluster, client):
 
 
 def test_killed_shard_gives_partial_coverage(cluster, client):
-    cluster.kill("shard-1")
+    cluster.kill("shard-1-r0")
     r = client.search(sample_queries()["3"], k=10, no_cache=True, rerank=False)
     assert (r.coverage.shards_asked, r.coverage.shards_answered) == (2, 1)
     assert r.coverage.failed_shards and r.hits

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.errors
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
@@ -107,17 +108,23 @@ class DocumentLog:
             return self._js
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
+                nc = nats.aio.client.Client()
                 try:
-                    self._nc = await nats.connect(
+                    # nats-py retries a first connect forever when reconnects are on: bound it ourselves.
+                    await asyncio.wait_for(nc.connect(
                         servers=self.config.server_list(), name=self.config.client_name,
                         connect_timeout=self.config.connect_timeout_s, allow_reconnect=True,
                         max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=self._errored,
                         disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
-                    )
+                    ), self.config.connect_timeout_s * 2)
                 except Exception as exc:  # noqa: BLE001 - every connect failure means the same to a caller
-                    self._nc = None
+                    try:
+                        await asyncio.wait_for(nc.close(), 1)
+                    except Exception:  # noqa: BLE001 - it never connected
+                        pass
                     raise Unavailable(f"the document log ({self.config.url}) is unreachable "
                                       f"({type(exc).__name__}); nothing was written, retry shortly") from None
+                self._nc = nc
                 self._js = self._nc.jetstream()
         return self._js
 
