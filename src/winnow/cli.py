@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
@@ -275,16 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="retrieval quality on a BEIR dataset (see winnow eval --help)", add_help=False)
     ev.set_defaults(func=None, passthrough="winnow.eval.cli")
 
-    be = sub.add_parser("bench", help="benchmarks: models, index, gateway")
-    be.add_argument("what", choices=["models", "index", "gateway"])
+    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     passthrough = getattr(args, "passthrough", None)

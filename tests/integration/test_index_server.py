@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from tests.conftest import unique_layout
-from winnow.core.channels import make_channel
+from winnow.rpc.channels import make_channel
 from winnow.log import codec
 from winnow.log.client import DocumentLog, LogConfig, Message
-from winnow.services.index.__main__ import build, follow, load
+from winnow.services.index.__main__ import build
 from winnow.services.index.settings import IndexSettings
 
 DIM = 16
@@ -64,10 +64,10 @@ async def replica(tmp_path, nats_server):
     settings = IndexSettings(data_dir=str(tmp_path / "shard"), dim=DIM, fsync=False, coarse_dims=[8],
                              max_k=100, default_page_size=7, health_interval_s=0.2, log_url=nats_server.url,
                              layout=layout, max_consistency_wait_s=0.3)
-    svc, servicer = build(settings)
+    wiring = build(settings)
+    svc, servicer = wiring.service, wiring.servicer
     await svc.start()
-    await load(servicer)
-    await follow(servicer, settings).wait_caught_up()
+    await wiring.warmup()
     await svc.mark_ready()
     channel = make_channel(f"127.0.0.1:{svc.port}")
     await wait_serving(channel, "winnow.index.v1.IndexShard")
@@ -76,10 +76,7 @@ async def replica(tmp_path, nats_server):
     await writer.close()
     await channel.close()
     await svc.drain(0)
-    await servicer.follower.stop()
-    await servicer.follower.log.close()
-    servicer.shard.close()
-    servicer.shutdown()
+    await wiring.close()
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.cluster import nats as nats_proc
 from winnow.cluster.launcher import ClusterConfig, LocalCluster
-from winnow.core.channels import make_channel
-from winnow.core.errors import Unavailable
+from winnow.rpc.channels import make_channel
+from winnow.common.errors import Unavailable
 from winnow.log import codec
 from winnow.log.client import DocumentLog, LogConfig, Message
 from winnow.services.gateway import routing

@@ -20,7 +20,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
-from winnow.core.errors import Unavailable
+from winnow.common.errors import Unavailable
 from winnow.log import codec, names
 
 log = logging.getLogger(__name__)

@@ -6,35 +6,48 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from winnow.core.server import GrpcService, run_service, serve_forever
 from winnow.log.client import DocumentLog, LogConfig
+from winnow.rpc.server import GrpcService, Wiring, serve
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
-from winnow.services.gateway.generations import GenerationTracker
+from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
+from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
 from winnow.services.gateway.server import GatewayServicer
 from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.topology import ShardTopology
 from winnow.services.gateway.writes import WriteConfig, WriteCore
+
+
+def shard_topology(s: GatewaySettings) -> ShardTopology:
+    """Replica sets fed by the configured discovery: the registry file, DNS, or the static list."""
+    if s.shard_registry:
+        source = registry_source(s.shard_registry, s.registry_poll_s)
+    elif s.shard_dns:
+        source = dns_source(s.shards, s.layout, s.discovery_interval_s)
+    else:
+        source = static_source(Topology(s.layout, parse_shards(s.shards)))
+    policy = ReplicaPolicy(hedge_after_s=s.hedge_after_ms / 1000.0, eject_base_s=s.replica_eject_s,
+                           eject_max_s=s.replica_eject_max_s)
+    return ShardTopology(source, lambda target: GrpcShard(target, target, s.replica_reconnect_max_ms), policy,
+                         switch_timeout_s=s.layout_switch_timeout_s)
 
 SERVICE = "gateway"
 
 
-async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
-    """Everything but the event loop: used by __main__ and by in-process tests."""
+async def build(s: GatewaySettings) -> Wiring:
+    """Everything but the event loop: used by __main__ and by in-process tests. The core is the SearchCore."""
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
     embedder = GrpcEmbedder(s.embedder)
     reranker = GrpcReranker(s.reranker) if s.reranker else None
-    shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
-    generations = GenerationTracker(shards)
-    search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
-        generations=generations, encode=convert.encode_result)
+    topology = shard_topology(s)
+    search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
     doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
                                     tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
                                     client_name="winnow-gateway"))
-    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size, layout=s.layout),
-                       generations, log=doc_log)
+    writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size), log=doc_log)
 
     def register(server):
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
@@ -44,29 +57,23 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
         # Serving needs the embedder and at least one shard; a missing reranker or shard only degrades.
         if not await search.refresh_models():
             return False
-        stats = await asyncio.gather(*(sh.stats(1.0) for sh in shards), return_exceptions=True)
+        stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats)
 
-    return GrpcService(SERVICE, s, register, probe), search
+    return Wiring(GrpcService(SERVICE, s, register, probe), search, lambda: wait_for_dependencies(search))
 
 
 async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
-    """Follow the shards' generations; bounded wait for the embedder so cache keys carry its model version."""
-    search.generations.start()
+    """Follow discovery and the replicas; bounded wait for the embedder so cache keys carry its model version."""
+    await search.topology.start(first_within_s=10.0)
     for _ in range(attempts):
         if await search.refresh_models():
             return
         await asyncio.sleep(0.2)
 
 
-async def amain(s: GatewaySettings) -> None:
-    svc, search = await build(s)
-    await serve_forever(svc, lambda: wait_for_dependencies(search))
-
-
 def main(argv: list[str] | None = None) -> int:
-    settings = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
-    return run_service(SERVICE, settings, amain)
+    return serve(SERVICE, GatewaySettings, build, argv)
 
 
 if __name__ == "__main__":

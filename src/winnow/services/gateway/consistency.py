@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 
 VERSION = "v1"
 MAX_TOKEN_CHARS = 4096

@@ -1,15 +1,28 @@
-"""Public proto <-> gateway domain, with request validation: every bad input is an actionable InvalidArgument."""
+"""Proto <-> gateway domain, both sides of the gateway: the public API (with request validation: every bad input is
+an actionable InvalidArgument) and the internal APIs the gateway calls (embedder, reranker, index shards).
+
+Names say the direction: `x_from_proto` reads a message into the domain, `x_to_proto` builds one.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from winnow.api.gateway.v1 import gateway_pb2 as pb
-from winnow.core.errors import InvalidArgument
+from winnow.api.internal.embedder.v1 import embedder_pb2
+from winnow.api.internal.index.v1 import index_pb2
+from winnow.api.internal.reranker.v1 import reranker_pb2
+from winnow.common.errors import InvalidArgument
+from winnow.services.gateway.consistency import decode_token
+from winnow.rpc.protovalues import to_value
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
+from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 from winnow.services.gateway.settings import GatewaySettings
 
 _MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
@@ -20,11 +33,11 @@ _RETRIEVAL = {
 }
 
 
-def encode_result(r: SearchResult) -> bytes:
+def search_result_to_bytes(r: SearchResult) -> bytes:
     """What the result cache stores: the response's wire form (no request id, timings or cache flag)."""
     return pb.SearchResponse(
-        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
-        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
+        hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
+        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker, served_at=r.served_at,
     ).SerializeToString()
 
 
@@ -41,7 +54,7 @@ def _filter_value(f: pb.Filter) -> Any:
     )
 
 
-def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
+def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
     """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
     query = req.query.strip()
     if not query:
@@ -77,6 +90,7 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         if not f.field:
             raise InvalidArgument("a filter has an empty field name")
         filters.append((f.field, _filter_value(f)))
+    token_layout, token_seqs = decode_token(req.write_token) if req.write_token else ("", {})
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
@@ -84,6 +98,7 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
+        token_layout=token_layout, token_seqs=tuple(sorted(token_seqs.items())),
     )
 
 
@@ -99,7 +114,7 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
             raise InvalidArgument(f"{what}: item {i} id is longer than {s.max_id_bytes} bytes (max_id_bytes)")
 
 
-def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
+def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
     _check_ids([d.id for d in req.documents], s, "upsert")
     seen: set[str] = set()
     docs = []
@@ -123,13 +138,13 @@ def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocu
     return docs
 
 
-def ids(req_ids, s: GatewaySettings, what: str) -> list[str]:
+def ids_from_proto(req_ids, s: GatewaySettings, what: str) -> list[str]:
     out = list(req_ids)
     _check_ids(out, s, what)
     return out
 
 
-def hit(c: Candidate) -> pb.Hit:
+def hit_to_proto(c: Candidate) -> pb.Hit:
     h = pb.Hit(
         id=c.id, score=c.score, text=c.text, metadata_json=c.metadata_json,
         first_stage_rank=c.first_stage_rank, first_stage_score=c.first_stage_score,
@@ -140,11 +155,11 @@ def hit(c: Candidate) -> pb.Hit:
     return h
 
 
-def coverage(c: Coverage) -> pb.Coverage:
+def coverage_to_proto(c: Coverage) -> pb.Coverage:
     return pb.Coverage(shards_asked=c.asked, shards_answered=c.answered, failed_shards=c.failed)
 
 
-def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
+def search_result_to_proto(r: SearchResult, request_id: str) -> pb.SearchResponse:
     if r.payload is not None:  # a cache hit: the stored wire form, re-stamped for this request
         resp = pb.SearchResponse.FromString(r.payload)
         resp.cache_hit = True
@@ -153,7 +168,129 @@ def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
         resp.timings_ms.update(r.timings_ms)
         return resp
     return pb.SearchResponse(
-        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
+        hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
-        request_id=request_id, model=r.model, reranker=r.reranker,
+        request_id=request_id, model=r.model, reranker=r.reranker, served_at=r.served_at,
+        consistency_unmet=r.consistency_unmet,
     )
+
+
+def bulk_page_to_proto(page, request_id: str) -> pb.BulkSearchPage:
+    """One streamed page of a bulk search (`search.BulkPage`)."""
+    return pb.BulkSearchPage(
+        hits=[hit_to_proto(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
+        coverage=coverage_to_proto(page.coverage), timings_ms=page.timings_ms, request_id=request_id,
+        served_at=page.served_at, consistency_unmet=page.consistency_unmet,
+    )
+
+
+def upsert_result_to_proto(n: int, timings: dict[str, float], request_id: str, token: str = "") -> pb.UpsertResponse:
+    return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id, write_token=token)
+
+
+def delete_result_to_proto(n: int, timings: dict[str, float], request_id: str, token: str = "") -> pb.DeleteResponse:
+    return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id, write_token=token)
+
+
+def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetResponse:
+    return pb.GetResponse(documents=[hit_to_proto(c) for c in found], missing=missing)
+
+
+def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | BaseException]]]],
+                          embedder: dict[str, Any], reranker: dict[str, Any], cache: str,
+                          layout: str = "") -> pb.ClusterInfoResponse:
+    """ClusterInfo: per shard, every replica's address with its stats (or the error that kept them); the shard's
+    own figures are its freshest replica's. Then the models, the cache and the layout."""
+    infos = []
+    for address, replicas in shards:
+        reps = [pb.ReplicaInfo(address=a, healthy=False, error=str(st)) if isinstance(st, BaseException) else
+                pb.ReplicaInfo(address=a, healthy=True, count=st.count, applied_seq=st.generation)
+                for a, st in replicas]
+        good = [st for _, st in replicas if not isinstance(st, BaseException)]
+        if not good:
+            infos.append(pb.ShardInfo(address=address, healthy=False, replicas=reps,
+                                      error="; ".join(r.error for r in reps)))
+            continue
+        best = max(good, key=lambda st: st.generation)
+        infos.append(pb.ShardInfo(address=address, healthy=True, count=best.count, generation=best.generation,
+                                  index_factory=best.index_factory, replicas=reps))
+    return pb.ClusterInfoResponse(
+        shards=infos, embedder_model=embedder.get("model", ""), embedder_device=embedder.get("device", ""),
+        reranker_model=reranker.get("model", ""), reranker_scorer=reranker.get("scorer", ""),
+        reranker_device=reranker.get("device", ""), documents=sum(s.count for s in infos), cache=cache,
+        layout=layout,
+    )
+
+
+# -- the internal APIs the gateway calls (clients.py) ----------------------------------------------------------
+
+def embed_request_to_proto(texts: list[str], query: bool) -> embedder_pb2.EmbedRequest:
+    kind = embedder_pb2.INPUT_KIND_QUERY if query else embedder_pb2.INPUT_KIND_DOCUMENT
+    return embedder_pb2.EmbedRequest(texts=texts, kind=kind)
+
+
+def vectors_from_proto(resp: embedder_pb2.EmbedResponse) -> np.ndarray:
+    return np.asarray([e.values for e in resp.embeddings], dtype=np.float32)
+
+
+def embedder_info_from_proto(info: embedder_pb2.InfoResponse) -> dict[str, Any]:
+    return {"model": info.model, "dimension": info.dimension, "device": info.device,
+            "allowed_dimensions": list(info.allowed_dimensions)}
+
+
+def rerank_request_to_proto(query: str, candidates: list[Candidate]) -> reranker_pb2.RerankRequest:
+    return reranker_pb2.RerankRequest(
+        query=query,
+        candidates=[
+            reranker_pb2.Candidate(id=c.id, text=c.text, first_stage_rank=c.first_stage_rank,
+                                   first_stage_score=c.first_stage_score)
+            for c in candidates
+        ],
+    )
+
+
+def rerank_scores_from_proto(resp: reranker_pb2.RerankResponse, n: int) -> list[float]:
+    """One score per candidate, in the request's order (the reply is sorted by score)."""
+    scores = [0.0] * n
+    for r in resp.results:
+        scores[r.index] = r.score
+    return scores
+
+
+def reranker_info_from_proto(info: reranker_pb2.InfoResponse) -> dict[str, Any]:
+    return {"model": info.model, "scorer": info.scorer, "device": info.device}
+
+
+def _filters_to_proto(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Filter]:
+    return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
+
+
+def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
+    return index_pb2.SearchRequest(
+        vector=[] if query.vector is None else query.vector.tolist(),
+        k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
+        params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
+        coarse_dim=query.coarse_dim, include_payloads=True, min_applied_seq=query.min_applied_seq,
+    )
+
+
+def range_query_to_proto(query: ShardRangeQuery) -> index_pb2.RangeSearchRequest:
+    return index_pb2.RangeSearchRequest(
+        vector=query.vector.tolist(), threshold=query.threshold, page_size=query.page_size,
+        filters=_filters_to_proto(query.filters), coarse_dim=query.coarse_dim, include_payloads=True,
+        max_results=query.max_results,
+        params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
+    )
+
+
+def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
+    return [Hit(id=h.id, score=h.score, text=h.text, metadata_json=h.metadata_json) for h in hits]
+
+
+def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
+    return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation,
+                       applied_seq=resp.applied_seq or resp.generation)
+
+
+def shard_stats_from_proto(name: str, s: index_pb2.StatsResponse) -> ShardStats:
+    return ShardStats(name, s.count, s.generation, s.index_factory, s.dimension)

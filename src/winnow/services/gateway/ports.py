@@ -15,7 +15,7 @@ from winnow.services.gateway.model import Candidate
 
 
 @dataclass
-class ShardHit:
+class Hit:
     id: str
     score: float
     text: str = ""
@@ -32,6 +32,7 @@ class ShardQuery:
     coarse_dim: int = 0
     nprobe: int = 0
     ef_search: int = 0
+    min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
 
 
 @dataclass
@@ -48,9 +49,12 @@ class ShardRangeQuery:
 
 @dataclass
 class ShardResult:
-    dense: list[ShardHit] = field(default_factory=list)
-    lexical: list[ShardHit] = field(default_factory=list)
+    dense: list[Hit] = field(default_factory=list)
+    lexical: list[Hit] = field(default_factory=list)
     generation: int = 0
+    applied_seq: int = 0          # the answering replica's applied log sequence
+    replica: str = ""             # the answering replica's address
+    consistency_unmet: str = ""   # why min_applied_seq could not be honoured ("" = it was, or none was asked)
 
 
 @dataclass
@@ -74,8 +78,8 @@ class ShardPort(Protocol):
     name: str
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult: ...
-    def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]: ...
-    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[ShardHit], list[str]]: ...
+    def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[Hit]]: ...
+    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[Hit], list[str]]: ...
     async def stats(self, timeout: float | None) -> ShardStats: ...
     def watch(self) -> AsyncIterator[int]:
         """The shard's generation now and after every write, until the stream breaks."""

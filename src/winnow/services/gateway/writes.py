@@ -1,6 +1,7 @@
 """Writes through the gateway: embed in batches, route each id to its partition, append to the document log and
 acknowledge only once JetStream acknowledged every message. The answer carries a write token (the partitions'
-sequences). A write that reached only part of the log fails with a message saying exactly how much was written."""
+sequences). A write that reached only part of the log fails with a message saying exactly how much was written.
+Writes go to the layout searches use now (`topology.current()`), so a reshard's switch moves them too."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from winnow.core import metrics
-from winnow.core.channels import Deadline
-from winnow.core.errors import Unavailable, WinnowError
+from winnow.common import metrics
+from winnow.common.deadline import Deadline
+from winnow.common.errors import Unavailable, short
 from winnow.log import codec
 from winnow.log.client import AppendResult, Message
 from winnow.services.gateway import routing
 from winnow.services.gateway.consistency import encode_token
-from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, WriteDocument
 from winnow.services.gateway.ports import EmbedderPort, ShardPort
+from winnow.services.gateway.topology import FixedShards, ShardTopology, as_topology
 
 
 class LogPort(Protocol):
@@ -30,23 +31,19 @@ class LogPort(Protocol):
 class WriteConfig:
     embed_batch_size: int = 64
     embed_concurrency: int = 4
-    layout: str = "L0"
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__
 
 
 class WriteCore:
-    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], config: WriteConfig | None = None,
-                 generations: GenerationTracker | None = None, log: LogPort | None = None,
-                 partitions: int | None = None) -> None:
+    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort] | ShardTopology | FixedShards,
+                 config: WriteConfig | None = None, log: LogPort | None = None) -> None:
         self.embedder = embedder
-        self.shards = shards
+        self.topology = as_topology(shards)
         self.config = config or WriteConfig()
-        self.generations = generations
         self.log = log
-        self.partitions = partitions or len(shards)
+
+    @property
+    def shards(self) -> list[ShardPort]:
+        return self.topology.shards
 
     async def upsert(self, docs: list[WriteDocument], deadline: Deadline) -> tuple[int, dict[str, float], str]:
         """(documents written, timings, write token); the batch was validated whole by the caller."""
@@ -81,17 +78,23 @@ class WriteCore:
                       verb: str) -> tuple[int, str]:
         if self.log is None:
             raise Unavailable("this gateway has no document log configured (log_url); writes are disabled")
-        groups = routing.group_by_shard(ids, self.partitions)
+        layout = self.topology.current()
+        if not layout.shards:
+            raise Unavailable("no shard layout is known yet (discovery has not answered); nothing was written")
+        groups = routing.group_by_shard(ids, len(layout.shards))
         timeout = deadline.timeout(fraction=0.9) or 10.0
         results = await asyncio.gather(*(
-            self.log.append(self.config.layout, p, [messages[i] for i in pos], timeout) for p, pos in groups.items()))
+            self.log.append(layout.id, p, [messages[i] for i in pos], timeout) for p, pos in groups.items()))
         written = sum(r.acked for r in results)
         metrics.WRITES_LOGGED.labels("acked").inc(written)
+        for r in results:
+            if r.acked:
+                self.topology.observe(r.partition, r.last_seq)  # the next search's cache key is at least this fresh
         failed = [r for r in results if not r.complete]
         if failed:
             metrics.WRITES_LOGGED.labels("failed").inc(len(ids) - written)
             raise Unavailable(_partial_message(verb, written, len(ids), failed))
-        return written, encode_token(self.config.layout, {r.partition: r.last_seq for r in results})
+        return written, encode_token(layout.id, {r.partition: r.last_seq for r in results})
 
     async def get(self, ids: list[str], deadline: Deadline) -> tuple[list[Candidate], list[str]]:
         groups = routing.group_by_shard(ids, len(self.shards))
@@ -103,7 +106,7 @@ class WriteCore:
         missing: list[str] = []
         for (i, _), res in zip(groups.items(), results):
             if isinstance(res, BaseException):
-                raise Unavailable(f"{self.shards[i].name} could not be read: {_short(res)}")
+                raise Unavailable(f"{self.shards[i].name} could not be read: {short(res)}")
             hits, miss = res
             found.update({h.id: Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json) for h in hits})
             missing.extend(miss)

@@ -13,8 +13,8 @@ import grpc
 
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
-from winnow.core import metrics
-from winnow.core.errors import FailedPrecondition
+from winnow.common import metrics
+from winnow.common.errors import FailedPrecondition
 from winnow.services.index import convert
 from winnow.services.index.follower import LogFollower
 from winnow.services.index.model import ReplicaStatus
@@ -73,28 +73,28 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
         ids = list(request.ids)
         (found, missing), _ = await self._run(self.readers, lambda: self.shard.get(ids))
-        return convert.get_out(found, missing)
+        return convert.get_result_to_proto(found, missing)
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
-        query = convert.search_in(request)
+        query = convert.search_query_from_proto(request)
         await self._consistent(request.min_applied_seq, context)
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
-        return convert.search_out(result)
+        return convert.shard_result_to_proto(result)
 
     async def RangeSearch(self, request: pb.RangeSearchRequest, context: grpc.aio.ServicerContext):
-        query = convert.range_in(request)
+        query = convert.range_query_from_proto(request)
         pages, queued = await self._run(self.readers, lambda: list(self.shard.range_search(query)))
         for page in pages:
             if page.page == 0:
                 page.timings_ms["queue"] = queued
                 metrics.observe_timings(SERVICE, page.timings_ms)
-            yield convert.page_out(page)
+            yield convert.range_page_to_proto(page)
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StatsResponse:
         stats, _ = await self._run(self.readers, self.shard.stats)
-        return convert.stats_out(stats, self.status())
+        return convert.stats_to_proto(stats, self.status())
 
     def status(self) -> ReplicaStatus:
         if self.follower is not None:
@@ -103,17 +103,17 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext) -> pb.TrainResponse:
         (trained, generation), _ = await self._run(self.writer, self.shard.train)
-        return pb.TrainResponse(trained=trained, generation=generation)
+        return convert.train_result_to_proto(trained, generation)
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext):
-        """The generation (and count) now, then again after every write, until the caller goes away."""
+        """The applied sequence (and count) now, then again after every applied batch, until the caller goes away."""
         last = None
         while True:
             written = self._written  # taken before reading, so a write landing in between is not missed
             now = (self.shard.generation, self.shard.state.count)  # two plain reads; each write bumps generation
             if now != last:
                 last = now
-                yield pb.WatchResponse(generation=now[0], count=now[1], applied_seq=now[0])
+                yield convert.watch_event_to_proto(*now)
             await written.wait()
 
     async def probe(self) -> bool:

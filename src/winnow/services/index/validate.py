@@ -8,9 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from winnow.core.errors import InvalidArgument
-from winnow.services.index.model import Doc, FilterTerm
-from winnow.services.index.settings import IndexSettings
+from winnow.common.errors import InvalidArgument
+from winnow.services.index.model import Doc, FilterTerm, ShardConfig
 
 
 def vector(values: Sequence[float] | np.ndarray, dim: int, normalize: bool, what: str = "vector") -> np.ndarray:
@@ -49,7 +48,7 @@ def metadata(value: str, what: str) -> str:
 
 
 def document(
-    id_: str, values: Sequence[float], text: str, metadata_json: str, s: IndexSettings
+    id_: str, values: Sequence[float], text: str, metadata_json: str, s: ShardConfig
 ) -> Doc:
     """A validated document ready for the log."""
     did = doc_id(id_, s.max_id_bytes)

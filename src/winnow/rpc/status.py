@@ -1,63 +1,13 @@
-"""Domain errors and the one table that maps them to gRPC status codes.
-
-Cores raise these; only `winnow.core.server` turns them into statuses. Anything else that escapes a handler
-becomes INTERNAL with the request id, never the exception text.
-"""
+"""The one table mapping domain errors to gRPC status codes, and its inverse for errors from downstream calls."""
 
 from __future__ import annotations
 
 import grpc
 
-
-class WinnowError(Exception):
-    """Base of every error a caller may see. The message is shown to the caller: make it actionable."""
-
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-
-class InvalidArgument(WinnowError):
-    """The request is malformed; retrying it unchanged cannot succeed."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFound(WinnowError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class Unauthenticated(WinnowError):
-    """The request carries no valid `authorization: Bearer <token>` metadata."""
-
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class Overloaded(WinnowError):
-    """Admission control refused the request; retry later with backoff."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class Unavailable(WinnowError):
-    """A dependency (model, shard, disk) is not ready or not reachable; retrying may succeed."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class DeadlineExceeded(WinnowError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class FailedPrecondition(WinnowError):
-    """The system is not in a state that allows this request (e.g. index not trained and no fallback)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class Internal(WinnowError):
-    """A bug or corrupted state: the message must not leak internals."""
-
-    code = grpc.StatusCode.INTERNAL
-
+from winnow.common.errors import (
+    DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, Overloaded, Unauthenticated,
+    Unavailable, WinnowError,
+)
 
 #: The one mapping from error kind to gRPC status code. Order matters only for subclasses.
 STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
@@ -79,11 +29,6 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         if kind in STATUS_TABLE:
             return STATUS_TABLE[kind]
     return grpc.StatusCode.INTERNAL
-
-
-def error_kind(exc: BaseException) -> str:
-    """A short, low-cardinality label for metrics (`failures_total{kind=...}`)."""
-    return status_for(exc).name.lower()
 
 
 def from_rpc_error(err: grpc.RpcError, what: str) -> WinnowError:

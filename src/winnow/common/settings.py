@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Self, Sequence
+from typing import Any, Callable, Self, Sequence
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
+
+
+def comma_list(value: Any, item: Callable[[str], Any] = str) -> Any:
+    """A list field's value from an env var or flag: "a,b" or a JSON list; other values pass through.
+
+    Used as a `field_validator(..., mode="before")` body for list fields declared with `NoDecode`; blanks
+    between commas are dropped, and a bare int becomes a one-item list.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            return json.loads(value)
+        return [item(v.strip()) for v in value.split(",") if v.strip()]
+    return value
 
 
 class ServiceSettings(BaseSettings):
@@ -77,3 +93,23 @@ class ServiceSettings(BaseSettings):
 
     def log_effective(self, service: str) -> None:
         log.info("effective config", extra={"fields": {"service": service, "config": json.loads(json.dumps(self.redacted(), default=str))}})
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings the two model services (embedder, reranker) share: where the model runs and the micro-batcher's
+    budgets. A service overrides a default by redeclaring the field."""
+
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                        description="auto: CUDA fp16 if a GPU is visible, else CPU fp32; cpu or cuda force it.")
+    threads: int = Field(0, ge=0, description="Torch CPU threads for inference; 0 = torch's default.")
+    max_batch_size: int = Field(64, ge=1, description="Micro-batcher: most inputs in one forward pass.")
+    max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest an input waits for companions (ms).")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="Micro-batcher: token budget per forward pass (longest input x inputs)."
+    )
+    max_queue: int = Field(8192, ge=1, description="Micro-batcher: inputs waiting past this are RESOURCE_EXHAUSTED.")
+
+    def batcher_limits(self) -> dict[str, Any]:
+        """The micro-batcher's budgets as plain keyword arguments for a model core."""
+        return {"max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms,
+                "max_batch_tokens": self.max_batch_tokens, "max_queue": self.max_queue}
