@@ -125,7 +125,7 @@ class LocalCluster:
             gw_args = [
                 "--embedder", self.procs["embedder"].address,
                 "--reranker", self.procs["reranker"].address if self.config.reranker else "",
-                "--shards", self.shards_arg(),
+                "--shard-registry", str(self.data_dir / REGISTRY_FILE),
                 "--redis-url", self.config.redis_url,
                 "--cache", self.config.cache,
                 "--log-url", self.log_url,
