@@ -54,11 +54,11 @@ class ReplicaCluster:
         self.embedder: Service | None = None
         self.gateway: Service | None = None
         self.nats = None
+        self.extra: list[Service] = []  # processes of other layouts and extra gateways
 
     @property
     def log_url(self) -> str:
         return self.nats.url if self.nats is not None else ""
-        self.extra: list[Service] = []  # processes of other layouts and extra gateways
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
