@@ -7,7 +7,7 @@
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
-    winnow bench models|index|gateway
+    winnow bench models|index|gateway|replicas|log
     winnow serve SERVICE ...  run one service in the foreground (containers)
 """
 
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=None, passthrough="winnow.train.cli")
 
     be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
-    be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas", "log"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 
