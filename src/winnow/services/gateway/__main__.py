@@ -7,7 +7,7 @@ import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.log.client import DocumentLog, LogConfig
-from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
@@ -49,10 +49,6 @@ async def build(s: GatewaySettings) -> Wiring:
                                     client_name="winnow-gateway"))
     writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size), log=doc_log)
 
-    def register(server):
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
-        return [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name]
-
     async def probe() -> bool:
         # Serving needs the embedder and at least one shard; a missing reranker or shard only degrades.
         if not await search.refresh_models():
@@ -60,7 +56,9 @@ async def build(s: GatewaySettings) -> Wiring:
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats)
 
-    return Wiring(GrpcService(SERVICE, s, register, probe), search, lambda: wait_for_dependencies(search))
+    return wire(SERVICE, s, search, GatewayServicer(search, writes, s), gateway_pb2_grpc.add_GatewayServicer_to_server,
+                gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
+                warmup=lambda: wait_for_dependencies(search))
 
 
 async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
@@ -72,9 +70,7 @@ async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None
         await asyncio.sleep(0.2)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return serve(SERVICE, GatewaySettings, build, argv)
-
+main = service_main(SERVICE, GatewaySettings, build)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,8 +11,9 @@ import asyncio
 import sys
 
 from winnow.common import metrics
+from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
 from winnow.log.client import DocumentLog, LogConfig
-from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.index.follower import LogFollower
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
@@ -25,8 +26,9 @@ def build(settings: IndexSettings) -> Wiring:
     servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
                                   settings.faiss_omp_threads, settings.max_consistency_wait_s)
     servicer.follower = follower(servicer, settings)
-    svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe, long_lived=["Watch"])
-    wiring = Wiring(svc, servicer.shard, lambda: warmup(servicer), lambda: close(servicer))
+    wiring = wire(SERVICE, settings, servicer.shard, servicer, index_pb2_grpc.add_IndexShardServicer_to_server,
+                  index_pb2.DESCRIPTOR.services_by_name["IndexShard"], probe=servicer.probe,
+                  warmup=lambda: warmup(servicer), close=lambda: close(servicer), long_lived=["Watch"])
     wiring.servicer = servicer  # type: ignore[attr-defined] - tests reach the follower through it
     return wiring
 
@@ -61,9 +63,7 @@ async def close(servicer: IndexShardServicer) -> None:
     servicer.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    return serve(SERVICE, IndexSettings, build, argv)
-
+main = service_main(SERVICE, IndexSettings, build)
 
 if __name__ == "__main__":
     sys.exit(main())
