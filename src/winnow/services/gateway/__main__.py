@@ -43,7 +43,8 @@ async def build(s: GatewaySettings) -> Wiring:
     reranker = GrpcReranker(s.reranker) if s.reranker else None
     topology = shard_topology(s)
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
+        payloads=s.payloads), encode=convert.search_result_to_bytes)
     doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
                                     tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
                                     client_name="winnow-gateway"))

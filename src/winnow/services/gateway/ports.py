@@ -39,6 +39,7 @@ class ShardQuery(ShardSearchParams):
     query_text: str = ""        # "" = no BM25
     lexical_k: int = 0
     min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
+    include_payloads: bool = True  # False: ids and scores only (the gateway fetches the final hits' payloads)
 
 
 @dataclass
