@@ -14,6 +14,8 @@ from typing import Any, Callable, Self, Sequence
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from winnow.common.batcher import BatchLimits
+
 log = logging.getLogger(__name__)
 
 
@@ -109,7 +111,6 @@ class ModelServiceSettings(ServiceSettings):
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: inputs waiting past this are RESOURCE_EXHAUSTED.")
 
-    def batcher_limits(self) -> dict[str, Any]:
-        """The micro-batcher's budgets as plain keyword arguments for a model core."""
-        return {"max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms,
-                "max_batch_tokens": self.max_batch_tokens, "max_queue": self.max_queue}
+    def batcher_limits(self) -> BatchLimits:
+        """The micro-batcher's budgets as the plain value a model core takes."""
+        return BatchLimits(self.max_batch_size, self.max_wait_ms, self.max_batch_tokens, self.max_queue)
