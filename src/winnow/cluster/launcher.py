@@ -114,7 +114,7 @@ class LocalCluster:
             self._save_layout()
             first = [] if self.config.replicas_only else [self._spawn("embedder", "embedder", [])]
             if self.config.reranker and not self.config.replicas_only:
-                first.append(self._spawn("reranker", "reranker", []))
+                first.append(self._spawn("reranker", "reranker", ["--token-store-dir", str(self.data_dir / "reranker")]))
             for i in range(self.shards):
                 for r in range(self.config.replicas):
                     first.append(self.spawn_replica(i, r, self.layout))
