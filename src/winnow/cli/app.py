@@ -1,12 +1,14 @@
 """`winnow`: run the local cluster, search, ingest, evaluate and benchmark.
 
-    winnow up [--detach]      start embedder, reranker, shards and gateway on loopback; ingest the sample once
+    winnow up [--detach]      start nats-server, embedder, reranker, shard replicas and gateway on loopback;
+                              ingest the sample once
     winnow down | status      stop / inspect a cluster (status says which cluster it found)
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow delete ID ...      delete documents
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline (--report DIR: run files, summary, picture)
-    winnow bench models|index|gateway|replicas
+    winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
+    winnow bench models|index|gateway|replicas|peers|log
     winnow serve SERVICE ...  run one service in the foreground (containers); `winnow serve gateway --help`
 
 Which cluster: --target, else WINNOW_TARGET, else the local cluster started from --data-dir (.winnow). The token
@@ -32,7 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = REPO_ROOT / "data" / "scifact-sample.jsonl.gz"
 DEFAULT_DATA_DIR = ".winnow"
 SERVICES = ("embedder", "reranker", "index", "gateway")
-PASSTHROUGH = ("eval", "bench", "serve")
+PASSTHROUGH = ("eval", "train", "bench", "serve")
+BENCHES = ("models", "index", "gateway", "replicas", "peers", "log")
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -84,10 +87,10 @@ def cmd_up(args) -> int:
 
     if read_state(Path(args.data_dir)):
         raise CliError(f"a cluster is already running from {args.data_dir} (winnow status / winnow down)")
-    cfg = ClusterConfig(data_dir=Path(args.data_dir), shards=args.shards, gateway_port=args.port,
-                        redis_url=args.redis_url, cache=args.cache)
-    print(f"starting {args.shards} shard(s), embedder, reranker and gateway (logs: {args.data_dir}/logs) ...",
-          file=sys.stderr)
+    cfg = ClusterConfig(data_dir=Path(args.data_dir), shards=args.shards, replicas=args.replicas,
+                        gateway_port=args.port, redis_url=args.redis_url, cache=args.cache, log_url=args.log_url)
+    print(f"starting nats-server, {args.shards} shard(s) x {args.replicas} replica(s), embedder, reranker and "
+          f"gateway (logs: {args.data_dir}/logs) ...", file=sys.stderr)
     cluster = LocalCluster(cfg).start()
     try:
         with WinnowClient(cluster.gateway, timeout=120) as client:
@@ -176,12 +179,20 @@ def _filters(items: list[str] | None) -> dict[str, Any]:
 
 def cmd_search(args) -> int:
     filters = _filters(args.filter)
+    vec: dict[str, Any] = {}
+    if args.vector_file:
+        from winnow.vectorfile import VectorFileError, read_query_vector
+
+        try:
+            vec = dict(vector=read_query_vector(args.vector_file), vector_model=args.vector_model)
+        except VectorFileError as exc:
+            raise CliError(str(exc), Exit.INVALID_ARGUMENT) from None
     client, _ = _client(args)
     with client:
         if args.bulk:
             hits, pages, coverage = [], 0, None
             for page in client.bulk_search(args.query, threshold=args.threshold, max_results=args.max_results,
-                                           page_size=args.page_size, mrl_dim=args.mrl_dim, filters=filters):
+                                           page_size=args.page_size, mrl_dim=args.mrl_dim, filters=filters, **vec):
                 hits.extend(page.hits)
                 pages += 1
                 coverage = page.coverage
@@ -192,9 +203,9 @@ def cmd_search(args) -> int:
                 cov = f"coverage {coverage.shards_answered}/{coverage.shards_asked}" if coverage else ""
                 _print_table(hits, f"{len(hits)} documents with similarity >= {args.threshold} ({pages} pages, {cov})")
             return 0
-        r = client.search(args.query, k=args.k, window=args.window, rerank=not args.no_rerank,
+        r = client.search(args.query, k=args.k, window=args.window, rerank=False if args.no_rerank else None,
                           retrieval=args.retrieval, fusion=args.fusion, mrl_dim=args.mrl_dim, filters=filters,
-                          no_cache=args.no_cache)
+                          no_cache=args.no_cache, **vec)
     if args.json:
         _emit(args, r.to_json())
         return 0
@@ -219,13 +230,26 @@ def _print_table(hits, header: str) -> None:
 
 
 def cmd_ingest(args) -> int:
-    from winnow.ingest import count_lines, ingest, read_documents
+    from winnow.ingest import CorpusError, count_lines, ingest, read_documents
+    from winnow.vectorfile import VectorFileError, read_vectors
 
-    total = count_lines(args.file)
+    try:
+        total = count_lines(args.file)
+    except OSError as exc:
+        raise CorpusError(f"{args.file}: cannot open ({exc.strerror or exc})") from None
+    docs = read_documents(args.file)
+    if args.vector_file:  # one row per document, in file order
+        try:
+            vectors = read_vectors(args.vector_file)
+        except VectorFileError as exc:
+            raise CliError(str(exc), Exit.INVALID_ARGUMENT) from None
+        if vectors.shape[0] != total:
+            raise CorpusError(f"{args.vector_file}: {vectors.shape[0]} vectors for {total} documents")
+        docs = ({**d, "vector": v} for d, v in zip(docs, vectors))
     client, found = _client(args)
     with client:
-        n = ingest(client, read_documents(args.file), batch_size=args.batch_size, total=total,
-                   progress=not (args.quiet or args.json))
+        n = ingest(client, docs, batch_size=args.batch_size, total=total, progress=not (args.quiet or args.json),
+                   vector_model=args.vector_model)
     print(f"upserted {n} documents into {found.target}", file=sys.stderr)
     if args.json:
         _emit(args, {"upserted": n, "gateway": found.target})
@@ -284,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", "start the local cluster (embedder, reranker, shards, gateway) on loopback", connection=False)
     up.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data, logs and state of the local cluster")
     up.add_argument("--shards", type=int, default=2, help="index shards")
+    up.add_argument("--replicas", type=int, default=1, help="replicas per shard, each following the shard's log")
+    up.add_argument("--log-url", default="", help="use this NATS JetStream (nats://...) instead of starting one")
     up.add_argument("--port", type=int, default=50050, help="gateway port (0 = any free port)")
     up.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="result cache (used when reachable)")
     up.add_argument("--cache", default="auto", choices=["auto", "redis", "memory", "off"],
@@ -314,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--filter", action="append", metavar="FIELD=VALUE",
                     help="metadata equality filter, repeatable (VALUE parsed as JSON when it is a number/bool)")
     se.add_argument("--no-cache", action="store_true", help="bypass the result cache")
+    se.add_argument("--vector-file", default=None,
+                    help="your own query vector (.npy, JSON list or text): the embedder is skipped")
+    se.add_argument("--vector-model", default="", help="the model that made --vector-file ('' = the collection's)")
     b = se.add_argument_group("bulk mode")
     b.add_argument("--bulk", action="store_true", help="every document with similarity >= --threshold, streamed")
     b.add_argument("--threshold", type=float, default=0.5, help="bulk: cosine similarity threshold in [-1, 1]")
@@ -325,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("file", help="corpus: {_id,title,text} (BEIR) or {id,text,metadata} per line")
     ing.add_argument("--batch-size", type=int, default=64, help="documents per upsert request")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--vector-file", default=None,
+                     help="your own document vectors (.npy or JSON matrix), one row per document in file order")
+    ing.add_argument("--vector-model", default="", help="the model that made the vectors ('' = the collection's)")
     ing.set_defaults(func=cmd_ingest)
 
     de = add("delete", "delete documents by id")
@@ -335,8 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     sv.add_argument("service", choices=SERVICES)
     sub.add_parser("eval", help="retrieval quality on a BEIR dataset (`winnow eval --help`)", add_help=False)
-    sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas (`winnow bench WHAT --help`)",
-                   add_help=False)
+    sub.add_parser("train", help="train the second stage (`winnow train reranker --help`)", add_help=False)
+    sub.add_parser("bench", help=f"benchmarks: {', '.join(BENCHES)} (`winnow bench WHAT --help`)", add_help=False)
     return p
 
 
@@ -353,10 +385,10 @@ def _split(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
 def _passthrough(command: str, rest: list[str]) -> int:
     import importlib
 
-    if command == "eval":
-        return int(importlib.import_module("winnow.eval.cli").main(rest) or 0)
+    if command in ("eval", "train"):
+        return int(importlib.import_module(f"winnow.{command}.cli").main(rest) or 0)
     what = rest[0] if rest and not rest[0].startswith("-") else None
-    choices = ("models", "index", "gateway", "replicas") if command == "bench" else SERVICES
+    choices = BENCHES if command == "bench" else SERVICES
     if what is None:
         if rest and rest[0] in ("-h", "--help"):
             print(f"usage: winnow {command} {{{','.join(choices)}}} [--help | FLAGS]\n\n"

@@ -67,6 +67,27 @@ def is_over_limit(err: WinnowError) -> bool:
     return isinstance(err, InvalidArgumentError) and err.reason in OVER_LIMIT_REASONS
 
 
+def merge_write_tokens(tokens: list[str]) -> str:
+    """One read-your-writes token covering several writes' tokens (`v1.<layout>.<p>:<seq>,...`): the latest
+    sequence per partition. Tokens of different layouts (a reshard in between) cannot be merged: the last wins."""
+    tokens = [t for t in tokens if t]
+    if len(tokens) <= 1:
+        return tokens[0] if tokens else ""
+    try:
+        parsed = [t.split(".", 2) for t in tokens]
+        if len({(v, layout) for v, layout, _ in parsed}) != 1:
+            return tokens[-1]
+        seqs: dict[int, int] = {}
+        for _, _, body in parsed:
+            for part in filter(None, body.split(",")):
+                p, q = part.split(":")
+                seqs[int(p)] = max(seqs.get(int(p), 0), int(q))
+    except ValueError:
+        return tokens[-1]  # a format this client does not know: the gateway's own last word
+    version, layout, _ = parsed[0]
+    return f"{version}.{layout}." + ",".join(f"{p}:{q}" for p, q in sorted(seqs.items()))
+
+
 def sum_writes(responses: list[Any], count_field: str) -> WriteResult:
     timings: dict[str, float] = {}
     for r in responses:
@@ -74,7 +95,8 @@ def sum_writes(responses: list[Any], count_field: str) -> WriteResult:
             timings[k] = timings.get(k, 0.0) + v
     return WriteResult(
         count=sum(getattr(r, count_field) for r in responses), requests=len(responses),
-        request_ids=tuple(r.request_id for r in responses), timings_ms=timings, raw=tuple(responses),
+        request_ids=tuple(r.request_id for r in responses), timings_ms=timings,
+        write_token=merge_write_tokens([getattr(r, "write_token", "") for r in responses]), raw=tuple(responses),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -62,24 +62,27 @@ class AsyncWinnowClient(ClientBase):
                 raise err
             await asyncio.sleep(wait)
 
-    async def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool = True,
+    async def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None,
                      retrieval: str = "hybrid", fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0,
                      filters: Mapping[str, Any] | None = None, no_cache: bool = False, nprobe: int = 0,
-                     ef_search: int = 0, write_token: str = "", timeout: float | None = None) -> SearchResult:
+                     ef_search: int = 0, write_token: str = "", vector: Sequence[float] | None = None,
+                     vector_model: str = "", timeout: float | None = None) -> SearchResult:
         """Precision search; see `WinnowClient.search`."""
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
-                                ef_search=ef_search, write_token=write_token)
+                                ef_search=ef_search, write_token=write_token, vector=vector,
+                                vector_model=vector_model)
         return SearchResult.from_proto(await self._unary(self.stub.Search, req, timeout))
 
     async def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                           mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
                           ef_search: int = 0, cursor: str = "", write_token: str = "",
+                          vector: Sequence[float] | None = None, vector_model: str = "",
                           timeout: float | None = None) -> AsyncIterator[BulkPage]:
         """Bulk search, page by page, resumed after the last page on UNAVAILABLE; see `WinnowClient.bulk_search`."""
         req = rq.bulk_request(query, threshold=threshold, page_size=page_size, max_results=max_results,
                               mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor,
-                              write_token=write_token)
+                              write_token=write_token, vector=vector, vector_model=vector_model)
         deadline = self._deadline(timeout)
         attempt = 0
         while True:
@@ -126,7 +129,8 @@ class AsyncWinnowClient(ClientBase):
             return Limits()
         return await self.limits(timeout=timeout)
 
-    async def upsert(self, documents: Iterable[Any], *, timeout: float | None = None) -> WriteResult:
+    async def upsert(self, documents: Iterable[Any], *, vector_model: str = "",
+                     timeout: float | None = None) -> WriteResult:
         """Insert or replace documents, split to the server's limits; see `WinnowClient.upsert`."""
         msgs = rq.documents(documents)
         if not msgs:
@@ -136,7 +140,7 @@ class AsyncWinnowClient(ClientBase):
             responses = []
             try:
                 for chunk in rq.split_documents(msgs, limits):
-                    responses.append(await self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk),
+                    responses.append(await self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk, vector_model=vector_model),
                                                        timeout))
                 return sum_writes(responses, "upserted")
             except WinnowError as err:

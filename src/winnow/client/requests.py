@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -33,15 +33,18 @@ def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
     return out
 
 
-def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
+def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None, retrieval: str = "hybrid",
                    fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
                    no_cache: bool = False, nprobe: int = 0, ef_search: int = 0,
-                   write_token: str = "") -> pb.SearchRequest:
+                   write_token: str = "", vector: Sequence[float] | None = None,
+                   vector_model: str = "") -> pb.SearchRequest:
     """A precision SearchRequest. 0 means "the gateway's default" for every number (k 64, window 80).
 
     retrieval: hybrid (BM25 + dense, fused), dense or lexical (BM25); fusion: "" (the gateway's), convex or rrf.
     filters: metadata equality, {field: string | number | bool}. write_token: an upsert's or delete's
-    `write_token`, to read that write (read-your-writes).
+    `write_token`, to read that write (read-your-writes). rerank: None = the gateway's default (on when there is
+    query text). vector: your own query vector (list or numpy array; the embedder is skipped; `vector_model`
+    names its model, "" = the collection's).
     """
     if retrieval not in RETRIEVAL:
         raise _invalid(f"retrieval must be one of {', '.join(RETRIEVAL)}; got {retrieval!r}", "retrieval")
@@ -50,27 +53,44 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = Tr
     for name, v in (("k", k), ("window", window), ("rrf_k", rrf_k), ("mrl_dim", mrl_dim)):
         if v < 0:
             raise _invalid(f"{name} must be >= 0 (0 = the gateway's default); got {v}", name)
-    return pb.SearchRequest(
-        query=query, mode=pb.MODE_PRECISION, k=k, candidate_window=window, rerank=rerank,
+    req = pb.SearchRequest(
+        query=query, mode=pb.MODE_PRECISION, k=k, candidate_window=window,
         retrieval=RETRIEVAL[retrieval], fusion=FUSION[fusion], rrf_k=rrf_k, mrl_dim=mrl_dim,
         filters=_filters(filters), no_cache=no_cache, nprobe=nprobe, ef_search=ef_search, write_token=write_token,
     )
+    if rerank is not None:
+        req.rerank = rerank
+    return _with_vector(req, vector, vector_model)
 
 
 def bulk_request(query: str, *, threshold: float, page_size: int = 0, max_results: int = 0, mrl_dim: int = 0,
                  filters: Mapping[str, Any] | None = None, nprobe: int = 0, ef_search: int = 0,
-                 cursor: str = "", write_token: str = "") -> pb.BulkSearchRequest:
+                 cursor: str = "", write_token: str = "", vector: Sequence[float] | None = None,
+                 vector_model: str = "") -> pb.BulkSearchRequest:
     """A BulkSearchRequest: every document with cosine similarity >= threshold, best first, in pages."""
     if not -1.0 <= threshold <= 1.0:
         raise _invalid(f"threshold must be a cosine similarity in [-1, 1]; got {threshold}", "threshold")
     for name, v in (("page_size", page_size), ("max_results", max_results), ("mrl_dim", mrl_dim)):
         if v < 0:
             raise _invalid(f"{name} must be >= 0 (0 = the gateway's default); got {v}", name)
-    return pb.BulkSearchRequest(
+    return _with_vector(pb.BulkSearchRequest(
         query=query, mode=pb.MODE_BULK, threshold=threshold, page_size=page_size, max_results=max_results,
         mrl_dim=mrl_dim, filters=_filters(filters), nprobe=nprobe, ef_search=ef_search, cursor=cursor,
         write_token=write_token,
-    )
+    ), vector, vector_model)
+
+
+def _floats(vector: Sequence[float]) -> list[float]:
+    tolist = getattr(vector, "tolist", None)  # numpy arrays: one C-level conversion
+    return [float(x) for x in (tolist() if tolist else vector)]
+
+
+def _with_vector(req, vector: Sequence[float] | None, vector_model: str):
+    """Set a caller's query vector: dense retrieval then uses it and the embedder is skipped."""
+    if vector is not None:
+        req.query_vector.extend(_floats(vector))
+        req.vector_model = vector_model
+    return req
 
 
 def _as_mapping(doc: Any) -> Mapping[str, Any]:
@@ -85,7 +105,8 @@ def _as_mapping(doc: Any) -> Mapping[str, Any]:
 def documents(docs: Iterable[Any]) -> list[pb.Document]:
     """Upsert documents as messages, checked first (so a split upsert never writes half of a bad batch).
 
-    Each is a dict {"id": str, "text": str, "metadata": dict (optional)} or a `Document`.
+    Each is a dict {"id": str, "text": str, "metadata": dict (optional), "vector": floats (optional: your own
+    embedding)} or a `Document`.
     """
     out: list[pb.Document] = []
     seen: set[str] = set()
@@ -105,6 +126,8 @@ def documents(docs: Iterable[Any]) -> list[pb.Document]:
         if not isinstance(meta, Mapping):
             raise _invalid(f"document {doc_id!r}: metadata must be a dict", f"documents[{i}].metadata")
         msg = pb.Document(id=doc_id, text=text)
+        if d.get("vector") is not None:
+            msg.vector.extend(_floats(d["vector"]))
         if meta:
             struct = Struct()
             try:

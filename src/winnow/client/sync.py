@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -71,9 +71,10 @@ class WinnowClient(ClientBase):
 
     # -- search -----------------------------------------------------------------------------------------------
 
-    def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
+    def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None, retrieval: str = "hybrid",
                fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
                no_cache: bool = False, nprobe: int = 0, ef_search: int = 0, write_token: str = "",
+               vector: Sequence[float] | None = None, vector_model: str = "",
                timeout: float | None = None) -> SearchResult:
         """Precision search: the top `k` (0 = 64) of a `window` (0 = 80) of first-stage candidates, reranked.
 
@@ -85,12 +86,14 @@ class WinnowClient(ClientBase):
         """
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
-                                ef_search=ef_search, write_token=write_token)
+                                ef_search=ef_search, write_token=write_token, vector=vector,
+                                vector_model=vector_model)
         return SearchResult.from_proto(self._unary(self.stub.Search, req, timeout))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                     mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
                     ef_search: int = 0, cursor: str = "", write_token: str = "",
+                    vector: Sequence[float] | None = None, vector_model: str = "",
                     timeout: float | None = None) -> Iterator[BulkPage]:
         """Bulk ("find all") search: every document with cosine similarity >= `threshold`, best first, page by
         page (`page_size`, 0 = 256), at most `max_results` (0 = the server's cap). Never reranked.
@@ -100,7 +103,7 @@ class WinnowClient(ClientBase):
         """
         req = rq.bulk_request(query, threshold=threshold, page_size=page_size, max_results=max_results,
                               mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor,
-                              write_token=write_token)
+                              write_token=write_token, vector=vector, vector_model=vector_model)
         deadline = self._deadline(timeout)
         attempt = 0
         while True:
@@ -148,12 +151,14 @@ class WinnowClient(ClientBase):
             return Limits()
         return self.limits(timeout=timeout)
 
-    def upsert(self, documents: Iterable[Any], *, timeout: float | None = None) -> WriteResult:
+    def upsert(self, documents: Iterable[Any], *, vector_model: str = "",
+               timeout: float | None = None) -> WriteResult:
         """Insert or replace documents: dicts {"id", "text", "metadata" (optional dict)} or `Document`s.
 
         Checked here first (ids present and unique, text non-blank, metadata a dict), then sent in as many
         requests as the server's limits need (`result.requests`), one after the other; `timeout` applies to
-        each. Upserts are idempotent: after a failure, retrying the whole call is safe.
+        each. Upserts are idempotent: after a failure, retrying the whole call is safe. A document's "vector"
+        is your own embedding (`vector_model` names its model). `result.write_token` reads the write back.
         """
         msgs = rq.documents(documents)
         if not msgs:
@@ -163,7 +168,7 @@ class WinnowClient(ClientBase):
             responses = []
             try:
                 for chunk in rq.split_documents(msgs, limits):
-                    responses.append(self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk), timeout))
+                    responses.append(self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk, vector_model=vector_model), timeout))
                 return sum_writes(responses, "upserted")
             except WinnowError as err:
                 if responses or refreshed or not is_over_limit(err):

@@ -170,6 +170,7 @@ class WriteResult:
     requests: int              # RPCs it took
     request_ids: tuple[str, ...]
     timings_ms: dict[str, float]  # summed over the requests
+    write_token: str = ""      # pass to search(write_token=...) to read this write (covers every request)
     raw: tuple[Any, ...] = field(repr=False, compare=False, default=())
 
     @property

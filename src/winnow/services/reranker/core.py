@@ -76,6 +76,11 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         results = [Hit(candidates[i].id, float(scores[i]), i, pairs[i].truncated) for i in order]
         return RerankResult(results, self.scorer.model_id, self.scorer.name, timings)
 
+    async def close(self) -> None:
+        """Stop batching, then let the scorer release what it holds (e.g. flush its token-vector store)."""
+        await super().close()
+        self.scorer.close()
+
     def probe_once(self) -> bool:
         """Score one tiny pair (touches the model); True if the score is a number."""
         scores = self.scorer.forward(self.scorer.prepare("health probe", [Candidate("probe", "health probe document")]))
