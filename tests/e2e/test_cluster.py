@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import sample_docs, sample_qrels, sample_queries
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
-from winnow.client import InvalidArgumentError, WinnowClient
+from winnow.client import NO_RETRY, InvalidArgumentError, WinnowClient
 from winnow.cluster.launcher import ClusterConfig, LocalCluster
 from winnow.ingest import document_from_record
 
@@ -163,8 +163,9 @@ def test_log_outage_fails_writes_fast_and_loses_no_acknowledged_write(cluster, c
     first = client.upsert([{"id": "before-outage", "text": "acknowledged just before nats-server died"}]).write_token
     cluster.kill("nats")  # kill -9
     t0 = time.monotonic()
-    with pytest.raises(grpc.RpcError) as err:
-        client.upsert([{"id": "during-outage", "text": "never acknowledged"}])
+    with pytest.raises(grpc.RpcError) as err:  # the gateway's own fail-fast: no client-side retries
+        with WinnowClient(client.target, retry=NO_RETRY, timeout=30) as once:
+            once.upsert([{"id": "during-outage", "text": "never acknowledged"}])
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "document log" in err.value.details()
     assert time.monotonic() - t0 < 5
     assert client.search("acknowledged before nats died", k=3, rerank=False).hits  # searches go on

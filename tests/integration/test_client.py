@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
-from tests.unit.test_gateway_search import DOCS, FakeEmbedder, FakeReranker, FakeShard
+from tests.unit.test_gateway_search import DOCS, FakeEmbedder, FakeLog, FakeReranker, FakeShard
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.client import (
     NO_RETRY, AsyncWinnowClient, InvalidArgumentError, ResourceExhaustedError, RetryPolicy, UnauthenticatedError,
@@ -86,7 +86,7 @@ class Served:
     async def _start(self):
         emb, rr = FakeEmbedder(), FakeReranker()
         self.shards = [FakeShard("shard-0"), FakeShard("shard-1")]
-        writes = WriteCore(emb, self.shards)
+        writes = WriteCore(emb, self.shards, log=FakeLog(self.shards))
         await writes.upsert([WriteDocument(i, t, f'{{"n": {n}, "tag": "t{n % 2}"}}') for n, (i, t) in
                              enumerate(DOCS)], Deadline(10))
         for n in range(40):  # a bulk-sized set: "baby" documents

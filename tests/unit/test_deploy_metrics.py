@@ -256,7 +256,7 @@ def test_build_info_everywhere_stage_histograms_shard_labels_and_zeroed_counters
     assert 'winnow_rerank_fallback_total{reason="deadline"} 0.0' in gateway
     assert 'winnow_failures_total{kind="internal",service="gateway",shard=""} 0.0' in gateway
     assert 'winnow_shard_requests_total{outcome="timeout",shard="shard-1"} 0.0' in gateway
-    shard0 = pages["shard-0"]
+    shard0 = next(text for name, text in pages.items() if name.startswith("shard-0"))
     assert re.search(r'^winnow_requests_total\{code="OK",method="Search",service="index",shard="shard-0"\} [1-9]',
                      shard0, re.M)
 

@@ -252,6 +252,8 @@ class ClusterInfo:
     version: str
     api_version: str
     layout: str = ""
+    vector_model: str = ""  # the model the collection's vectors come from (what a caller's vector_model must name)
+    dimension: int = 0      # the collection's vector dimension
     raw: pb.ClusterInfoResponse = field(repr=False, compare=False, default_factory=pb.ClusterInfoResponse)
 
     @classmethod
@@ -263,12 +265,14 @@ class ClusterInfo:
             embedder_model=r.embedder_model, embedder_device=r.embedder_device, reranker_model=r.reranker_model,
             reranker_scorer=r.reranker_scorer, reranker_device=r.reranker_device, documents=r.documents,
             cache=r.cache, limits=Limits.from_proto(r.limits) if r.HasField("limits") else Limits(),
-            version=r.version, api_version=r.api_version, layout=r.layout, raw=r,
+            version=r.version, api_version=r.api_version, layout=r.layout, vector_model=r.vector_model,
+            dimension=r.dimension, raw=r,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"documents": self.documents, "cache": self.cache, "version": self.version,
-                "api_version": self.api_version, "layout": self.layout,
+                "api_version": self.api_version, "layout": self.layout, "vector_model": self.vector_model,
+                "dimension": self.dimension,
                 "embedder": f"{self.embedder_model} ({self.embedder_device})",
                 "reranker": f"{self.reranker_model} / {self.reranker_scorer} ({self.reranker_device})",
                 "shards": [dataclasses.asdict(s) for s in self.shards], "limits": self.limits.__dict__}
