@@ -46,6 +46,9 @@ QUEUE_TIME = Histogram(
     "winnow_queue_time_seconds", "Time an item waits in the batcher queue before its batch runs.", ["service"],
     buckets=_LATENCY,
 )
+DROPPED_ITEMS = Counter(
+    "winnow_dropped_items_total", "Batcher items dropped before compute because their caller left.", ["service"]
+)
 TRUNCATED_INPUTS = Counter(
     "winnow_truncated_inputs_total", "Inputs cut to the model's maximum sequence length.", ["service"]
 )

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from winnow.core import metrics, tracing
 from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
+from winnow.core.health import LIVENESS, READINESS, Readiness
 from winnow.core.logs import new_request_id, request_id_var, setup_logging
 from winnow.core.settings import ServiceSettings
 
@@ -173,8 +174,9 @@ class GrpcService:
     """One service's server: start on a port (0 = free), report health, drain on SIGTERM.
 
     `register(server)` adds the servicers and returns their full service names (for health and reflection).
-    `probe()` is awaited every `health_interval_s` once the service is ready; it must touch the backend
-    (run a tiny forward pass, read the index) and return False when it cannot serve.
+    Health: liveness and readiness apart (`winnow.core.health`). `probe()`, the readiness check named
+    "backend", and any added with `add_readiness_check` are evaluated every `health_interval_s` once the
+    service is warm; they must not wait behind the service's own work.
     """
 
     def __init__(
@@ -188,7 +190,6 @@ class GrpcService:
         self.service = service
         self.settings = settings
         self._register = register
-        self._probe = probe
         self._long_lived = frozenset(long_lived)
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -196,6 +197,9 @@ class GrpcService:
         self.port = 0
         self.metrics_port = -1
         self._ready = False
+        self.readiness = Readiness(settings.health_failures_to_flip)
+        if probe is not None:
+            self.readiness.add("backend", probe)
         self._draining = False
         self._watcher: asyncio.Task | None = None
         self._stopped = asyncio.Event()
@@ -220,6 +224,7 @@ class GrpcService:
             ],
         )
         self.names = list(self._register(self.server))
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -238,11 +243,15 @@ class GrpcService:
         )
         return self.port
 
+    def add_readiness_check(self, name: str, check) -> None:
+        """Another readiness condition (e.g. "caught_up": a replica has applied its log); see core.health."""
+        self.readiness.add(name, check)
+
     async def mark_ready(self) -> None:
         """The backend is warm: report SERVING and start the health watcher."""
         self._ready = True
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
-        if self._probe is not None and self._watcher is None:
+        if self.readiness and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-health-watcher")
         if self.settings.ready_file:
             Path(self.settings.ready_file).write_text(
@@ -253,17 +262,14 @@ class GrpcService:
     async def _watch(self) -> None:
         while not self._draining:
             await asyncio.sleep(self.settings.health_interval_s)
-            try:
-                ok = await asyncio.wait_for(self._probe(), timeout=max(1.0, self.settings.health_interval_s))
-            except Exception:  # noqa: BLE001 - a probe that raises means unhealthy
-                log.warning("health probe failed", exc_info=True)
-                ok = False
+            ready = await self.readiness.evaluate(timeout_s=max(1.0, self.settings.health_interval_s))
             if not self._draining:
-                status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+                status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
                 await self._set_all(status)
 
     async def _set_all(self, status) -> None:
-        for name in ("", *self.names):
+        """Readiness names only: liveness stays SERVING until the process exits (see core.health)."""
+        for name in ("", READINESS, *self.names):
             await self.health.set(name, status)
 
     async def drain(self, grace: float | None = None) -> None:

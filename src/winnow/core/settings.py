@@ -47,6 +47,9 @@ class ServiceSettings(BaseSettings):
     health_interval_s: float = Field(
         5.0, gt=0, description="How often the health watcher probes the backend (model or index)."
     )
+    health_failures_to_flip: int = Field(
+        2, ge=1, description="Readiness turns NOT_SERVING after this many failing health rounds in a row."
+    )
     otel_exporter: str = Field(
         "none", description="OpenTelemetry span exporter: none, console or otlp (OTLP needs the exporter package)."
     )

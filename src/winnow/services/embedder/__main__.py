@@ -21,7 +21,8 @@ def build(settings: EmbedderSettings, encoder=None):
                                                     settings.mrl_dimensions, settings.max_seq_length)
     core = EmbedderCore(encoder, max_texts=settings.max_texts, max_batch_size=settings.max_batch_size,
                         max_wait_ms=settings.max_wait_ms, max_batch_tokens=settings.max_batch_tokens,
-                        max_queue=settings.max_queue)
+                        max_queue=settings.max_queue,
+                        sub_batch_tokens=settings.sub_batch_tokens, stall_s=settings.stall_s)
     return core, GrpcService("embedder", settings, register(core), probe=core.probe)
 
 

@@ -38,7 +38,8 @@ class EmbedderCore:
     """Validates requests and runs them through the shared micro-batcher on one model executor."""
 
     def __init__(self, encoder: Encoder, *, max_texts: int = 1024, max_batch_size: int = 64,
-                 max_wait_ms: float = 2.0, max_batch_tokens: int = 16384, max_queue: int = 8192) -> None:
+                 max_wait_ms: float = 2.0, max_batch_tokens: int = 16384, max_queue: int = 8192,
+                 sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
         self.encoder = encoder
         self.max_texts = max_texts
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="embedder-model")
@@ -46,7 +47,9 @@ class EmbedderCore:
         self.batcher: MicroBatcher[PreparedText, np.ndarray] = MicroBatcher(
             SERVICE, self._compute, self._model_pool, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
             max_batch_tokens=max_batch_tokens, max_queue=max_queue,
+            sub_batch_tokens=sub_batch_tokens,
         )
+        self.stall_s = stall_s
         p = encoder.placement
         metrics.MODEL_INFO.labels(SERVICE, encoder.model_id, p.device, p.dtype, "").set(1)
 
@@ -88,8 +91,17 @@ class EmbedderCore:
         metrics.observe_timings(SERVICE, timings)
         return EmbedResult(vectors, [p.tokens for p in prepared], truncated, self.encoder.model_id, dim, timings)
 
-    async def probe(self) -> bool:
-        """Health: one tiny forward pass on the model executor; True if it returns a finite unit vector."""
+    async def probe(self) -> bool | str:
+        """Readiness without waiting behind model work: busy and progressing = ready; stuck = not; idle = one
+        tiny forward pass (the model thread is free, so it runs at once) that must give a finite unit vector."""
+        stuck = self.batcher.busy_for()
+        if stuck > self.stall_s:
+            return f"the model has had work but finished nothing for {stuck:.0f}s"
+        if not self.batcher.idle:
+            return True
+        return await self._forward_probe()
+
+    async def _forward_probe(self) -> bool:
         loop = asyncio.get_running_loop()
         vec = await loop.run_in_executor(
             self._model_pool, lambda: self.encoder.encode_core(self.encoder.encode_pre(["health probe"]))
@@ -99,7 +111,7 @@ class EmbedderCore:
     async def warmup(self) -> None:
         """Start the batcher in this loop and run a forward pass so the first request is not slow."""
         self.batcher.start()
-        if not await self.probe():
+        if not await self._forward_probe():
             raise RuntimeError("embedder warm-up forward pass returned a bad vector")
 
     async def close(self) -> None:

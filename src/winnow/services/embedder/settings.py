@@ -32,3 +32,12 @@ class EmbedderSettings(ServiceSettings):
         16384, ge=1, description="Micro-batcher: token budget per forward pass (longest text x texts)."
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: texts waiting past this are RESOURCE_EXHAUSTED.")
+    sub_batch_tokens: int = Field(
+        2048, ge=0, description="Micro-batcher: a closed batch runs in slices of at most this many padded tokens; "
+        "between slices, items whose caller left (cancelled, deadline passed) are dropped, so abandoned work "
+        "stops within one slice (~10% of a full batch on CPU). 0 = one slice (best on a GPU).",
+    )
+    stall_s: float = Field(
+        60.0, gt=0, description="Readiness: NOT_SERVING when the model has work but finished nothing for this long "
+        "(a hung forward pass). A busy model that makes progress stays SERVING.",
+    )

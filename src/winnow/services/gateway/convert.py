@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
+from winnow.core import limits
 from winnow.core.errors import InvalidArgument
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
@@ -28,21 +28,24 @@ def encode_result(r: SearchResult) -> bytes:
     ).SerializeToString()
 
 
-def _filter_value(f: pb.Filter) -> Any:
+def _filter_value(f: pb.Filter, index: int) -> Any:
     kind = f.equals.WhichOneof("kind")
     if kind == "string_value":
         return f.equals.string_value
     if kind == "number_value":
-        return f.equals.number_value
+        return limits.filter_number(f.equals.number_value, f"filters[{index}] ({f.field!r})")
     if kind == "bool_value":
         return f.equals.bool_value
     raise InvalidArgument(
-        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})"
+        f"filters[{index}] ({f.field!r}): value must be a string, number or bool (got {kind or 'nothing'})"
     )
 
 
-def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode) -> SearchOptions:
-    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
+def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode, dimension: int = 0,
+                   allowed_dims: tuple[int, ...] = ()) -> SearchOptions:
+    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix.
+
+    `dimension` / `allowed_dims`: the embedder's, when known (0 = not yet), for checking mrl_dim here."""
     query = req.query.strip()
     if not query:
         raise InvalidArgument("query is empty: send the text to search for in `query`")
@@ -72,11 +75,13 @@ def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode
         raise InvalidArgument(f"page_size={page_size} is above the limit of {s.max_page_size}")
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
         raise InvalidArgument("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL")
+    limits.search_params(s.limits(), ef_search=req.ef_search, nprobe=req.nprobe)
+    limits.mrl_dim(req.mrl_dim, dimension, allowed_dims)
     filters = []
-    for f in req.filters:
+    for i, f in enumerate(req.filters):
         if not f.field:
-            raise InvalidArgument("a filter has an empty field name")
-        filters.append((f.field, _filter_value(f)))
+            raise InvalidArgument(f"filters[{i}].field is empty")
+        filters.append((f.field, _filter_value(f, i)))
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
@@ -92,31 +97,28 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
         raise InvalidArgument(f"{what}: the list is empty")
     if len(ids) > s.max_write_docs:
         raise InvalidArgument(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request")
+    lim = s.limits()
     for i, doc_id in enumerate(ids):
-        if not doc_id.strip():
-            raise InvalidArgument(f"{what}: item {i} has an empty id")
+        limits.doc_id(doc_id, f"{what}: ids[{i}]", lim)
 
 
 def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
-    _check_ids([d.id for d in req.documents], s, "upsert")
+    """Every document checked (the shards' own limits) before any is written: one bad document refuses all."""
+    if not req.documents:
+        raise InvalidArgument("upsert: documents is empty")
+    if len(req.documents) > s.max_write_docs:
+        raise InvalidArgument(f"upsert: {len(req.documents)} documents; the limit is {s.max_write_docs} per request")
+    lim = s.limits()
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
+        field = f"upsert: documents[{i}]"
+        limits.document(d.id, d.text, d.metadata_json, field, lim)
         if d.id in seen:
-            raise InvalidArgument(f"upsert: id {d.id!r} appears twice in one request")
+            raise InvalidArgument(f"{field}.id {d.id!r} appears twice in one request")
         seen.add(d.id)
         if not d.text.strip():
-            raise InvalidArgument(f"upsert: document {d.id!r} has no text")
-        size = len(d.text.encode()) + len(d.metadata_json.encode())
-        if size > s.max_doc_bytes:
-            raise InvalidArgument(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}")
-        if d.metadata_json:
-            try:
-                meta = json.loads(d.metadata_json)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})") from None
-            if not isinstance(meta, dict):
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json must be a JSON object")
+            raise InvalidArgument(f"{field}.text is empty (document {d.id!r})")
         docs.append(WriteDocument(d.id, d.text, d.metadata_json))
     return docs
 

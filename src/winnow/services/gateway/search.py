@@ -18,7 +18,7 @@ import numpy as np
 
 from winnow.core import metrics, tracing
 from winnow.core.channels import Deadline
-from winnow.core.errors import DeadlineExceeded, Unavailable, WinnowError
+from winnow.core.errors import DeadlineExceeded, InvalidArgument, Unavailable, WinnowError
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
@@ -67,12 +67,18 @@ class SearchCore:
         self.generations = generations or GenerationTracker(shards)
         self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
         self.models = {"embedder": "", "reranker": ""}
+        # The embedder's output dimension and MRL dimensions, once known: the edge checks mrl_dim against them.
+        self.dimension = 0
+        self.allowed_dims: tuple[int, ...] = ()
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
         """Learn the model versions (part of every cache key). True when the embedder answered."""
         ok = True
         try:
-            self.models["embedder"] = str((await self.embedder.describe(timeout)).get("model", ""))
+            info = await self.embedder.describe(timeout)
+            self.models["embedder"] = str(info.get("model", ""))
+            self.dimension = int(info.get("dimension", 0) or 0)
+            self.allowed_dims = tuple(int(d) for d in info.get("allowed_dimensions", ()))
         except Exception:  # noqa: BLE001
             ok = False
         if self.reranker is not None:
@@ -159,6 +165,8 @@ class SearchCore:
         coverage = Coverage(asked=len(self.shards))
         dense_lists, lexical_lists = [], []
         for shard, res in zip(self.shards, results):
+            if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
+                raise res
             if isinstance(res, BaseException):
                 coverage.failed.append(f"{shard.name}: {_short(res)}")
                 continue

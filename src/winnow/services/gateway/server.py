@@ -28,15 +28,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise DeadlineExceeded("the request's deadline had passed before the search started")
         return deadline
 
+    def _options(self, request, mode: Mode):
+        core = self.search_core
+        return convert.search_options(request, self.s, mode, core.dimension, core.allowed_dims)
+
     async def Search(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.PRECISION)
+        opts = self._options(request, Mode.PRECISION)
         if opts.mode is Mode.BULK:
             raise InvalidArgument("mode MODE_BULK streams its results: call Gateway.BulkSearch")
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_response(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.search_options(request, self.s, Mode.BULK)
+        opts = self._options(request, Mode.BULK)
         if opts.mode is Mode.PRECISION:
             raise InvalidArgument("mode MODE_PRECISION returns one reranked list: call Gateway.Search")
         async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results):

@@ -7,10 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from winnow.core.limits import LimitSettings
 from winnow.core.settings import ServiceSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, LimitSettings):
+    """The public gateway; the input limits (LimitSettings) are the shards' own, checked here first."""
+
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_GATEWAY_"})
 
     embedder: str = Field("127.0.0.1:50051", description="Embedder address, host:port.")
@@ -49,7 +52,6 @@ class GatewaySettings(ServiceSettings):
     max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
     max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
-    max_doc_bytes: int = Field(1 << 20, ge=1, description="Largest text + metadata of one document, bytes.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
 
     @field_validator("shards", mode="before")

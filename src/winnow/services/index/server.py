@@ -30,6 +30,9 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
         )
+        # Health probes get their own thread: behind a queue of searches they would time out and read as down.
+        self.prober = ThreadPoolExecutor(1, thread_name_prefix="index-probe", initializer=set_omp_threads,
+                                         initargs=(omp_threads,))
         self._written = asyncio.Event()  # set (and replaced) after every write: wakes the Watch streams
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> tuple[T, float]:
@@ -111,7 +114,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def probe(self) -> bool:
         """Health watcher probe: a real search through the index on a search thread."""
-        ok, _ = await self._run(self.readers, self.shard.probe)
+        ok, _ = await self._run(self.prober, self.shard.probe)
         return ok
 
     def register(self, server: grpc.aio.Server) -> list[str]:
@@ -121,3 +124,4 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
     def shutdown(self) -> None:
         self.writer.shutdown(wait=True)
         self.readers.shutdown(wait=True)
+        self.prober.shutdown(wait=True)

@@ -36,7 +36,8 @@ def build(settings: RerankerSettings, scorer=None):
 
     core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
                         max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
-                        max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue)
+                        max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
+                        sub_batch_tokens=settings.sub_batch_tokens, stall_s=settings.stall_s)
     return core, GrpcService("reranker", settings, register(core), probe=core.probe)
 
 

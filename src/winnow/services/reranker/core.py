@@ -38,7 +38,8 @@ class RerankerCore:
     """Validates requests and scores their pairs through the shared micro-batcher on one model executor."""
 
     def __init__(self, scorer: Scorer, *, max_candidates: int = 512, max_batch_size: int = 128,
-                 max_wait_ms: float = 2.0, max_batch_tokens: int = 32768, max_queue: int = 8192) -> None:
+                 max_wait_ms: float = 2.0, max_batch_tokens: int = 32768, max_queue: int = 8192,
+                 sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
         self.scorer = scorer
         self.max_candidates = max_candidates
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="reranker-model")
@@ -46,7 +47,9 @@ class RerankerCore:
         self.batcher: MicroBatcher[PreparedPair, float] = MicroBatcher(
             SERVICE, scorer.score_batch, self._model_pool, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
             max_batch_tokens=max_batch_tokens, max_queue=max_queue,
+            sub_batch_tokens=sub_batch_tokens,
         )
+        self.stall_s = stall_s
         p = scorer.placement
         metrics.MODEL_INFO.labels(SERVICE, scorer.model_id, p.device, p.dtype, scorer.name).set(1)
 
@@ -91,8 +94,17 @@ class RerankerCore:
         results = [Scored(candidates[i].id, float(scores[i]), i, pairs[i].truncated) for i in order]
         return RerankResult(results, self.scorer.model_id, self.scorer.name, timings)
 
-    async def probe(self) -> bool:
-        """Health: score one tiny pair on the model executor (touches the model)."""
+    async def probe(self) -> bool | str:
+        """Readiness without waiting behind model work (see EmbedderCore.probe): busy and progressing = ready,
+        stuck = not, idle = score one tiny pair on the (free) model thread."""
+        stuck = self.batcher.busy_for()
+        if stuck > self.stall_s:
+            return f"the model has had work but finished nothing for {stuck:.0f}s"
+        if not self.batcher.idle:
+            return True
+        return await self._forward_probe()
+
+    async def _forward_probe(self) -> bool:
         loop = asyncio.get_running_loop()
         probe = [RerankCandidate("probe", "health probe document")]
 
@@ -105,7 +117,7 @@ class RerankerCore:
     async def warmup(self) -> None:
         """Start the batcher in this loop and run one forward pass."""
         self.batcher.start()
-        if not await self.probe():
+        if not await self._forward_probe():
             raise RuntimeError("reranker warm-up returned a bad score")
 
     async def close(self) -> None:

@@ -60,3 +60,12 @@ class RerankerSettings(ServiceSettings):
     )
     cache_mb: int = Field(1024, ge=0, description="late-interaction: memory for cached document token vectors "
                           "(fp16, LRU by doc id + text hash), in MiB.")
+    sub_batch_tokens: int = Field(
+        2048, ge=0, description="Micro-batcher: a closed batch runs in slices of at most this many padded tokens; "
+        "between slices, items whose caller left (cancelled, deadline passed) are dropped, so abandoned work "
+        "stops within one slice (~10% of a full batch on CPU). 0 = one slice (best on a GPU).",
+    )
+    stall_s: float = Field(
+        60.0, gt=0, description="Readiness: NOT_SERVING when the model has work but finished nothing for this long "
+        "(a hung forward pass). A busy model that makes progress stays SERVING.",
+    )
