@@ -109,3 +109,46 @@ def test_batcher_stops_abandoned_work_at_the_next_sub_batch():
 
     asyncio.run(run())
     assert sum(calls) <= 8, calls  # of 64 items, at most the slice running when the caller left (+1) computed
+
+
+def test_admission_queues_within_budget_and_refuses_at_once_past_it():
+    from winnow.core.admission import Admission
+    from winnow.core.errors import Overloaded
+
+    async def run():
+        gate = Admission("gw", "Search", max_concurrent=1, max_waiting=2, max_wait_s=1.0, wait_factor=1.0)
+        gate.service_s = 0.2  # learnt: one request takes 200 ms
+        await gate.acquire()
+        waiter = asyncio.create_task(gate.acquire(remaining=5.0))  # position 1: 200 ms expected, budget 200 ms
+        await asyncio.sleep(0.01)
+        assert gate.waiting == 1
+        t = time.perf_counter()
+        with pytest.raises(Overloaded) as err:  # position 2: 400 ms expected > 200 ms budget: refused at once
+            await gate.acquire(remaining=5.0)
+        assert time.perf_counter() - t < 0.05 and err.value.retry_after_s == pytest.approx(0.4)
+        with pytest.raises(Overloaded):  # its deadline leaves no time to run after waiting
+            await gate.acquire(remaining=0.3)
+        gate.release(0.2)
+        await waiter  # the slot passed on
+        assert gate.inflight == 1 and gate.waiting == 0
+        gate.release(0.2)
+        assert gate.inflight == 0
+
+    asyncio.run(run())
+
+
+def test_admission_refuses_a_waiter_whose_wait_runs_out():
+    from winnow.core.admission import Admission
+    from winnow.core.errors import Overloaded
+
+    async def run():
+        gate = Admission("gw", "Search", max_concurrent=1, max_waiting=8, max_wait_s=0.05)
+        await gate.acquire()
+        with pytest.raises(Overloaded, match="waited"):
+            await gate.acquire()
+        assert gate.waiting == 0
+        gate.release(0.01)
+        await gate.acquire()  # free again: runs at once
+        gate.release(0.01)
+
+    asyncio.run(run())

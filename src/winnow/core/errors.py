@@ -32,9 +32,14 @@ class Unauthenticated(WinnowError):
 
 
 class Overloaded(WinnowError):
-    """Admission control refused the request; retry later with backoff."""
+    """Admission control refused the request; retry later with backoff (`retry_after_s`, when known, is sent
+    to the caller as `retry-after-ms` trailing metadata)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(WinnowError):

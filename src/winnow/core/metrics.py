@@ -27,6 +27,10 @@ INFLIGHT = Gauge("winnow_inflight_requests", "RPCs being handled now.", ["servic
 ADMISSION_REJECTED = Counter(
     "winnow_admission_rejected_total", "RPCs refused with RESOURCE_EXHAUSTED by admission control.", ["service"]
 )
+ADMISSION_WAIT = Histogram(
+    "winnow_admission_wait_seconds", "Time an admitted or refused RPC waited for an admission slot.", ["service"],
+    buckets=_LATENCY,
+)
 FAILURES = Counter(
     "winnow_failures_total", "Failures by kind (status name or dependency failure).", ["service", "kind"]
 )
@@ -82,7 +86,7 @@ SEARCH_RESULTS = Histogram(
 )
 
 ALL = [
-    REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, FAILURES,
+    REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, ADMISSION_WAIT, FAILURES,
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
     INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_INFO,
     CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, SEARCH_RESULTS,

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from winnow.core import metrics, tracing
+from winnow.core.admission import Admission
 from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
 from winnow.core.health import LIVENESS, READINESS, Readiness
 from winnow.core.logs import new_request_id, request_id_var, setup_logging
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 REQUEST_ID_KEY = "x-request-id"
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata on RESOURCE_EXHAUSTED: when a retry may succeed
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -46,7 +48,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
     def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "",
-                 long_lived: frozenset[str] = frozenset()) -> None:
+                 long_lived: frozenset[str] = frozenset(), max_concurrent: int = 0,
+                 max_queue_wait_s: float = 1.0, queue_wait_factor: float = 1.0) -> None:
         self.service = service
         # Streams that stay open by design (IndexShard.Watch): not admitted against max_inflight nor counted
         # in the in-flight gauge, which would otherwise read as load.
@@ -55,6 +58,11 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         self.max_inflight = max_inflight
         self.max_message_bytes = max_message_bytes
         self.inflight = 0
+        # Per-method gates (core.admission): at most max_concurrent run, the rest wait within a time budget.
+        self.max_concurrent = max_concurrent
+        self.max_queue_wait_s = max_queue_wait_s
+        self.queue_wait_factor = queue_wait_factor
+        self._gates: dict[str, Admission] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)
@@ -102,8 +110,21 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff"
             )
 
+    def _gate(self, name: str) -> Admission | None:
+        if not self.max_concurrent:
+            return None
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = Admission(
+                self.service, name, self.max_concurrent, max(0, self.max_inflight - self.max_concurrent),
+                self.max_queue_wait_s, self.queue_wait_factor)
+        return gate
+
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
         code = status_for(exc)
+        retry = getattr(exc, "retry_after_s", None)
+        if retry is not None:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid), (RETRY_AFTER_KEY, str(int(retry * 1000)))))
         metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
@@ -122,6 +143,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         admitted = False
+        gate = self._gate(name) if metered else None
+        gated = False
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
             self._authenticate(context)
@@ -130,6 +153,10 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 admitted = True
                 self.inflight += 1
                 metrics.INFLIGHT.labels(self.service).inc()
+            if gate is not None:
+                await gate.acquire(context.time_remaining())
+                gated = True
+                start_run = time.perf_counter()
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -141,6 +168,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             code = status_for(exc)
             await self._fail(context, exc, rid)
         finally:
+            if gated:
+                gate.release(time.perf_counter() - start_run, measured=code == grpc.StatusCode.OK)
             if admitted:
                 self.inflight -= 1
                 metrics.INFLIGHT.labels(self.service).dec()
@@ -211,7 +240,8 @@ class GrpcService:
         self.server = grpc.aio.server(
             interceptors=[
                 CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
-                                self._long_lived),
+                                self._long_lived, s.max_concurrent, s.max_queue_wait_ms / 1000.0,
+                                s.queue_wait_factor),
                 *tracing.server_interceptors(),
             ],
             options=[

@@ -38,6 +38,18 @@ class ServiceSettings(BaseSettings):
     max_inflight: int = Field(
         256, ge=1, description="Admission control: concurrent RPCs past this fail fast with RESOURCE_EXHAUSTED."
     )
+    max_concurrent: int = Field(
+        0, ge=0, description="Admission: RPCs of one method running at once; the rest wait (within "
+        "max_queue_wait_ms, queue_wait_factor and their deadline) or are refused at once with RESOURCE_EXHAUSTED "
+        "and a retry-after-ms hint. 0 = no gate (only max_inflight). See docs/hardening.md.",
+    )
+    max_queue_wait_ms: float = Field(
+        1000.0, ge=0, description="Admission: the longest an RPC may wait for a slot (with max_concurrent > 0).",
+    )
+    queue_wait_factor: float = Field(
+        1.0, ge=0, description="Admission: an RPC may wait at most this many times the method's recent service "
+        "time, so admitted latency stays within ~(1 + factor) x the service time on any machine.",
+    )
     max_message_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted or sent, in bytes."
     )
