@@ -35,12 +35,13 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
         return [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name]
 
-    async def probe() -> bool:
-        # Serving needs the embedder and at least one shard; a missing reranker or shard only degrades.
-        if not await search.refresh_models():
-            return False
+    async def probe() -> bool | str:
+        # Serving needs at least one shard. A missing embedder (hybrid falls back to BM25, flagged), reranker
+        # (first-stage order, flagged) or some shards (partial coverage, reported) only degrade answers, so they
+        # must not take the gateway out of rotation.
+        await search.refresh_models()
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in shards), return_exceptions=True)
-        return any(not isinstance(x, BaseException) for x in stats)
+        return any(not isinstance(x, BaseException) for x in stats) or "no shard answers Stats"
 
     return GrpcService(SERVICE, s, register, probe), search
 

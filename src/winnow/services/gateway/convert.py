@@ -25,6 +25,7 @@ def encode_result(r: SearchResult) -> bytes:
     return pb.SearchResponse(
         hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
+        dense_skipped_reason=r.dense_skipped_reason,
     ).SerializeToString()
 
 
@@ -155,5 +156,5 @@ def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
     return pb.SearchResponse(
         hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
-        request_id=request_id, model=r.model, reranker=r.reranker,
+        request_id=request_id, model=r.model, reranker=r.reranker, dense_skipped_reason=r.dense_skipped_reason,
     )

@@ -110,6 +110,7 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str = ""
     reranker: str = ""
+    dense_skipped_reason: str = ""  # hybrid answered from BM25 alone: why (embedder down or late)
     # Set on a cache hit: the answer in the encoded form the cache stores (see SearchCore's `encode`); the
     # fields above are then left empty and the edge serves the payload as it is.
     payload: bytes | None = None
@@ -123,6 +124,7 @@ class SearchResult:
                 "rerank_skipped_reason": self.rerank_skipped_reason,
                 "model": self.model,
                 "reranker": self.reranker,
+                "dense_skipped_reason": self.dense_skipped_reason,
             }
         )
 
@@ -136,6 +138,7 @@ class SearchResult:
             rerank_skipped_reason=d["rerank_skipped_reason"],
             model=d["model"],
             reranker=d["reranker"],
+            dense_skipped_reason=d.get("dense_skipped_reason", ""),
         )
 
 

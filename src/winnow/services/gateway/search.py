@@ -18,7 +18,7 @@ import numpy as np
 
 from winnow.core import metrics, tracing
 from winnow.core.channels import Deadline
-from winnow.core.errors import DeadlineExceeded, InvalidArgument, Unavailable, WinnowError
+from winnow.core.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, WinnowError
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
@@ -108,7 +108,7 @@ class SearchCore:
             result, shared = await self.cache.single_flight(key, lambda: self._compute(opts, deadline, timings))
             if shared:  # computed once for several identical concurrent requests
                 result = dataclasses.replace(result, cache_hit=True, timings_ms=dict(timings))
-            elif result.coverage.complete and (result.reranked or not opts.rerank):
+            elif result.coverage.complete and (result.reranked or not opts.rerank) and not result.dense_skipped_reason:
                 self.cache.put(key, self.encode(result))  # degraded answers are never cached
         result.timings_ms["total"] = _ms(t0)
         metrics.COVERAGE.observe(result.coverage.ratio)
@@ -129,7 +129,8 @@ class SearchCore:
         return stable_digest({"q": opts.cache_material(), "gen": generations, "models": self.models})
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float]) -> SearchResult:
-        candidates, coverage = await self._first_stage(opts, deadline, timings, opts.window)
+        degraded: list[str] = []
+        candidates, coverage = await self._first_stage(opts, deadline, timings, opts.window, degraded)
         reranked, reason = False, ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
@@ -141,6 +142,7 @@ class SearchCore:
         return SearchResult(
             hits=hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=reason,
             timings_ms=timings, model=self.models["embedder"], reranker=self.models["reranker"] if reranked else "",
+            dense_skipped_reason=degraded[0] if degraded else "",
         )
 
     async def _embed_query(self, query: str, deadline: Deadline, timings: dict[str, float]) -> np.ndarray:
@@ -151,8 +153,19 @@ class SearchCore:
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
-                           window: int) -> tuple[list[Candidate], Coverage]:
-        vector = await self._embed_query(opts.query, deadline, timings) if opts.retrieval.dense else None
+                           window: int, degraded: list[str] | None = None) -> tuple[list[Candidate], Coverage]:
+        """Dense and/or BM25 across the shards, fused. Hybrid with the embedder down or late falls back to BM25
+        alone, the reason appended to `degraded`; dense-only has no fallback and fails."""
+        vector = None
+        if opts.retrieval.dense:
+            try:
+                vector = await self._embed_query(opts.query, deadline, timings)
+            except (Unavailable, DeadlineExceeded, Overloaded, TimeoutError) as exc:
+                if not opts.retrieval.lexical or degraded is None:
+                    raise
+                metrics.DENSE_FALLBACK.inc()
+                log.warning("embedder failed; answering from BM25 alone", extra={"fields": {"error": _short(exc)}})
+                degraded.append(f"embedder failed: {_short(exc)}; answered from BM25 alone")
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
@@ -178,7 +191,9 @@ class SearchCore:
         t = time.perf_counter()
         dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
         lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
-        if opts.retrieval.dense and opts.retrieval.lexical:
+        if vector is None and opts.retrieval.lexical:
+            fused = fusion.single_list(lexical, window, False)
+        elif opts.retrieval.dense and opts.retrieval.lexical:
             if opts.fusion is Fusion.RRF:
                 fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window, dense_weight=self.config.dense_weight)
             else:

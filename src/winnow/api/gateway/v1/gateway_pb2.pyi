@@ -114,7 +114,7 @@ class Coverage(_message.Message):
     def __init__(self, shards_asked: _Optional[int] = ..., shards_answered: _Optional[int] = ..., failed_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker")
+    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker", "dense_skipped_reason")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class SearchResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RERANKER_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SKIPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     coverage: Coverage
     reranked: bool
@@ -140,7 +141,8 @@ class SearchResponse(_message.Message):
     request_id: str
     model: str
     reranker: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ...) -> None: ...
+    dense_skipped_reason: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., dense_skipped_reason: _Optional[str] = ...) -> None: ...
 
 class BulkSearchPage(_message.Message):
     __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id")
