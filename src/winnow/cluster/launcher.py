@@ -76,10 +76,11 @@ class LocalCluster:
                 "--embedder", self.procs["embedder"].address,
                 "--reranker", self.procs["reranker"].address if self.config.reranker else "",
                 "--shards", ",".join(self.procs[f"shard-{i}"].address for i in range(self.config.shards)),
-                "--redis-url", self.config.redis_url,
                 "--cache", self.config.cache,
             ]
-            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port)
+            # A secret (the Redis URL may hold a password) goes by env, never argv: argv shows in `ps`.
+            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port,
+                             env={"WINNOW_GATEWAY_REDIS_URL": self.config.redis_url})
             self._wait([gw])
         except BaseException:
             self.stop(grace=2.0)
@@ -87,7 +88,7 @@ class LocalCluster:
         self._write_state()
         return self
 
-    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0) -> Proc:
+    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0, env: dict[str, str] | None = None) -> Proc:
         run = self.data_dir / "run"
         ready = run / f"{name}.ready.json"
         ready.unlink(missing_ok=True)
@@ -98,7 +99,7 @@ class LocalCluster:
             *args, *self.config.service_args.get(kind, []),
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONUNBUFFERED": "1", **self.config.env}
+               "PYTHONUNBUFFERED": "1", **self.config.env, **(env or {})}
         logf = open(log_path, "ab")  # noqa: SIM115 - the child owns it
         # Own session: Ctrl-C in the terminal reaches the launcher only (it stops the services in order), and a
         # detached cluster outlives the command that started it.

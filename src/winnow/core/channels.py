@@ -10,6 +10,7 @@ import grpc
 from winnow.core import tracing
 from winnow.core.logs import request_id_var
 from winnow.core.server import REQUEST_ID_KEY
+from winnow.core.tls import PLAINTEXT, ChannelSecurity
 
 # Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
 # examples/python/retry recommends; every other code is returned to the caller.
@@ -60,18 +61,46 @@ class _RequestIdStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
     intercept_unary_stream = _RequestIdInterceptor.intercept_unary_stream
 
 
-def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True) -> grpc.aio.Channel:
-    """An insecure grpc.aio channel to `target` (host:port)."""
+class _BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Send this service's own credential (`authorization: Bearer <token>`) on every call."""
+
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), self._pair])
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+class _BearerStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    _details = _BearerInterceptor._details
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True,
+                 security: ChannelSecurity = PLAINTEXT) -> grpc.aio.Channel:
+    """A grpc.aio channel to `target` (host:port): TLS/mTLS and a bearer token as `security` says."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.enable_retries", 1 if retries else 0),
         ("grpc.service_config", _SERVICE_CONFIG),
+        *security.options(),
     ]
-    return grpc.aio.insecure_channel(
-        target, options=options, interceptors=[_RequestIdInterceptor(), _RequestIdStreamInterceptor(), *tracing.client_interceptors()]
-    )
+    interceptors = [_RequestIdInterceptor(), _RequestIdStreamInterceptor(), *tracing.client_interceptors()]
+    if security.token:
+        interceptors += [_BearerInterceptor(security.token), _BearerStreamInterceptor(security.token)]
+    if security.tls:
+        return grpc.aio.secure_channel(target, security.credentials(), options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
 class Deadline:

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from winnow.core import metrics, tracing
+from winnow.core import metrics, tls, tracing
 from winnow.core.admission import Admission
 from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
 from winnow.core.health import LIVENESS, READINESS, Readiness
@@ -225,6 +225,8 @@ class GrpcService:
         self.names: list[str] = []
         self.port = 0
         self.metrics_port = -1
+        self.health_port = -1
+        self._health_server: grpc.aio.Server | None = None
         self._ready = False
         self.readiness = Readiness(settings.health_failures_to_flip)
         if probe is not None:
@@ -261,15 +263,24 @@ class GrpcService:
             self.server,
         )
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        creds = tls.server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+        address = f"{s.host}:{s.port}"
+        self.port = self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
         if self.port == 0:
             raise OSError(f"{self.service}: could not bind {s.host}:{s.port}")
         await self.server.start()
+        if s.health_port >= 0:  # plaintext, health only: for probes that cannot speak TLS (Kubernetes gRPC probes)
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            self.health_port = self._health_server.add_insecure_port(f"{s.host}:{s.health_port}")
+            await self._health_server.start()
         if s.metrics_port >= 0:
             self.metrics_port = metrics.start_metrics_server(s.metrics_port, s.host)
         log.info(
             "listening",
-            extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names}},
+            extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names,
+                              "tls": "mtls" if s.tls_client_ca_file else ("tls" if creds else "off"),
+                              "auth": bool(s.auth_token.get_secret_value()), "health_port": self.health_port}},
         )
         return self.port
 
@@ -285,7 +296,8 @@ class GrpcService:
             self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-health-watcher")
         if self.settings.ready_file:
             Path(self.settings.ready_file).write_text(
-                json.dumps({"port": self.port, "metrics_port": self.metrics_port, "service": self.service})
+                json.dumps({"port": self.port, "metrics_port": self.metrics_port, "service": self.service,
+                            "health_port": self.health_port})
             )
         log.info("serving")
 
@@ -315,6 +327,8 @@ class GrpcService:
             self._watcher.cancel()
         if self.server is not None:
             await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         self._stopped.set()
         log.info("stopped")
 

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any, Self, Sequence
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
+
+#: Tokens that ship in examples and must never protect a real deployment: services refuse to start with them.
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "change_me", "placeholder", "replace-me", "secret", "token",
+                                "password", "todo", "xxx"})
+
+
+def check_token(token: str, what: str) -> str:
+    """Refuse a token from the examples: a placeholder protects nothing."""
+    if token and token.strip().lower() in PLACEHOLDER_TOKENS:
+        raise ValueError(f"{what} is the placeholder {token!r}: set a real secret (e.g. `openssl rand -hex 32`)")
+    return token
 
 
 class ServiceSettings(BaseSettings):
@@ -71,9 +83,30 @@ class ServiceSettings(BaseSettings):
         description="If set, every RPC but health and reflection must carry `authorization: Bearer <token>` "
         "metadata; others get UNAUTHENTICATED. Meant for the public gateway.",
     )
+    auth_token_file: str = Field(
+        "", description="File holding auth_token (e.g. a mounted Kubernetes Secret); wins over auth_token. "
+        "Secrets come from env vars or files, never from command-line flags (they show in `ps`).",
+    )
+    tls_cert_file: str = Field("", description="PEM server certificate (chain); with tls_key_file turns TLS on.")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = Field(
+        "", description="PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."
+    )
+    health_port: int = Field(
+        -1, ge=-1, le=65535, description="A plaintext port serving only grpc.health.v1 (Kubernetes gRPC probes "
+        "cannot speak TLS); -1 = none (health on the main port only), 0 = a free port.",
+    )
     ready_file: str = Field(
         "", description="If set, the service writes its bound gRPC/metrics ports here as JSON once SERVING."
     )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        """auth_token from its file; a placeholder token refuses to start (PLACEHOLDER_TOKENS)."""
+        if self.auth_token_file:
+            self.auth_token = SecretStr(Path(self.auth_token_file).read_text().strip())
+        check_token(self.auth_token.get_secret_value(), "auth_token")
+        return self
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, **overrides: Any) -> Self:

@@ -22,9 +22,10 @@ SERVICE = "gateway"
 async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     """Everything but the event loop: used by __main__ and by in-process tests."""
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
-    embedder = GrpcEmbedder(s.embedder)
-    reranker = GrpcReranker(s.reranker) if s.reranker else None
-    shards = [GrpcShard(f"shard-{i}", target) for i, target in enumerate(s.shards)]
+    security = s.internal_security()
+    embedder = GrpcEmbedder(s.embedder, security)
+    reranker = GrpcReranker(s.reranker, security) if s.reranker else None
+    shards = [GrpcShard(f"shard-{i}", target, security) for i, target in enumerate(s.shards)]
     generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
@@ -46,18 +47,22 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
     return GrpcService(SERVICE, s, register, probe), search
 
 
-async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
-    """Follow the shards' generations; bounded wait for the embedder so cache keys carry its model version."""
+async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
+    """Follow the shards' generations; bounded wait for the embedder so cache keys carry its model version
+    (past it the gateway serves anyway: hybrid searches fall back to BM25, flagged)."""
     search.generations.start()
-    for _ in range(attempts):
-        if await search.refresh_models():
+    end = asyncio.get_running_loop().time() + wait_s
+    while True:
+        if await search.refresh_models(timeout=1.0):
+            return
+        if asyncio.get_running_loop().time() >= end:
             return
         await asyncio.sleep(0.2)
 
 
 async def amain(s: GatewaySettings) -> None:
     svc, search = await build(s)
-    await serve_forever(svc, lambda: wait_for_dependencies(search))
+    await serve_forever(svc, lambda: wait_for_dependencies(search, s.embedder_wait_s))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from winnow.api.internal.reranker.v1 import reranker_pb2, reranker_pb2_grpc
 from winnow.core.channels import make_channel
 from winnow.core.protovalues import to_value
 from winnow.core.errors import from_rpc_error
+from winnow.core.tls import PLAINTEXT, ChannelSecurity
 from winnow.services.gateway.model import Candidate
 from winnow.services.gateway.ports import ShardHit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
 
@@ -27,9 +28,9 @@ def _hit(h: index_pb2.Hit) -> ShardHit:
 
 
 class GrpcEmbedder:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
         self.target = target
-        self.channel = make_channel(target)
+        self.channel = make_channel(target, security=security)
         self.stub = embedder_pb2_grpc.EmbedderStub(self.channel)
 
     async def embed(self, texts: list[str], *, query: bool, timeout: float | None) -> np.ndarray:
@@ -53,9 +54,9 @@ class GrpcEmbedder:
 
 
 class GrpcReranker:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
         self.target = target
-        self.channel = make_channel(target)
+        self.channel = make_channel(target, security=security)
         self.stub = reranker_pb2_grpc.RerankerStub(self.channel)
 
     async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
@@ -88,10 +89,10 @@ class GrpcReranker:
 
 
 class GrpcShard:
-    def __init__(self, name: str, target: str) -> None:
+    def __init__(self, name: str, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
         self.name = name
         self.target = target
-        self.channel = make_channel(target)
+        self.channel = make_channel(target, security=security)
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
 
     def _err(self, err: grpc.RpcError):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from winnow.core.limits import LimitSettings
-from winnow.core.settings import ServiceSettings
+from winnow.core.settings import ServiceSettings, check_token
+from winnow.core.tls import ChannelSecurity, channel_security
 
 
 class GatewaySettings(ServiceSettings, LimitSettings):
@@ -25,6 +28,10 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Result-cache Redis URL.")
     cache: str = Field("auto", description="Result cache: auto (Redis if reachable, else in-process), redis, memory, off.")
     cache_ttl_s: int = Field(300, ge=1, description="Cache entry lifetime, seconds.")
+    embedder_wait_s: float = Field(
+        30.0, ge=0, description="At start-up, how long to wait for the embedder (its model version keys the cache) "
+        "before serving anyway (hybrid searches then fall back to BM25, flagged).",
+    )
     default_timeout_s: float = Field(
         10.0, gt=0, description="Deadline for a request whose caller set none (outgoing calls derive from it)."
     )
@@ -53,6 +60,33 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
+
+    internal_tls_ca_file: str = Field(
+        "", description="PEM CA that signed the internal services' certificates: TLS on the gateway's hops to the "
+        "embedder, reranker and shards (empty = plaintext).",
+    )
+    internal_tls_cert_file: str = Field("", description="PEM client certificate the gateway presents (mTLS).")
+    internal_tls_key_file: str = Field("", description="PEM private key of internal_tls_cert_file.")
+    internal_tls_server_name: str = Field(
+        "", description="Name to verify on the internal services' certificates instead of each target's host.",
+    )
+    internal_token: SecretStr = Field(
+        SecretStr(""), description="The gateway's own credential, sent as `authorization: Bearer` to the internal "
+        "services (set their auth_token to it), so internal auth can be on.",
+    )
+    internal_token_file: str = Field("", description="File holding internal_token (wins over it).")
+
+    @model_validator(mode="after")
+    def _internal_secret(self) -> "GatewaySettings":
+        if self.internal_token_file:
+            self.internal_token = SecretStr(Path(self.internal_token_file).read_text().strip())
+        check_token(self.internal_token.get_secret_value(), "internal_token")
+        return self
+
+    def internal_security(self) -> ChannelSecurity:
+        """TLS, client certificate and token for the calls to the internal services (files read now)."""
+        return channel_security(self.internal_tls_ca_file, self.internal_tls_cert_file, self.internal_tls_key_file,
+                                self.internal_token.get_secret_value(), self.internal_tls_server_name)
 
     @field_validator("shards", mode="before")
     @classmethod
