@@ -1,7 +1,7 @@
 """Build deploy/grafana/dashboards/winnow.json: `python deploy/grafana/build_dashboard.py > deploy/grafana/dashboards/winnow.json`.
 
 The dashboard is generated so panels stay consistent (one datasource variable, one grid); a test checks that the
-committed JSON matches this script and that every metric it names exists in winnow.core.metrics or is recorded by
+committed JSON matches this script and that every metric it names exists in winnow.common.metrics or is recorded by
 deploy/prometheus/rules.
 """
 

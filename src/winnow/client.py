@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
-from winnow.core.protovalues import to_value
+from winnow.rpc.protovalues import to_value
 
 _FUSION = {"": pb.FUSION_UNSPECIFIED, "convex": pb.FUSION_CONVEX, "rrf": pb.FUSION_RRF}
 _RETRIEVAL = {"hybrid": pb.RETRIEVAL_HYBRID, "dense": pb.RETRIEVAL_DENSE, "lexical": pb.RETRIEVAL_LEXICAL}

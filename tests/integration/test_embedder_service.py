@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2_grpc as pb_grpc
-from winnow.core.channels import make_channel
+from winnow.rpc.channels import make_channel
 from winnow.services.embedder.__main__ import build
 from winnow.services.embedder.settings import EmbedderSettings
 
@@ -26,7 +26,8 @@ def encoder():
 @pytest.fixture
 async def served(encoder):
     settings = EmbedderSettings(port=0, max_texts=8, max_message_bytes=64 * 1024, drain_grace_s=0.5)
-    core, svc = build(settings, encoder=encoder)
+    wiring = build(settings, encoder=encoder)
+    core, svc = wiring.core, wiring.service
     await svc.start()
     channel = make_channel(f"127.0.0.1:{svc.port}", retries=False)
     health = health_pb2_grpc.HealthStub(channel)
@@ -145,15 +146,15 @@ async def test_health_not_serving_serving_then_drain(served) -> None:
 async def test_probe_touches_the_model(served) -> None:
     core, _, _, _, _ = served
     calls = []
-    original = core.encoder.encode_core
+    original = core.encoder.forward
 
     def spy(batch):
         calls.append(len(batch))
         return original(batch)
 
-    core.encoder.encode_core = spy  # type: ignore[method-assign]
+    core.encoder.forward = spy  # type: ignore[method-assign]
     try:
         assert await core.probe() is True
     finally:
-        del core.encoder.encode_core
+        del core.encoder.forward
     assert calls == [1]

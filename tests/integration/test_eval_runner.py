@@ -16,9 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from winnow.core.channels import make_channel
-from winnow.core.server import GrpcService
-from winnow.core.settings import ServiceSettings
+from winnow.rpc.channels import make_channel
+from winnow.rpc.server import GrpcService
+from winnow.common.settings import ServiceSettings
 from winnow.eval.beir import BeirDataset, Document
 from winnow.eval.cli import format_table
 from winnow.eval.runner import PIPELINES, EvalOptions, evaluate_target, select_pipelines

@@ -10,10 +10,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.integration.test_core_server import SERVICE, Behaviour, _register
+from tests.integration.test_rpc_server import SERVICE, Behaviour, _register
 from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
-from winnow.core.server import GrpcService
-from winnow.core.settings import ServiceSettings
+from winnow.rpc.server import GrpcService
+from winnow.common.settings import ServiceSettings
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -18,7 +18,7 @@ import pytest
 from winnow.api.gateway.v1 import gateway_pb2 as gpb
 from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
 from winnow.client import WinnowClient
-from winnow.core.healthcheck import check
+from winnow.rpc.healthcheck import check
 
 INTERNAL_TOKEN = "internal-" + "7" * 32
 PUBLIC_TOKEN = "public-" + "5" * 32

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
-from winnow.core.channels import make_channel
+from winnow.rpc.channels import make_channel
 
 DIM = 32
 

@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
-from winnow.core.channels import make_channel
-from winnow.services.index.__main__ import build, load
+from winnow.rpc.channels import make_channel
+from winnow.services.index.__main__ import build
 from winnow.services.index.settings import IndexSettings
 
 DIM = 16
@@ -37,17 +37,17 @@ async def wait_serving(channel: grpc.aio.Channel, service: str = "") -> None:
 async def stub(tmp_path):
     settings = IndexSettings(data_dir=str(tmp_path / "shard"), dim=DIM, fsync=False, coarse_dims=[8],
                              max_k=100, default_page_size=7, health_interval_s=0.2)
-    svc, servicer = build(settings)
+    wiring = build(settings)
+    svc = wiring.service
     await svc.start()
-    await load(servicer)
+    await wiring.warmup()
     await svc.mark_ready()
     channel = make_channel(f"127.0.0.1:{svc.port}")
     await wait_serving(channel, "winnow.index.v1.IndexShard")
     yield pb_grpc.IndexShardStub(channel)
     await channel.close()
     await svc.drain(0)
-    servicer.shard.close()
-    servicer.shutdown()
+    await wiring.close()
 
 
 def docs(n: int, start: int = 0) -> list[pb.Document]:

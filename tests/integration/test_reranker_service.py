@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
 from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
-from winnow.core.channels import make_channel
-from winnow.models.scorer import RerankCandidate
+from winnow.rpc.channels import make_channel
+from winnow.models.scorer import Candidate
 from winnow.services.reranker.__main__ import build, build_scorer
 from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
 
@@ -43,7 +43,8 @@ def tiny_cross_encoder_dir(tmp_path_factory):
 
 
 async def _serve(settings: RerankerSettings, scorer=None):
-    core, svc = build(settings, scorer=scorer)
+    wiring = build(settings, scorer=scorer)
+    core, svc = wiring.core, wiring.service
     await svc.start()
     await core.warmup()
     await svc.mark_ready()
@@ -135,7 +136,8 @@ async def test_invalid_utf8_and_oversize(served) -> None:
 
 async def test_health_lifecycle(li_scorer) -> None:
     settings = RerankerSettings(port=0, drain_grace_s=0.5)
-    core, svc = build(settings, scorer=li_scorer)
+    wiring = build(settings, scorer=li_scorer)
+    core, svc = wiring.core, wiring.service
     await svc.start()
     channel = make_channel(f"127.0.0.1:{svc.port}", retries=False)
     health = health_pb2_grpc.HealthStub(channel)
@@ -165,7 +167,7 @@ async def test_cross_encoder_path(tiny_cross_encoder_dir) -> None:
         full = await rerank(stub, "a query", cands(*texts))
         assert {r.id: r.truncated for r in full.results} == {"d0": False, "d1": True, "d2": False}
         # in-process scores equal served ones (same model, same pairs)
-        direct = core.scorer.score("a query", [RerankCandidate(
+        direct = core.scorer.score("a query", [Candidate(
             f"d{i}", t) for i, t in enumerate(texts)])
         for r in full.results:
             assert abs(r.score - direct[r.index]) < 1e-4

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from winnow.core.batcher import MicroBatcher, summarize
-from winnow.core.errors import Overloaded
+from winnow.common.batcher import MicroBatcher, summarize
+from winnow.common.errors import Overloaded
 
 
 class Recorder:
@@ -136,7 +136,7 @@ async def test_bounded_queue_overloads(executor) -> None:
 
 
 def test_summarize_counts_each_batch_once() -> None:
-    from winnow.core.batcher import ItemTiming
+    from winnow.common.batcher import ItemTiming
 
     t = [ItemTiming(1.0, 5.0, 0), ItemTiming(2.0, 5.0, 0), ItemTiming(6.0, 4.0, 1)]
     s = summarize(t, wall_ms=12.0)

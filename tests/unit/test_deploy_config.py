@@ -104,7 +104,7 @@ def test_compose_config_accepts_the_file_and_wires_health_and_order():
         assert env[prefix + "HOST"] == "0.0.0.0" and env[prefix + "METRICS_PORT"] == "9100"
         assert int(env[prefix + "PORT"]) == PORTS[kind]
         assert svc["healthcheck"]["test"][-1] == f"127.0.0.1:{PORTS[kind]}", f"{name} checks the wrong port"
-        assert "winnow.core.healthcheck" in svc["healthcheck"]["test"]
+        assert "winnow.rpc.healthcheck" in svc["healthcheck"]["test"]
     shards = [n for n, k in kinds.items() if k == "index"]
     assert all(services[n]["environment"]["WINNOW_INDEX_SHARD_ID"] == n for n in shards)
     assert all(services[n]["volumes"] for n in shards), "shards need volumes for their data"

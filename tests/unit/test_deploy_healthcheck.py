@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from winnow.core import healthcheck
-from winnow.core.server import GrpcService
-from winnow.core.settings import ServiceSettings
+from winnow.rpc import healthcheck
+from winnow.rpc.server import GrpcService
+from winnow.common.settings import ServiceSettings
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ async def test_not_serving_until_ready_then_serving(service):
     code, line = await asyncio.to_thread(healthcheck.check, target)
     assert (code, line) == (healthcheck.OK, f"{target}: SERVING")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "winnow.core.healthcheck", target, stdout=subprocess.PIPE
+        sys.executable, "-m", "winnow.rpc.healthcheck", target, stdout=subprocess.PIPE
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and b"SERVING" in out

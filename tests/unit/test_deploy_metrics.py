@@ -1,7 +1,7 @@
 """Every metric a dashboard panel, an alert/recording rule or the HPA adapter names must exist.
 
 Static half (always runs): names extracted from deploy/grafana, deploy/prometheus/rules and
-deploy/prometheus-adapter are checked against the sample names winnow.core.metrics exports, and recorded series
+deploy/prometheus-adapter are checked against the sample names winnow.common.metrics exports, and recorded series
 against the rules that record them. Live half (slow): the same names are looked up in the /metrics of a running
 local cluster after real traffic, and a real Prometheus scrapes that cluster and answers a query.
 """
@@ -22,7 +22,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from winnow.core import metrics
+from winnow.common import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
@@ -54,7 +54,7 @@ def promql_names(expr: str) -> set[str]:
 
 
 def exported_sample_names() -> set[str]:
-    """Sample names the services expose, from every metric defined in winnow.core.metrics."""
+    """Sample names the services expose, from every metric defined in winnow.common.metrics."""
     names: set[str] = set()
     for obj in vars(metrics).values():
         if not isinstance(obj, MetricWrapperBase):
@@ -133,7 +133,7 @@ def test_every_dashboard_and_rule_metric_is_defined():
     refs = referenced_metrics()
     assert len(refs) >= 15, f"suspiciously few metrics found: {sorted(refs)}"
     missing = {name: sorted(origins) for name, origins in refs.items() if name not in exported}
-    assert not missing, f"named but not defined in winnow.core.metrics: {missing}"
+    assert not missing, f"named but not defined in winnow.common.metrics: {missing}"
 
 
 def test_every_recorded_series_used_is_recorded():

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from winnow.core import metrics
+from winnow.common import metrics
 from winnow.services.gateway.cache import MemoryBackend, RedisBackend, ResultCache, make_cache
 
 

@@ -2,7 +2,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.services.gateway import convert
 from winnow.services.gateway.model import Mode, Retrieval
 from winnow.services.gateway.settings import GatewaySettings
@@ -11,7 +11,7 @@ S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, payload_max_byt
 
 
 def opts(**kw):
-    return convert.search_options(pb.SearchRequest(**kw), S, Mode.PRECISION)
+    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, Mode.PRECISION)
 
 
 def test_defaults_filled_in():
@@ -59,7 +59,7 @@ def test_filters_keep_types():
 ])
 def test_bad_writes(docs, fragment):
     with pytest.raises(InvalidArgument) as err:
-        convert.write_documents(pb.UpsertRequest(documents=docs), S)
+        convert.write_documents_from_proto(pb.UpsertRequest(documents=docs), S)
     assert fragment in str(err.value)
 
 
@@ -76,9 +76,9 @@ def test_cached_wire_form_is_restamped_for_each_request():
 
     fresh = SearchResult([Candidate(id="a", text="t", first_stage_rank=1, rerank_score=2.5)], Coverage(2, 2), True,
                          timings_ms={"rerank": 9.0}, model="m")
-    payload = convert.encode_result(fresh)
+    payload = convert.search_result_to_bytes(fresh)
     hit = SearchResult([], Coverage(), False, cache_hit=True, timings_ms={"cache": 0.2, "total": 0.3}, payload=payload)
-    resp = convert.search_response(hit, "rid-2")
+    resp = convert.search_result_to_proto(hit, "rid-2")
     assert resp.cache_hit and resp.request_id == "rid-2" and dict(resp.timings_ms) == {"cache": 0.2, "total": 0.3}
     assert [(h.id, h.rerank_score, h.first_stage_rank) for h in resp.hits] == [("a", 2.5, 1)]
     assert resp.reranked and resp.coverage.shards_answered == 2 and resp.model == "m"

@@ -6,12 +6,12 @@ import hashlib
 import numpy as np
 import pytest
 
-from winnow.core.channels import Deadline
-from winnow.core.errors import Unavailable
+from winnow.common.deadline import Deadline
+from winnow.common.errors import Unavailable
 from winnow.services.gateway import routing
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
 from winnow.services.gateway.model import Mode, Retrieval, SearchOptions, SearchResult, WriteDocument
-from winnow.services.gateway.ports import ShardHit, ShardResult, ShardStats
+from winnow.services.gateway.ports import Hit, ShardResult, ShardStats
 from winnow.services.gateway.search import SearchCore
 from winnow.services.gateway.writes import WriteCore
 
@@ -50,17 +50,17 @@ class FakeShard:
     async def search(self, q, timeout):
         if self.fail:
             raise Unavailable(f"{self.name} down")
-        dense = sorted((ShardHit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
+        dense = sorted((Hit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
                        key=lambda h: (-h.score, h.id))[: q.k] if q.vector is not None else []
         words = set(q.query_text.lower().split())
-        lex = [ShardHit(i, float(len(words & set(t.lower().split()))), t, m) for i, (v, t, m) in self.docs.items()]
+        lex = [Hit(i, float(len(words & set(t.lower().split()))), t, m) for i, (v, t, m) in self.docs.items()]
         lex = sorted((h for h in lex if h.score > 0), key=lambda h: (-h.score, h.id))[: q.lexical_k or q.k]
         return ShardResult(dense, lex if q.query_text else [], self.generation)
 
     async def range_search(self, q, timeout):
         if self.fail:
             raise Unavailable(f"{self.name} down")
-        hits = sorted((ShardHit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
+        hits = sorted((Hit(i, float(v @ q.vector), t, m) for i, (v, t, m) in self.docs.items()),
                       key=lambda h: (-h.score, h.id))
         hits = [h for h in hits if h.score >= q.threshold]
         for i in range(0, len(hits), q.page_size):
@@ -83,7 +83,7 @@ class FakeShard:
         raise Unavailable("no generation stream in this fake")
 
     async def get(self, ids, timeout):
-        return [ShardHit(i, 0.0, self.docs[i][1]) for i in ids if i in self.docs], [i for i in ids if i not in self.docs]
+        return [Hit(i, 0.0, self.docs[i][1]) for i in ids if i in self.docs], [i for i in ids if i not in self.docs]
 
     async def stats(self, timeout):
         if self.fail:

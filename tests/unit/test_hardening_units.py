@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from winnow.core import limits
-from winnow.core.batcher import MicroBatcher
-from winnow.core.errors import InvalidArgument
-from winnow.core.health import Readiness
+from winnow.common import limits
+from winnow.common.batcher import MicroBatcher
+from winnow.common.errors import InvalidArgument
+from winnow.rpc.health import Readiness
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.vectors import VectorStore
@@ -112,8 +112,8 @@ def test_batcher_stops_abandoned_work_at_the_next_sub_batch():
 
 
 def test_admission_queues_within_budget_and_refuses_at_once_past_it():
-    from winnow.core.admission import Admission
-    from winnow.core.errors import Overloaded
+    from winnow.common.admission import Admission
+    from winnow.common.errors import Overloaded
 
     async def run():
         gate = Admission("gw", "Search", max_concurrent=1, max_waiting=2, max_wait_s=1.0, wait_factor=1.0)
@@ -138,8 +138,8 @@ def test_admission_queues_within_budget_and_refuses_at_once_past_it():
 
 
 def test_admission_refuses_a_waiter_whose_wait_runs_out():
-    from winnow.core.admission import Admission
-    from winnow.core.errors import Overloaded
+    from winnow.common.admission import Admission
+    from winnow.common.errors import Overloaded
 
     async def run():
         gate = Admission("gw", "Search", max_concurrent=1, max_waiting=8, max_wait_s=0.05)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from winnow.core.errors import FailedPrecondition, InvalidArgument
+from winnow.common.errors import FailedPrecondition, InvalidArgument
 from winnow.services.index.model import Doc, FilterTerm, RangeQuery, SearchQuery
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
@@ -17,7 +17,7 @@ DIM = 16
 
 def make_shard(tmp_path, **overrides) -> Shard:
     settings = IndexSettings(data_dir=str(tmp_path / "shard"), dim=DIM, fsync=False, coarse_dims=[4], **overrides)
-    shard = Shard(settings)
+    shard = Shard(settings.shard_config())
     shard.open()
     return shard
 
@@ -209,9 +209,9 @@ def test_bad_page_size_and_delete_id(shard):
 
 
 def test_not_loaded_is_unavailable(tmp_path):
-    from winnow.core.errors import Unavailable
+    from winnow.common.errors import Unavailable
 
-    shard = Shard(IndexSettings(data_dir=str(tmp_path / "s"), dim=DIM, fsync=False))
+    shard = Shard(IndexSettings(data_dir=str(tmp_path / "s"), dim=DIM, fsync=False).shard_config())
     with pytest.raises(Unavailable, match="loading"):
         shard.upsert([doc(1)])
     with pytest.raises(Unavailable):

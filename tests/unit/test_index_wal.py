@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from winnow.core.errors import Internal
+from winnow.common.errors import Internal
 from winnow.services.index import wal
 from winnow.services.index.model import Doc, SearchQuery
 from winnow.services.index.settings import IndexSettings
@@ -24,7 +24,7 @@ def settings(tmp_path, **overrides) -> IndexSettings:
 
 
 def opened(s: IndexSettings) -> Shard:
-    shard = Shard(s)
+    shard = Shard(s.shard_config())
     shard.open()
     return shard
 

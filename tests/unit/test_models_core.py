@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.models.encoder import FakeEncoder, mrl_truncate
 from winnow.models.late_interaction import (
     LateInteractionScorer,
@@ -18,7 +18,7 @@ from winnow.models.late_interaction import (
     text_key,
 )
 from winnow.models.loading import ModelLoadError, check_model_dir, choose_placement, default_model_dir
-from winnow.models.scorer import RerankCandidate
+from winnow.models.scorer import Candidate
 from winnow.services.embedder.core import EmbedderCore
 from winnow.services.reranker.core import RerankerCore
 
@@ -37,7 +37,7 @@ def test_fake_encoder_dimensions_and_truncation() -> None:
     assert enc.check_dimension(0) == 64 and enc.check_dimension(16) == 16
     with pytest.raises(InvalidArgument, match="use 0 \\(full\\) or one of: 8, 16, 32, 64"):
         enc.check_dimension(12)
-    pre = enc.encode_pre(["a b c", "a b c d e f"])
+    pre = enc.prepare(["a b c", "a b c d e f"])
     assert [p.tokens for p in pre] == [3, 4] and [p.truncated for p in pre] == [False, True]
     v = enc.encode(["cats and dogs", "cats and dogs", "stock markets"], dimension=16)
     assert v.shape == (3, 16) and np.allclose(v[0], v[1])
@@ -108,8 +108,8 @@ def test_linear_score_fuse() -> None:
 def test_late_interaction_score_fusion_uses_first_stage_score() -> None:
     scorer = LateInteractionScorer(FakeEncoder(), fusion="linear-score", weight=0.0)
     assert scorer.name == "late-interaction-maxsim-linear-score-fusion"
-    cands = [RerankCandidate("1", "cats like fish", 2, 0.5), RerankCandidate("2", "stock market news", 1, 0.9),
-             RerankCandidate("3", "dogs", 3, -2.0)]
+    cands = [Candidate("1", "cats like fish", 2, 0.5), Candidate("2", "stock market news", 1, 0.9),
+             Candidate("3", "dogs", 3, -2.0)]
     s = scorer.score("cats fish", cands)
     assert sorted(range(3), key=lambda i: -s[i]) == [1, 0, 2]  # w=0: the first-stage score order
 
@@ -128,13 +128,13 @@ def test_token_vector_cache_lru_by_bytes() -> None:
 def test_late_interaction_caches_documents() -> None:
     enc = FakeEncoder()
     scorer = LateInteractionScorer(enc, weight=1.0)
-    cands = [RerankCandidate("1", "cats like fish"), RerankCandidate("2", "stock market news")]
+    cands = [Candidate("1", "cats like fish"), Candidate("2", "stock market news")]
     first = scorer.score("cats fish", cands)
     assert first[0] > first[1]
     calls = enc.calls
     again = scorer.score("cats fish", cands)  # docs and query cached: no forward pass
     assert enc.calls == calls and np.allclose(first, again, atol=1e-3)
-    scorer.score("cats fish", [RerankCandidate("1", "cats like fish, edited")])  # new text hash -> re-encode
+    scorer.score("cats fish", [Candidate("1", "cats like fish, edited")])  # new text hash -> re-encode
     assert enc.calls > calls
 
 
@@ -190,7 +190,7 @@ async def test_embedder_core_validates_and_embeds() -> None:
 async def test_reranker_core_sorts_ties_by_first_stage() -> None:
     core = RerankerCore(LateInteractionScorer(FakeEncoder(), weight=0.5), max_candidates=4)
     try:
-        cands = [RerankCandidate("a", "cats", 2), RerankCandidate("b", "cats", 1)]  # identical text: tie
+        cands = [Candidate("a", "cats", 2), Candidate("b", "cats", 1)]  # identical text: tie
         res = await core.rerank("cats", cands)
         assert [r.id for r in res.results] == ["b", "a"]
         with pytest.raises(InvalidArgument, match="top_n"):

@@ -11,12 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.trace import SpanKind, StatusCode
 
-from winnow.core import tracing
-from winnow.core.channels import make_channel
-from winnow.core.errors import InvalidArgument
-from winnow.core.logs import request_id_var
-from winnow.core.server import GrpcService
-from winnow.core.settings import ServiceSettings
+from winnow.rpc import tracing
+from winnow.rpc.channels import make_channel
+from winnow.common.errors import InvalidArgument
+from winnow.common.logs import request_id_var
+from winnow.rpc.server import GrpcService
+from winnow.common.settings import ServiceSettings
 
 SERVICE = "test.Stage"
 
@@ -219,7 +219,7 @@ def backends(tmp_path_factory):
 @needs_cluster
 async def test_one_search_gives_one_child_span_per_stage(exporter, backends):
     from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-    from winnow.services.gateway.__main__ import build, wait_for_dependencies
+    from winnow.services.gateway.__main__ import build
     from winnow.services.gateway.settings import GatewaySettings
 
     procs = backends.procs
@@ -227,9 +227,10 @@ async def test_one_search_gives_one_child_span_per_stage(exporter, backends):
         host="127.0.0.1", port=0, embedder=procs["embedder"].address, reranker=procs["reranker"].address,
         shards=[procs["shard-0"].address, procs["shard-1"].address], cache="memory",
     )
-    svc, search = await build(settings)
+    wiring = await build(settings)
+    svc = wiring.service
     await svc.start()
-    await wait_for_dependencies(search)
+    await wiring.warmup()
     await svc.mark_ready()
     channel = make_channel(f"127.0.0.1:{svc.port}")
     try:

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
                              default_ef_search=args.ef_search)
     faiss.omp_set_num_threads(threads)  # builds use every core, as the shard's writer thread does
     rss0, t = _rss_mb(), time.perf_counter()
-    shard = Shard(settings)
+    shard = Shard(settings.shard_config())
     shard.open()
     for a in range(0, nb, 10_000):
         shard.upsert([Doc(f"d{i}", xb[i], f"synthetic document {i}", '{"i": %d}' % i) for i in range(a, min(a + 10_000, nb))])
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def mrl_study(cache: Path, dataset: Path) -> dict:
     """Recall@80 of the MRL coarse-to-fine sweep vs exact full-dimension search on real SciFact embeddings
-    (all-MiniLM-L6-v2, cached by bench/scifact_embeddings.py), test queries only."""
+    (all-MiniLM-L6-v2, cached by studies/scifact_embeddings.py), test queries only."""
     import csv
     import gzip
 
@@ -287,7 +287,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--quick", action="store_true", help="small run: 20k vectors, 200 queries, IVF256")
     p.add_argument("--mrl", action="store_true",
-                   help="only the MRL study on cached SciFact embeddings (run bench/scifact_embeddings.py first)")
+                   help="only the MRL study on cached SciFact embeddings (run studies/scifact_embeddings.py first)")
     p.add_argument("--embeddings", type=Path, default=Path("/tmp/winnow-research"), help="embedding cache for --mrl")
     p.add_argument("--dataset", type=Path, default=Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "scifact", help="BEIR dir for --mrl")
     args = p.parse_args(argv)

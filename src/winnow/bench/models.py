@@ -104,7 +104,7 @@ async def bench_embed(port: int, texts: list[str], queries: list[str], parts: in
     other processes on the machine hits both sides alike."""
     from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
     from winnow.api.internal.embedder.v1 import embedder_pb2_grpc as pb_grpc
-    from winnow.core.channels import make_channel
+    from winnow.rpc.channels import make_channel
     from winnow.models.encoder import SentenceTransformerEncoder
 
     st = SentenceTransformerEncoder(device="auto").sentence_transformer
@@ -156,10 +156,10 @@ async def bench_rerank(port: int, ids: list[str], texts: list[str], queries: lis
     start with an empty token cache and see the same request sequence."""
     from winnow.api.internal.reranker.v1 import reranker_pb2 as pb
     from winnow.api.internal.reranker.v1 import reranker_pb2_grpc as pb_grpc
-    from winnow.core.channels import make_channel
+    from winnow.rpc.channels import make_channel
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer
-    from winnow.models.scorer import RerankCandidate
+    from winnow.models.scorer import Candidate
 
     docs = list(zip(ids, texts))
     # request i reranks 80 consecutive texts (wrapping): the first pass over the texts is cold, later ones warm
@@ -169,7 +169,7 @@ async def bench_rerank(port: int, ids: list[str], texts: list[str], queries: lis
 
     def inproc(q: str, cands) -> float:
         t0 = time.perf_counter()
-        scorer.score(q, [RerankCandidate(i, t, r + 1) for r, (i, t) in enumerate(cands)])
+        scorer.score(q, [Candidate(i, t, r + 1) for r, (i, t) in enumerate(cands)])
         return time.perf_counter() - t0
 
     def req(q: str, cands) -> pb.RerankRequest:

@@ -98,8 +98,9 @@ class LocalCluster:
             "--host", self.config.host, "--port", str(port), "--metrics-port", "0", "--ready-file", str(ready),
             *args, *self.config.service_args.get(kind, []),
         ]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONUNBUFFERED": "1", **self.config.env, **(env or {})}
+        # Offline model loading is forced by the services themselves (importing winnow.models does it).
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.config.env,
+               **(env or {})}
         logf = open(log_path, "ab")  # noqa: SIM115 - the child owns it
         # Own session: Ctrl-C in the terminal reaches the launcher only (it stops the services in order), and a
         # detached cluster outlives the command that started it.

@@ -165,7 +165,7 @@ def _reporter(args: argparse.Namespace, argv: list[str], started: float):
 
 async def _evaluate(target: str, dataset, args: argparse.Namespace, options: EvalOptions,
                     on_result=None) -> EvalReport:
-    from winnow.core.channels import make_channel
+    from winnow.rpc.channels import make_channel
 
     pipelines = select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
     channel = make_channel(target)

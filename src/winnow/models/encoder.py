@@ -1,8 +1,8 @@
 """The bi-encoder core: texts -> unit-length vectors (and per-token vectors for late interaction).
 
-Split as infinity does: `encode_pre` (tokenise, count tokens, detect truncation; cheap, any thread),
-`encode_core` (one padded forward pass over a batch; the expensive part, run by the micro-batcher in the model
-executor) and `encode_post` (MRL: keep the leading `dimension` components, then re-normalise).
+Split as infinity does: `prepare` (tokenise, count tokens, detect truncation; cheap, any thread),
+`forward` (one padded forward pass over a batch; the expensive part, run by the micro-batcher in the model
+executor) and `finish` (MRL: keep the leading `dimension` components, then re-normalise).
 
 MRL dimensions: a request may ask for any of `allowed_dimensions` — by default 32, 64, 128, 256 (those below
 the model's size) plus the full size. all-MiniLM-L6-v2 was not trained with a Matryoshka loss, so truncated
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.models.loading import (
     ModelLoadError,
     Placement,
@@ -64,11 +64,11 @@ class Encoder(ABC):
     allowed_dimensions: tuple[int, ...]
 
     @abstractmethod
-    def encode_pre(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
+    def prepare(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
         """Tokenise `texts` (kind: query | document, for models with per-kind prompts)."""
 
     @abstractmethod
-    def encode_core(self, batch: Sequence[PreparedText]) -> np.ndarray:
+    def forward(self, batch: Sequence[PreparedText]) -> np.ndarray:
         """One forward pass: float32 [len(batch), dimension], unit-length rows."""
 
     @abstractmethod
@@ -86,7 +86,7 @@ class Encoder(ABC):
             )
         return dimension
 
-    def encode_post(self, vectors: np.ndarray, dimension: int) -> np.ndarray:
+    def finish(self, vectors: np.ndarray, dimension: int) -> np.ndarray:
         """MRL truncation + re-normalisation (a no-op copy at full dimension)."""
         if dimension == self.dimension:
             return np.asarray(vectors, dtype=np.float32)
@@ -95,7 +95,7 @@ class Encoder(ABC):
     def encode(self, texts: Sequence[str], kind: str = "document", dimension: int = 0) -> np.ndarray:
         """In-process convenience: pre + core + post in one call (tests, benchmarks, scripts)."""
         dim = self.check_dimension(dimension)
-        return self.encode_post(self.encode_core(self.encode_pre(texts, kind)), dim)
+        return self.finish(self.forward(self.prepare(texts, kind)), dim)
 
 
 def _allowed(full: int, mrl: Sequence[int]) -> tuple[int, ...]:
@@ -152,7 +152,7 @@ class SentenceTransformerEncoder(Encoder):
         """The underlying SentenceTransformer (benchmarks compare against its own encode())."""
         return self._model
 
-    def encode_pre(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
+    def prepare(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
         if not texts:
             return []
         prompt = self._prompts.get(kind, "")
@@ -184,21 +184,21 @@ class SentenceTransformerEncoder(Encoder):
         dev = self.placement.device
         return {k: v.to(dev) for k, v in feats.items()}
 
-    def _forward(self, batch: Sequence[PreparedText]) -> dict:
+    def _run_model(self, batch: Sequence[PreparedText]) -> dict:
         with self._lock, self._torch.inference_mode():
             return self._model(self._features(batch))
 
-    def encode_core(self, batch: Sequence[PreparedText]) -> np.ndarray:
+    def forward(self, batch: Sequence[PreparedText]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        out = self._forward(batch)
+        out = self._run_model(batch)
         emb = self._torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1)
         return emb.cpu().numpy()
 
     def token_vectors(self, batch: Sequence[PreparedText]) -> list[np.ndarray]:
         if not batch:
             return []
-        out = self._forward(batch)
+        out = self._run_model(batch)
         tok = self._torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).cpu().numpy()
         return [tok[i, : p.tokens] for i, p in enumerate(batch)]
 
@@ -228,7 +228,7 @@ class FakeEncoder(Encoder):
 
         return zlib.crc32(word.lower().strip(".,;:!?").encode()) & 0x7FFFFFFF
 
-    def encode_pre(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
+    def prepare(self, texts: Sequence[str], kind: str = "document") -> list[PreparedText]:
         out = []
         for t in texts:
             ids = [self._tok(w) for w in t.split()] or [0]
@@ -246,7 +246,7 @@ class FakeEncoder(Encoder):
             out.append(m / np.linalg.norm(m, axis=1, keepdims=True))
         return out
 
-    def encode_core(self, batch: Sequence[PreparedText]) -> np.ndarray:
+    def forward(self, batch: Sequence[PreparedText]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vecs = np.stack([t.sum(axis=0) for t in self.token_vectors(batch)])

@@ -10,7 +10,7 @@ score keeps how far apart candidates are, which a rank throws away;
 `linear`: weight * z(MaxSim) + (1 - weight) * z(1 / (k + first-stage rank));
 `rrf`: weight / (k + MaxSim rank) + (1 - weight) / (k + first-stage rank).
 The fusion and its weight were chosen on SciFact *train* against the gateway's convex first stage
-(bench/reranker_retune.py; the earlier RRF-first-stage study is bench/reranker_study.py; numbers in docs/models.md).
+(studies/reranker_retune.py; the earlier RRF-first-stage study is studies/reranker_study.py; numbers in docs/models.md).
 
 Speed: document token vectors are cached (fp16) in a bounded LRU keyed by (doc id, text hash), so a candidate
 seen before costs one matrix product; query token vectors are cached too. Missing documents of a micro-batch are
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from winnow.models.encoder import Encoder, PreparedText
-from winnow.models.scorer import PreparedPair, RerankCandidate, Scorer
+from winnow.models.scorer import PreparedPair, Candidate, Scorer
 
 
 class TokenVectorCache:
@@ -196,11 +196,11 @@ class LateInteractionScorer(Scorer):
         keep = ~np.isin(ids, self._special)
         return vectors[keep] if keep.any() else vectors
 
-    def prepare(self, query: str, candidates: Sequence[RerankCandidate]) -> list[PreparedPair]:
+    def prepare(self, query: str, candidates: Sequence[Candidate]) -> list[PreparedPair]:
         keys = [text_key(c.id, c.text) for c in candidates]
         cached = [self.cache.get(k) for k in keys]
         missing = [i for i, hit in enumerate(cached) if hit is None]
-        docs = dict(zip(missing, self.encoder.encode_pre([candidates[i].text for i in missing], "document")))
+        docs = dict(zip(missing, self.encoder.prepare([candidates[i].text for i in missing], "document")))
         out = []
         for i, c in enumerate(candidates):
             if i in docs:
@@ -221,14 +221,14 @@ class LateInteractionScorer(Scorer):
             else:
                 found[q] = hit[0].astype(np.float32)
         if todo:
-            prepared = self.encoder.encode_pre(todo, "query")
+            prepared = self.encoder.prepare(todo, "query")
             for q, p, vec in zip(todo, prepared, self.encoder.token_vectors(prepared)):
                 kept = self._keep(p, vec)
                 self._queries.put(("q", q), kept, p.truncated)
                 found[q] = kept
         return found
 
-    def score_batch(self, pairs: list[PreparedPair]) -> list[float]:
+    def forward(self, pairs: list[PreparedPair]) -> list[float]:
         items: list[_Item] = [p.payload for p in pairs]
         vectors: dict[tuple[str, str], np.ndarray] = {}
         todo: dict[tuple[str, str], PreparedText] = {}
@@ -239,7 +239,7 @@ class LateInteractionScorer(Scorer):
             if hit is not None:
                 vectors[it.key] = hit[0]
             else:  # not tokenised yet (evicted since prepare) or never cached
-                todo[it.key] = it.doc or self.encoder.encode_pre([it.text], "document")[0]
+                todo[it.key] = it.doc or self.encoder.prepare([it.text], "document")[0]
         if todo:
             keys = sorted(todo, key=lambda k: todo[k].tokens)
             prepared = [todo[k] for k in keys]
@@ -256,7 +256,7 @@ class LateInteractionScorer(Scorer):
             scores[idx] = maxsim(qvecs[q], [vectors[items[i].key] for i in idx])
         return scores.tolist()
 
-    def finalize(self, candidates: Sequence[RerankCandidate], raw: Sequence[float]) -> list[float]:
+    def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
         ranks = [c.first_stage_rank for c in candidates]
         if self._fuse is linear_score_fuse:
             return linear_score_fuse(raw, ranks, self.weight, self.rrf_k, [c.first_stage_score for c in candidates])

@@ -1,8 +1,8 @@
 """The reranker's scorer interface and the real cross-encoder.
 
 A scorer turns (query, candidate) pairs into scores in three steps, so pairs from concurrent requests can share
-a model batch: `prepare` (per request: tokenise, count tokens, detect truncation), `score_batch` (per micro-batch,
-in the model executor: the forward pass over pairs that may come from several requests) and `finalize` (per
+a model batch: `prepare` (per request: tokenise, count tokens, detect truncation), `forward` (per micro-batch,
+in the model executor: the forward pass over pairs that may come from several requests) and `finish` (per
 request, cheap: e.g. fuse with the first-stage ranks). Higher scores are better.
 """
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class RerankCandidate:
+class Candidate:
     """One candidate as the core sees it. first_stage_rank is 1-based; 0 = unknown."""
 
     id: str
@@ -33,7 +33,7 @@ class RerankCandidate:
 
 @dataclass(frozen=True, slots=True)
 class PreparedPair:
-    """A (query, candidate) pair ready for `score_batch`: a scorer-specific payload, its token cost, truncation."""
+    """A (query, candidate) pair ready for `forward`: a scorer-specific payload, its token cost, truncation."""
 
     payload: Any
     cost: int
@@ -49,20 +49,20 @@ class Scorer(ABC):
     max_length: int
 
     @abstractmethod
-    def prepare(self, query: str, candidates: Sequence[RerankCandidate]) -> list[PreparedPair]:
+    def prepare(self, query: str, candidates: Sequence[Candidate]) -> list[PreparedPair]:
         """Tokenise one request's pairs (cheap; runs in the pre-processing executor)."""
 
     @abstractmethod
-    def score_batch(self, pairs: list[PreparedPair]) -> list[float]:
+    def forward(self, pairs: list[PreparedPair]) -> list[float]:
         """Raw scores for a micro-batch of pairs, possibly from several requests (runs in the model executor)."""
 
-    def finalize(self, candidates: Sequence[RerankCandidate], raw: Sequence[float]) -> list[float]:
+    def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
         """Per-request final scores from the raw pair scores (default: the raw scores)."""
         return list(raw)
 
-    def score(self, query: str, candidates: Sequence[RerankCandidate]) -> list[float]:
-        """In-process convenience: prepare + score_batch + finalize in one call (tests, benchmarks, studies)."""
-        return self.finalize(candidates, self.score_batch(self.prepare(query, candidates)))
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        """In-process convenience: prepare + forward + finish in one call (tests, benchmarks, studies)."""
+        return self.finish(candidates, self.forward(self.prepare(query, candidates)))
 
 
 class CrossEncoderScorer(Scorer):
@@ -106,7 +106,7 @@ class CrossEncoderScorer(Scorer):
             return self.tokenizer([query] * len(texts), texts, truncation="longest_first", max_length=limit,
                                   verbose=False)
 
-    def prepare(self, query: str, candidates: Sequence[RerankCandidate]) -> list[PreparedPair]:
+    def prepare(self, query: str, candidates: Sequence[Candidate]) -> list[PreparedPair]:
         texts = [c.text for c in candidates]
         probe = self._encode(query, texts, self.max_length + 1)
         ids = list(probe["input_ids"])
@@ -120,7 +120,7 @@ class CrossEncoderScorer(Scorer):
         longset = set(long)
         return [PreparedPair((tuple(x), tuple(t)), len(x), i in longset) for i, (x, t) in enumerate(zip(ids, types))]
 
-    def score_batch(self, pairs: list[PreparedPair]) -> list[float]:
+    def forward(self, pairs: list[PreparedPair]) -> list[float]:
         if not pairs:
             return []
         torch = self._torch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.services.embedder.core import EmbedderCore, EmbedResult
 
 _KINDS = {pb.INPUT_KIND_UNSPECIFIED: "document", pb.INPUT_KIND_DOCUMENT: "document", pb.INPUT_KIND_QUERY: "query"}
@@ -17,7 +17,7 @@ def kind_from_proto(kind: int) -> str:
         raise InvalidArgument(f"unknown kind {kind}: use INPUT_KIND_QUERY or INPUT_KIND_DOCUMENT") from None
 
 
-def embed_response(result: EmbedResult) -> pb.EmbedResponse:
+def embed_result_to_proto(result: EmbedResult) -> pb.EmbedResponse:
     """EmbedResult -> EmbedResponse."""
     return pb.EmbedResponse(
         embeddings=[
@@ -30,7 +30,7 @@ def embed_response(result: EmbedResult) -> pb.EmbedResponse:
     )
 
 
-def info_response(core: EmbedderCore) -> pb.InfoResponse:
+def info_to_proto(core: EmbedderCore) -> pb.InfoResponse:
     """The loaded model and limits -> InfoResponse."""
     e = core.encoder
     return pb.InfoResponse(

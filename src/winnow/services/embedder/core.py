@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.core import metrics
-from winnow.core.batcher import MicroBatcher, summarize
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 from winnow.models.encoder import Encoder, PreparedText
+from winnow.services.model_core import ModelCore
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +31,23 @@ class EmbedResult:
     timings_ms: dict[str, float]
 
 
-class EmbedderCore:
+class EmbedderCore(ModelCore[PreparedText, np.ndarray]):
     """Validates requests and runs them through the shared micro-batcher on one model executor."""
+
+    warmup_error = "warm-up forward pass returned a bad vector"
 
     def __init__(self, encoder: Encoder, *, max_texts: int = 1024, max_batch_size: int = 64,
                  max_wait_ms: float = 2.0, max_batch_tokens: int = 16384, max_queue: int = 8192,
                  sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
         self.encoder = encoder
         self.max_texts = max_texts
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="embedder-model")
-        self._pre_pool = ThreadPoolExecutor(1, thread_name_prefix="embedder-tokenize")
-        self.batcher: MicroBatcher[PreparedText, np.ndarray] = MicroBatcher(
-            SERVICE, self._compute, self._model_pool, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-            max_batch_tokens=max_batch_tokens, max_queue=max_queue,
-            sub_batch_tokens=sub_batch_tokens,
-        )
-        self.stall_s = stall_s
-        p = encoder.placement
-        metrics.MODEL_INFO.labels(SERVICE, encoder.model_id, p.device, p.dtype, "").set(1)
+        super().__init__(SERVICE, self._compute, model_id=encoder.model_id, placement=encoder.placement,
+                         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                         max_batch_tokens=max_batch_tokens, max_queue=max_queue,
+                         sub_batch_tokens=sub_batch_tokens, stall_s=stall_s)
 
     def _compute(self, batch: list[PreparedText]) -> list[np.ndarray]:
-        return list(self.encoder.encode_core(batch))
+        return list(self.encoder.forward(batch))
 
     def validate(self, texts: Sequence[str], kind: str, dimension: int) -> int:
         """Check a request; returns the output dimension. Raises InvalidArgument with an actionable message."""
@@ -75,47 +68,17 @@ class EmbedderCore:
         """Embed `texts` (batched with concurrent requests); vectors are unit length at the output dimension."""
         start = time.perf_counter()
         dim = self.validate(texts, kind, dimension)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._pre_pool, self.encoder.encode_pre, list(texts), kind)
+        prepared = await self.prepare_off_loop(self.encoder.prepare, list(texts), kind)
         tokenized = time.perf_counter()
         out = await self.batcher.submit_many(prepared, [p.tokens for p in prepared])
         batched = time.perf_counter()
-        vectors = self.encoder.encode_post(np.stack([v for v, _ in out]), dim)
+        vectors = self.encoder.finish(np.stack([v for v, _ in out]), dim)
         truncated = [p.truncated for p in prepared]
-        if any(truncated):
-            metrics.TRUNCATED_INPUTS.labels(SERVICE).inc(sum(truncated))
-        timings = summarize([t for _, t in out], (batched - tokenized) * 1000.0)
-        timings.pop("batches")
-        timings["tokenize"] = (tokenized - start) * 1000.0
-        timings["total"] = (time.perf_counter() - start) * 1000.0
-        metrics.observe_timings(SERVICE, timings)
+        self.count_truncated(sum(truncated))
+        timings = self.timings(out, start, tokenized, batched)
         return EmbedResult(vectors, [p.tokens for p in prepared], truncated, self.encoder.model_id, dim, timings)
 
-    async def probe(self) -> bool | str:
-        """Readiness without waiting behind model work: busy and progressing = ready; stuck = not; idle = one
-        tiny forward pass (the model thread is free, so it runs at once) that must give a finite unit vector."""
-        stuck = self.batcher.busy_for()
-        if stuck > self.stall_s:
-            return f"the model has had work but finished nothing for {stuck:.0f}s"
-        if not self.batcher.idle:
-            return True
-        return await self._forward_probe()
-
-    async def _forward_probe(self) -> bool:
-        loop = asyncio.get_running_loop()
-        vec = await loop.run_in_executor(
-            self._model_pool, lambda: self.encoder.encode_core(self.encoder.encode_pre(["health probe"]))
-        )
+    def probe_once(self) -> bool:
+        """One tiny forward pass; True if it returns a finite unit vector of the model's dimension."""
+        vec = self.encoder.forward(self.encoder.prepare(["health probe"]))
         return bool(vec.shape == (1, self.encoder.dimension) and np.isfinite(vec).all())
-
-    async def warmup(self) -> None:
-        """Start the batcher in this loop and run a forward pass so the first request is not slow."""
-        self.batcher.start()
-        if not await self._forward_probe():
-            raise RuntimeError("embedder warm-up forward pass returned a bad vector")
-
-    async def close(self) -> None:
-        """Stop the batcher and the executors."""
-        await self.batcher.stop()
-        self._model_pool.shutdown(wait=True)
-        self._pre_pool.shutdown(wait=True)

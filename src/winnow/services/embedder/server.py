@@ -14,10 +14,10 @@ class EmbedderServicer(pb_grpc.EmbedderServicer):
 
     async def Embed(self, request: pb.EmbedRequest, context) -> pb.EmbedResponse:  # noqa: N802
         result = await self.core.embed(list(request.texts), convert.kind_from_proto(request.kind), request.dimension)
-        return convert.embed_response(result)
+        return convert.embed_result_to_proto(result)
 
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
-        return convert.info_response(self.core)
+        return convert.info_to_proto(self.core)
 
 
 def register(core: EmbedderCore):

@@ -6,7 +6,8 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from winnow.core.server import GrpcService, run_service, serve_forever
+from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.rpc.tls import channel_security
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
@@ -19,17 +20,18 @@ from winnow.services.gateway.writes import WriteConfig, WriteCore
 SERVICE = "gateway"
 
 
-async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
-    """Everything but the event loop: used by __main__ and by in-process tests."""
+async def build(s: GatewaySettings) -> Wiring:
+    """Everything but the event loop: used by __main__ and by in-process tests. The core is the SearchCore."""
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
-    security = s.internal_security()
+    security = channel_security(s.internal_tls_ca_file, s.internal_tls_cert_file, s.internal_tls_key_file,
+                                s.internal_token.get_secret_value(), s.internal_tls_server_name)
     embedder = GrpcEmbedder(s.embedder, security)
     reranker = GrpcReranker(s.reranker, security) if s.reranker else None
     shards = [GrpcShard(f"shard-{i}", target, security) for i, target in enumerate(s.shards)]
     generations = GenerationTracker(shards)
     search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
-        generations=generations, encode=convert.encode_result)
+        generations=generations, encode=convert.search_result_to_bytes)
     writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
 
     def register(server):
@@ -44,7 +46,7 @@ async def build(s: GatewaySettings) -> tuple[GrpcService, SearchCore]:
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats) or "no shard answers Stats"
 
-    return GrpcService(SERVICE, s, register, probe), search
+    return Wiring(GrpcService(SERVICE, s, register, probe), search, lambda: wait_for_dependencies(search, s.embedder_wait_s))
 
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
@@ -60,14 +62,8 @@ async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> Non
         await asyncio.sleep(0.2)
 
 
-async def amain(s: GatewaySettings) -> None:
-    svc, search = await build(s)
-    await serve_forever(svc, lambda: wait_for_dependencies(search, s.embedder_wait_s))
-
-
 def main(argv: list[str] | None = None) -> int:
-    settings = GatewaySettings.from_args(sys.argv[1:] if argv is None else argv)
-    return run_service(SERVICE, settings, amain)
+    return serve(SERVICE, GatewaySettings, build, argv)
 
 
 if __name__ == "__main__":

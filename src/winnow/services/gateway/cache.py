@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from winnow.core import metrics
+from winnow.common import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,15 +1,27 @@
-"""Public proto <-> gateway domain, with request validation: every bad input is an actionable InvalidArgument."""
+"""Proto <-> gateway domain, both sides of the gateway: the public API (with request validation: every bad input is
+an actionable InvalidArgument) and the internal APIs the gateway calls (embedder, reranker, index shards).
+
+Names say the direction: `x_from_proto` reads a message into the domain, `x_to_proto` builds one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from winnow.api.gateway.v1 import gateway_pb2 as pb
-from winnow.core import limits
-from winnow.core.errors import InvalidArgument
+from winnow.api.internal.embedder.v1 import embedder_pb2
+from winnow.api.internal.index.v1 import index_pb2
+from winnow.api.internal.reranker.v1 import reranker_pb2
+from winnow.common import limits
+from winnow.common.errors import InvalidArgument
+from winnow.rpc.protovalues import to_value
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
+from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
 from winnow.services.gateway.settings import GatewaySettings
 
 _MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
@@ -20,10 +32,10 @@ _RETRIEVAL = {
 }
 
 
-def encode_result(r: SearchResult) -> bytes:
+def search_result_to_bytes(r: SearchResult) -> bytes:
     """What the result cache stores: the response's wire form (no request id, timings or cache flag)."""
     return pb.SearchResponse(
-        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
+        hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
         dense_skipped_reason=r.dense_skipped_reason,
     ).SerializeToString()
@@ -42,8 +54,8 @@ def _filter_value(f: pb.Filter, index: int) -> Any:
     )
 
 
-def search_options(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode, dimension: int = 0,
-                   allowed_dims: tuple[int, ...] = ()) -> SearchOptions:
+def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode, dimension: int = 0,
+                               allowed_dims: tuple[int, ...] = ()) -> SearchOptions:
     """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix.
 
     `dimension` / `allowed_dims`: the embedder's, when known (0 = not yet), for checking mrl_dim here."""
@@ -103,7 +115,7 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
         limits.doc_id(doc_id, f"{what}: ids[{i}]", lim)
 
 
-def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
+def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
     """Every document checked (the shards' own limits) before any is written: one bad document refuses all."""
     if not req.documents:
         raise InvalidArgument("upsert: documents is empty")
@@ -124,13 +136,13 @@ def write_documents(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocu
     return docs
 
 
-def ids(req_ids, s: GatewaySettings, what: str) -> list[str]:
+def ids_from_proto(req_ids, s: GatewaySettings, what: str) -> list[str]:
     out = list(req_ids)
     _check_ids(out, s, what)
     return out
 
 
-def hit(c: Candidate) -> pb.Hit:
+def hit_to_proto(c: Candidate) -> pb.Hit:
     h = pb.Hit(
         id=c.id, score=c.score, text=c.text, metadata_json=c.metadata_json,
         first_stage_rank=c.first_stage_rank, first_stage_score=c.first_stage_score,
@@ -141,11 +153,11 @@ def hit(c: Candidate) -> pb.Hit:
     return h
 
 
-def coverage(c: Coverage) -> pb.Coverage:
+def coverage_to_proto(c: Coverage) -> pb.Coverage:
     return pb.Coverage(shards_asked=c.asked, shards_answered=c.answered, failed_shards=c.failed)
 
 
-def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
+def search_result_to_proto(r: SearchResult, request_id: str) -> pb.SearchResponse:
     if r.payload is not None:  # a cache hit: the stored wire form, re-stamped for this request
         resp = pb.SearchResponse.FromString(r.payload)
         resp.cache_hit = True
@@ -154,7 +166,124 @@ def search_response(r: SearchResult, request_id: str) -> pb.SearchResponse:
         resp.timings_ms.update(r.timings_ms)
         return resp
     return pb.SearchResponse(
-        hits=[hit(c) for c in r.hits], coverage=coverage(r.coverage), reranked=r.reranked,
+        hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
         request_id=request_id, model=r.model, reranker=r.reranker, dense_skipped_reason=r.dense_skipped_reason,
     )
+
+
+def bulk_page_to_proto(page, request_id: str) -> pb.BulkSearchPage:
+    """One streamed page of a bulk search (`search.BulkPage`)."""
+    return pb.BulkSearchPage(
+        hits=[hit_to_proto(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
+        coverage=coverage_to_proto(page.coverage), timings_ms=page.timings_ms, request_id=request_id,
+    )
+
+
+def upsert_result_to_proto(n: int, timings: dict[str, float], request_id: str) -> pb.UpsertResponse:
+    return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id)
+
+
+def delete_result_to_proto(n: int, timings: dict[str, float], request_id: str) -> pb.DeleteResponse:
+    return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id)
+
+
+def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetResponse:
+    return pb.GetResponse(documents=[hit_to_proto(c) for c in found], missing=missing)
+
+
+def cluster_info_to_proto(shards: list[tuple[str, ShardStats | BaseException]], embedder: dict[str, Any],
+                          reranker: dict[str, Any], cache: str) -> pb.ClusterInfoResponse:
+    """ClusterInfo: each shard's address with its stats (or the error that kept them), the models, the cache."""
+    infos = []
+    for address, st in shards:
+        if isinstance(st, BaseException):
+            infos.append(pb.ShardInfo(address=address, healthy=False, error=str(st)))
+        else:
+            infos.append(pb.ShardInfo(address=address, healthy=True, count=st.count, generation=st.generation,
+                                      index_factory=st.index_factory))
+    return pb.ClusterInfoResponse(
+        shards=infos, embedder_model=embedder.get("model", ""), embedder_device=embedder.get("device", ""),
+        reranker_model=reranker.get("model", ""), reranker_scorer=reranker.get("scorer", ""),
+        reranker_device=reranker.get("device", ""), documents=sum(s.count for s in infos), cache=cache,
+    )
+
+
+# -- the internal APIs the gateway calls (clients.py) ----------------------------------------------------------
+
+def embed_request_to_proto(texts: list[str], query: bool) -> embedder_pb2.EmbedRequest:
+    kind = embedder_pb2.INPUT_KIND_QUERY if query else embedder_pb2.INPUT_KIND_DOCUMENT
+    return embedder_pb2.EmbedRequest(texts=texts, kind=kind)
+
+
+def vectors_from_proto(resp: embedder_pb2.EmbedResponse) -> np.ndarray:
+    return np.asarray([e.values for e in resp.embeddings], dtype=np.float32)
+
+
+def embedder_info_from_proto(info: embedder_pb2.InfoResponse) -> dict[str, Any]:
+    return {"model": info.model, "dimension": info.dimension, "device": info.device,
+            "allowed_dimensions": list(info.allowed_dimensions)}
+
+
+def rerank_request_to_proto(query: str, candidates: list[Candidate]) -> reranker_pb2.RerankRequest:
+    return reranker_pb2.RerankRequest(
+        query=query,
+        candidates=[
+            reranker_pb2.Candidate(id=c.id, text=c.text, first_stage_rank=c.first_stage_rank,
+                                   first_stage_score=c.first_stage_score)
+            for c in candidates
+        ],
+    )
+
+
+def rerank_scores_from_proto(resp: reranker_pb2.RerankResponse, n: int) -> list[float]:
+    """One score per candidate, in the request's order (the reply is sorted by score)."""
+    scores = [0.0] * n
+    for r in resp.results:
+        scores[r.index] = r.score
+    return scores
+
+
+def reranker_info_from_proto(info: reranker_pb2.InfoResponse) -> dict[str, Any]:
+    return {"model": info.model, "scorer": info.scorer, "device": info.device}
+
+
+def _filters_to_proto(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Filter]:
+    return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
+
+
+def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
+    return index_pb2.SearchRequest(
+        vector=[] if query.vector is None else query.vector.tolist(),
+        k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
+        params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
+        coarse_dim=query.coarse_dim, include_payloads=True,
+    )
+
+
+def range_query_to_proto(query: ShardRangeQuery) -> index_pb2.RangeSearchRequest:
+    return index_pb2.RangeSearchRequest(
+        vector=query.vector.tolist(), threshold=query.threshold, page_size=query.page_size,
+        filters=_filters_to_proto(query.filters), coarse_dim=query.coarse_dim, include_payloads=True,
+        max_results=query.max_results,
+        params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
+    )
+
+
+def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
+    return [Hit(id=h.id, score=h.score, text=h.text, metadata_json=h.metadata_json) for h in hits]
+
+
+def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
+    return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation)
+
+
+def upsert_request_to_proto(records: list[WriteRecord]) -> index_pb2.UpsertRequest:
+    return index_pb2.UpsertRequest(documents=[
+        index_pb2.Document(id=r.id, vector=r.vector.tolist(), text=r.text, metadata_json=r.metadata_json)
+        for r in records
+    ])
+
+
+def shard_stats_from_proto(name: str, s: index_pb2.StatsResponse) -> ShardStats:
+    return ShardStats(name, s.count, s.generation, s.index_factory, s.dimension)

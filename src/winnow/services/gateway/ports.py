@@ -15,7 +15,7 @@ from winnow.services.gateway.model import Candidate
 
 
 @dataclass
-class ShardHit:
+class Hit:
     id: str
     score: float
     text: str = ""
@@ -48,8 +48,8 @@ class ShardRangeQuery:
 
 @dataclass
 class ShardResult:
-    dense: list[ShardHit] = field(default_factory=list)
-    lexical: list[ShardHit] = field(default_factory=list)
+    dense: list[Hit] = field(default_factory=list)
+    lexical: list[Hit] = field(default_factory=list)
     generation: int = 0
 
 
@@ -82,12 +82,12 @@ class ShardPort(Protocol):
     name: str
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult: ...
-    def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[ShardHit]]: ...
+    def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[Hit]]: ...
     async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int:
         """The shard's generation once the records are durable."""
     async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
         """(documents deleted, generation after the delete)"""
-    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[ShardHit], list[str]]: ...
+    async def get(self, ids: list[str], timeout: float | None) -> tuple[list[Hit], list[str]]: ...
     async def stats(self, timeout: float | None) -> ShardStats: ...
     def watch(self) -> AsyncIterator[int]:
         """The shard's generation now and after every write, until the stream breaks."""

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from winnow.core import metrics, tracing
-from winnow.core.channels import Deadline
-from winnow.core.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, WinnowError
+from winnow.common import metrics, tracing
+from winnow.common.deadline import Deadline
+from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, short
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
-from winnow.services.gateway.ports import EmbedderPort, RerankerPort, ShardHit, ShardPort, ShardQuery, ShardRangeQuery
+from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -48,10 +48,6 @@ class BulkPage:
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__
 
 
 class SearchCore:
@@ -164,8 +160,8 @@ class SearchCore:
                 if not opts.retrieval.lexical or degraded is None:
                     raise
                 metrics.DENSE_FALLBACK.inc()
-                log.warning("embedder failed; answering from BM25 alone", extra={"fields": {"error": _short(exc)}})
-                degraded.append(f"embedder failed: {_short(exc)}; answered from BM25 alone")
+                log.warning("embedder failed; answering from BM25 alone", extra={"fields": {"error": short(exc)}})
+                degraded.append(f"embedder failed: {short(exc)}; answered from BM25 alone")
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
@@ -181,7 +177,7 @@ class SearchCore:
             if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
                 raise res
             if isinstance(res, BaseException):
-                coverage.failed.append(f"{shard.name}: {_short(res)}")
+                coverage.failed.append(f"{shard.name}: {short(res)}")
                 continue
             coverage.answered += 1
             dense_lists.append([(h.score, h.id, h) for h in res.dense])
@@ -237,8 +233,8 @@ class SearchCore:
             exc = failures[0]
             kind = "deadline" if isinstance(exc, (DeadlineExceeded, TimeoutError)) else "error"
             metrics.RERANK_FALLBACK.labels(kind).inc()
-            log.warning("reranker failed; returning first-stage order", extra={"fields": {"error": _short(exc)}})
-            return False, f"reranker failed: {_short(exc)}"
+            log.warning("reranker failed; returning first-stage order", extra={"fields": {"error": short(exc)}})
+            return False, f"reranker failed: {short(exc)}"
         for batch, scores in zip(batches, results):
             for cand, score in zip(batch, scores):  # type: ignore[arg-type]
                 cand.rerank_score = float(score)
@@ -277,7 +273,7 @@ class SearchCore:
         yield BulkPage(buf, page, True, total, coverage, dict(timings))
 
 
-def _cand(h: ShardHit, dense: bool) -> Candidate:
+def _cand(h: Hit, dense: bool) -> Candidate:
     c = Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json)
     if dense:
         c.dense_score = h.score
@@ -286,14 +282,14 @@ def _cand(h: ShardHit, dense: bool) -> Candidate:
     return c
 
 
-async def _merge_streams(streams: list[AsyncIterator[list[ShardHit]]], names: list[str],
+async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],
                          coverage: Coverage) -> AsyncIterator[Candidate]:
     """K-way merge of per-shard streams, each sorted best first, into one stream sorted best first.
 
     A shard that fails before its first page is left out; one that fails later stops contributing. Both are
     reported in `coverage`.
     """
-    buffers: list[list[ShardHit]] = [[] for _ in streams]
+    buffers: list[list[Hit]] = [[] for _ in streams]
     alive = [True] * len(streams)
     failed = [False] * len(streams)
 
@@ -307,7 +303,7 @@ async def _merge_streams(streams: list[AsyncIterator[list[ShardHit]]], names: li
         except Exception as exc:  # noqa: BLE001 - recorded in coverage
             failed[i] = True
             alive[i] = False
-            coverage.failed.append(f"{names[i]}: {_short(exc)}")
+            coverage.failed.append(f"{names[i]}: {short(exc)}")
         coverage.answered = len(streams) - sum(failed)
 
     await asyncio.gather(*(pull(i) for i in range(len(streams))))

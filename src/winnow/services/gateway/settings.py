@@ -9,9 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.core.limits import LimitSettings
-from winnow.core.settings import ServiceSettings, check_token
-from winnow.core.tls import ChannelSecurity, channel_security
+from winnow.common.limits import LimitSettings
+from winnow.common.settings import ServiceSettings, check_token, comma_list
 
 
 class GatewaySettings(ServiceSettings, LimitSettings):
@@ -83,19 +82,8 @@ class GatewaySettings(ServiceSettings, LimitSettings):
         check_token(self.internal_token.get_secret_value(), "internal_token")
         return self
 
-    def internal_security(self) -> ChannelSecurity:
-        """TLS, client certificate and token for the calls to the internal services (files read now)."""
-        return channel_security(self.internal_tls_ca_file, self.internal_tls_cert_file, self.internal_tls_key_file,
-                                self.internal_token.get_secret_value(), self.internal_tls_server_name)
-
     @field_validator("shards", mode="before")
     @classmethod
-    def _split(cls, v):
-        if isinstance(v, str):
-            v = v.strip()
-            if v.startswith("["):
-                import json
-
-                return json.loads(v)
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
+    def _split(cls, value):
+        """Accept "a,b" from env vars and flags as well as a JSON list."""
+        return comma_list(value, str)

@@ -7,8 +7,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from winnow.core.channels import Deadline
-from winnow.core.errors import Unavailable, WinnowError
+from winnow.common.deadline import Deadline
+from winnow.common.errors import Unavailable, short
 from winnow.services.gateway import routing
 from winnow.services.gateway.generations import GenerationTracker
 from winnow.services.gateway.model import Candidate, WriteDocument
@@ -20,10 +20,6 @@ class WriteConfig:
     embed_batch_size: int = 64
     embed_concurrency: int = 4
     shard_batch_size: int = 256
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__
 
 
 class WriteCore:
@@ -108,7 +104,7 @@ class WriteCore:
         missing: list[str] = []
         for (i, _), res in zip(groups.items(), results):
             if isinstance(res, BaseException):
-                raise Unavailable(f"{self.shards[i].name} could not be read: {_short(res)}")
+                raise Unavailable(f"{self.shards[i].name} could not be read: {short(res)}")
             hits, miss = res
             found.update({h.id: Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json) for h in hits})
             missing.extend(miss)
@@ -117,7 +113,7 @@ class WriteCore:
 
 class _ShardWriteError(Exception):
     def __init__(self, shard: str, done: int, cause: BaseException) -> None:
-        super().__init__(f"{shard}: {_short(cause)}")
+        super().__init__(f"{shard}: {short(cause)}")
         self.shard = shard
         self.done = done
 

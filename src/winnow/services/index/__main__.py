@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from winnow.core import metrics
-from winnow.core.server import GrpcService, run_service, serve_forever
+from winnow.common import metrics
+from winnow.rpc.server import GrpcService, Wiring, serve
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
 
 
-def build(settings: IndexSettings) -> tuple[GrpcService, IndexShardServicer]:
-    """The service and its servicer, not started; `warmup` of the returned service loads the shard."""
-    shard = Shard(settings)
-    servicer = IndexShardServicer(shard, settings.search_threads, settings.faiss_omp_threads)
+def build(settings: IndexSettings) -> Wiring:
+    """The service and its shard, not started; `warmup` loads the shard, `close` snapshots and closes it."""
+    servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
+                                  settings.faiss_omp_threads)
     svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe, long_lived=["Watch"])
-    return svc, servicer
+    return Wiring(svc, servicer.shard, lambda: load(servicer), lambda: close(servicer))
 
 
 async def load(servicer: IndexShardServicer) -> None:
@@ -33,18 +33,14 @@ async def load(servicer: IndexShardServicer) -> None:
     servicer._gauges(stats.generation)
 
 
-async def amain(settings: IndexSettings) -> None:
-    svc, servicer = build(settings)
-    try:
-        await serve_forever(svc, warmup=lambda: load(servicer))
-    finally:
-        await asyncio.get_running_loop().run_in_executor(servicer.writer, servicer.shard.close)
-        servicer.shutdown()
+async def close(servicer: IndexShardServicer) -> None:
+    """Snapshot pending writes and close the log on the writer thread, then stop the executors."""
+    await asyncio.get_running_loop().run_in_executor(servicer.writer, servicer.shard.close)
+    servicer.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = IndexSettings.from_args(sys.argv[1:] if argv is None else argv)
-    return run_service(SERVICE, settings, amain)
+    return serve(SERVICE, IndexSettings, build, argv)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ import numpy as np
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.services.index import validate
 from winnow.services.index.model import (
-    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, SearchResult, ShardStats, WriteResult,
+    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardResult, ShardStats, WriteResult,
 )
 
 
-def docs_in(req: pb.UpsertRequest) -> list[Doc]:
+def docs_from_proto(req: pb.UpsertRequest) -> list[Doc]:
     return [Doc(d.id, np.asarray(d.vector, np.float32), d.text, d.metadata_json) for d in req.documents]
 
 
@@ -29,7 +29,7 @@ def _vector(values) -> np.ndarray | None:
     return np.asarray(values, np.float32) if len(values) else None
 
 
-def search_in(req: pb.SearchRequest) -> SearchQuery:
+def search_query_from_proto(req: pb.SearchRequest) -> SearchQuery:
     return SearchQuery(
         vector=_vector(req.vector), k=req.k, text=req.query_text, lexical_k=req.lexical_k,
         filters=_filters(req.filters), nprobe=req.params.nprobe, ef_search=req.params.ef_search,
@@ -37,7 +37,7 @@ def search_in(req: pb.SearchRequest) -> SearchQuery:
     )
 
 
-def range_in(req: pb.RangeSearchRequest) -> RangeQuery:
+def range_query_from_proto(req: pb.RangeSearchRequest) -> RangeQuery:
     vec = _vector(req.vector)
     return RangeQuery(
         vector=vec if vec is not None else np.zeros(0, np.float32), threshold=req.threshold,
@@ -59,35 +59,43 @@ def _add_hits(container, hits: list[Hit]) -> None:
             out.metadata_json = h.metadata_json
 
 
-def upsert_out(r: WriteResult) -> pb.UpsertResponse:
+def upsert_result_to_proto(r: WriteResult) -> pb.UpsertResponse:
     return pb.UpsertResponse(upserted=r.count, generation=r.generation, timings_ms=r.timings_ms)
 
 
-def delete_out(r: WriteResult) -> pb.DeleteResponse:
+def delete_result_to_proto(r: WriteResult) -> pb.DeleteResponse:
     return pb.DeleteResponse(deleted=r.count, generation=r.generation, timings_ms=r.timings_ms)
 
 
-def get_out(found: list[Hit], missing: list[str]) -> pb.GetResponse:
+def get_result_to_proto(found: list[Hit], missing: list[str]) -> pb.GetResponse:
     out = pb.GetResponse(missing=missing)
     _add_hits(out.documents, found)
     return out
 
 
-def search_out(r: SearchResult) -> pb.SearchResponse:
+def shard_result_to_proto(r: ShardResult) -> pb.SearchResponse:
     out = pb.SearchResponse(generation=r.generation, timings_ms=r.timings_ms)
     _add_hits(out.dense, r.dense)
     _add_hits(out.lexical, r.lexical)
     return out
 
 
-def page_out(p: RangePage) -> pb.RangeSearchPage:
+def range_page_to_proto(p: RangePage) -> pb.RangeSearchPage:
     out = pb.RangeSearchPage(page=p.page, last=p.last, total=p.total, generation=p.generation, timings_ms=p.timings_ms)
     _add_hits(out.hits, p.hits)
     return out
 
 
-def stats_out(s: ShardStats) -> pb.StatsResponse:
+def stats_to_proto(s: ShardStats) -> pb.StatsResponse:
     return pb.StatsResponse(
         shard_id=s.shard_id, count=s.count, generation=s.generation, dimension=s.dimension,
         index_factory=s.index_factory, trained=s.trained, device=s.device,
     )
+
+
+def train_result_to_proto(trained: bool, generation: int) -> pb.TrainResponse:
+    return pb.TrainResponse(trained=trained, generation=generation)
+
+
+def watch_event_to_proto(generation: int, count: int) -> pb.WatchResponse:
+    return pb.WatchResponse(generation=generation, count=count)

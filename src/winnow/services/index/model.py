@@ -6,6 +6,47 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from winnow.common.limits import DEFAULT_LIMITS, Limits
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """What one shard core needs, as plain values (`IndexSettings.shard_config()` builds it; documented there)."""
+
+    shard_id: str = "0"
+    data_dir: str = "./data/index-0"
+    dim: int = 384
+    index_factory: str = "HNSW32,Flat"
+    normalize: bool = True
+    default_nprobe: int = 32
+    default_ef_search: int = 128
+    train_min_vectors: int = 0
+    max_k: int = 10_000
+    default_page_size: int = 1000
+    max_page_size: int = 10_000
+    payload_max_bytes: int = DEFAULT_LIMITS.payload_max_bytes
+    max_id_bytes: int = DEFAULT_LIMITS.max_id_bytes
+    max_metadata_depth: int = DEFAULT_LIMITS.max_metadata_depth
+    max_ef_search: int = DEFAULT_LIMITS.max_ef_search
+    max_nprobe: int = DEFAULT_LIMITS.max_nprobe
+    snapshot_every: int = 10_000
+    compact_dead_fraction: float = 0.25
+    fsync: bool = True
+    coarse_dims: tuple[int, ...] = (64, 128)
+    coarse_factor: int = 8
+    coarse_range_margin: float = 0.1
+    exact_filter_max: int = 20_000
+    exact_filter_fraction: float = 0.2
+    bm25_max_staleness_s: float = 0.0
+    use_gpu: bool = True
+
+    def limits(self) -> Limits:
+        """The input limits (shared with the gateway: winnow.common.limits)."""
+        return Limits(max_id_bytes=self.max_id_bytes, payload_max_bytes=self.payload_max_bytes,
+                      max_metadata_depth=self.max_metadata_depth, max_ef_search=self.max_ef_search,
+                      max_nprobe=self.max_nprobe)
+
+
 #: A filter value after validation: string, float (every JSON number) or bool.
 Scalar = str | float | bool
 
@@ -30,6 +71,8 @@ class FilterTerm:
 
 @dataclass(slots=True)
 class Hit:
+    """A document with its score, as a search answers it (payload fields empty unless asked for)."""
+
     id: str
     score: float
     text: str = ""
@@ -53,7 +96,9 @@ class SearchQuery:
 
 
 @dataclass
-class SearchResult:
+class ShardResult:
+    """What one shard answers to a top-k search: its dense and lexical lists, best first, at a generation."""
+
     dense: list[Hit]
     lexical: list[Hit]
     generation: int
@@ -92,6 +137,8 @@ class WriteResult:
 
 @dataclass
 class ShardStats:
+    """A shard's counters (the gateway keeps the same concept, as it sees it, in `gateway.ports.ShardStats`)."""
+
     shard_id: str
     count: int
     generation: int

@@ -12,8 +12,9 @@ import grpc
 
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
-from winnow.core import metrics
+from winnow.common import metrics
 from winnow.services.index import convert
+from winnow.services.index.model import WriteResult
 from winnow.services.index.shard import Shard
 from winnow.services.index.vectors import set_omp_threads
 
@@ -55,51 +56,51 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         written, self._written = self._written, asyncio.Event()
         written.set()
 
-    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
-        docs = convert.docs_in(request)
-        result, queued = await self._run(self.writer, lambda: self.shard.upsert(docs))
+    async def _write(self, fn: Callable[[], WriteResult]) -> WriteResult:
+        """One write on the writer thread: its queue time in the timings, metrics, gauges, Watch wake-up."""
+        result, queued = await self._run(self.writer, fn)
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
         self._gauges(result.generation)
-        return convert.upsert_out(result)
+        return result
+
+    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
+        docs = convert.docs_from_proto(request)
+        return convert.upsert_result_to_proto(await self._write(lambda: self.shard.upsert(docs)))
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
         ids = list(request.ids)
-        result, queued = await self._run(self.writer, lambda: self.shard.delete(ids))
-        result.timings_ms["queue"] = queued
-        metrics.observe_timings(SERVICE, result.timings_ms)
-        self._gauges(result.generation)
-        return convert.delete_out(result)
+        return convert.delete_result_to_proto(await self._write(lambda: self.shard.delete(ids)))
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
         ids = list(request.ids)
         (found, missing), _ = await self._run(self.readers, lambda: self.shard.get(ids))
-        return convert.get_out(found, missing)
+        return convert.get_result_to_proto(found, missing)
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
-        query = convert.search_in(request)
+        query = convert.search_query_from_proto(request)
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
-        return convert.search_out(result)
+        return convert.shard_result_to_proto(result)
 
     async def RangeSearch(self, request: pb.RangeSearchRequest, context: grpc.aio.ServicerContext):
-        query = convert.range_in(request)
+        query = convert.range_query_from_proto(request)
         pages, queued = await self._run(self.readers, lambda: list(self.shard.range_search(query)))
         for page in pages:
             if page.page == 0:
                 page.timings_ms["queue"] = queued
                 metrics.observe_timings(SERVICE, page.timings_ms)
-            yield convert.page_out(page)
+            yield convert.range_page_to_proto(page)
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StatsResponse:
         stats, _ = await self._run(self.readers, self.shard.stats)
-        return convert.stats_out(stats)
+        return convert.stats_to_proto(stats)
 
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext) -> pb.TrainResponse:
         (trained, generation), _ = await self._run(self.writer, self.shard.train)
         self._gauges(generation)
-        return pb.TrainResponse(trained=trained, generation=generation)
+        return convert.train_result_to_proto(trained, generation)
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext):
         """The generation (and count) now, then again after every write, until the caller goes away."""
@@ -109,7 +110,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
             now = (self.shard.generation, self.shard.state.count)  # two plain reads; each write bumps generation
             if now != last:
                 last = now
-                yield pb.WatchResponse(generation=now[0], count=now[1])
+                yield convert.watch_event_to_proto(*now)
             await written.wait()
 
     async def probe(self) -> bool:

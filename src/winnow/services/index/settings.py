@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.core.limits import LimitSettings
-from winnow.core.settings import ServiceSettings
+from winnow.common.limits import LimitSettings
+from winnow.common.settings import ServiceSettings, comma_list
+from winnow.services.index.model import ShardConfig
 
 
 class IndexSettings(ServiceSettings, LimitSettings):
@@ -85,12 +85,11 @@ class IndexSettings(ServiceSettings, LimitSettings):
     @field_validator("coarse_dims", mode="before")
     @classmethod
     def _split(cls, value):
-        """Accept "64,128" from env vars and flags as well as a JSON list."""
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, str):
-            value = value.strip()
-            if value.startswith("["):
-                return json.loads(value)
-            return [int(v) for v in value.replace(" ", "").split(",") if v]
-        return value
+        """Accept "a,b" from env vars and flags as well as a JSON list."""
+        return comma_list(value, int)
+
+    def shard_config(self) -> ShardConfig:
+        """The plain values the shard core takes (everything but the server's threads)."""
+        values = {name: getattr(self, name) for name in ShardConfig.__dataclass_fields__}
+        values["coarse_dims"] = tuple(values["coarse_dims"])
+        return ShardConfig(**values)

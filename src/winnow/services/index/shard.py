@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.core import limits
-from winnow.core.errors import Internal, InvalidArgument, Unavailable
+from winnow.common import limits
+from winnow.common.errors import Internal, InvalidArgument, Unavailable
 from winnow.services.index import snapshot, validate, wal
 from winnow.services.index.lexical import Bm25Index
 from winnow.services.index.model import (
-    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, SearchResult, ShardStats, WriteResult,
+    Doc, ShardConfig, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardResult, ShardStats, WriteResult,
 )
 from winnow.services.index.rwlock import RWLock
-from winnow.services.index.settings import IndexSettings
 from winnow.services.index.state import ShardState
 from winnow.services.index.vectors import VectorStore
 
@@ -37,14 +36,14 @@ def _ms(start: float) -> float:
 class Shard:
     """One shard. `open()` loads the latest snapshot and replays the log; `close()` snapshots and closes."""
 
-    def __init__(self, settings: IndexSettings) -> None:
-        self.s = settings
-        self.data_dir = Path(settings.data_dir)
+    def __init__(self, config: ShardConfig) -> None:
+        self.s = config
+        self.data_dir = Path(config.data_dir)
         self.state = self._empty_state()
         self.generation = 0
         self._rw = RWLock()
         self._write_mutex = threading.Lock()
-        self._wal = wal.WriteAheadLog(self.data_dir, fsync=settings.fsync)
+        self._wal = wal.WriteAheadLog(self.data_dir, fsync=config.fsync)
         self._since_snapshot = 0
         self.loaded = False
 
@@ -62,7 +61,7 @@ class Shard:
         if snap_path is not None:
             snap = snapshot.load(snap_path)
             if snap.dim != self.s.dim:
-                raise Internal(f"snapshot {snap_path.name} has dimension {snap.dim}; settings say {self.s.dim}")
+                raise Internal(f"snapshot {snap_path.name} has dimension {snap.dim}; the configuration says {self.s.dim}")
             reuse = snap.index_factory == self.s.index_factory
             if not reuse:
                 log.warning("index_factory changed: rebuilding the index from the snapshot's vectors")
@@ -193,7 +192,7 @@ class Shard:
             validate.filter_term(f.field, _kind(f.value), f.value)
         return self.state.meta.mask(filters, self.state.vectors.n)
 
-    def search(self, q: SearchQuery) -> SearchResult:
+    def search(self, q: SearchQuery) -> ShardResult:
         """Dense top-k (ANN, exact on small filtered subsets, or MRL coarse-to-fine) and/or BM25 top-k."""
         self._ready()
         s = self.s
@@ -236,7 +235,7 @@ class Shard:
                 scores, slots = self.state.lexical.search(q.text, lexical_k, live if allowed is None else live & allowed)
                 lexical = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
                 timings["lexical"] = _ms(t0)
-        return SearchResult(dense, lexical, gen, timings)
+        return ShardResult(dense, lexical, gen, timings)
 
     def _small(self, matching: int) -> bool:
         n_live = self.state.vectors.n_live

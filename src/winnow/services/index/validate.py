@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from winnow.core import limits
-from winnow.core.errors import InvalidArgument
-from winnow.services.index.model import Doc, FilterTerm
-from winnow.services.index.settings import IndexSettings
+from winnow.common import limits
+from winnow.common.errors import InvalidArgument
+from winnow.services.index.model import Doc, FilterTerm, ShardConfig
 
 
 def vector(values: Sequence[float] | np.ndarray, dim: int, normalize: bool, what: str = "vector") -> np.ndarray:
@@ -40,7 +39,7 @@ def metadata(value: str, what: str, lim: limits.Limits = limits.DEFAULT_LIMITS) 
 
 
 def document(
-    id_: str, values: Sequence[float], text: str, metadata_json: str, s: IndexSettings
+    id_: str, values: Sequence[float], text: str, metadata_json: str, s: ShardConfig
 ) -> Doc:
     """A validated document ready for the log (the same checks as the gateway's, plus the vector)."""
     lim = s.limits()

@@ -19,7 +19,7 @@ import logging
 import faiss
 import numpy as np
 
-from winnow.core.errors import FailedPrecondition, InvalidArgument
+from winnow.common.errors import FailedPrecondition, InvalidArgument
 from winnow.services.index import scan
 
 log = logging.getLogger(__name__)

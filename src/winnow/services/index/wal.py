@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.core.errors import Internal, Unavailable
+from winnow.common.errors import Internal, Unavailable
 from winnow.services.index.model import Doc
 
 log = logging.getLogger(__name__)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from winnow.core.server import GrpcService, run_service, serve_forever
+from winnow.rpc.server import GrpcService, Wiring, serve
 from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
+
+SERVICE = "reranker"
 
 
 def build_scorer(settings: RerankerSettings):
@@ -29,29 +30,18 @@ def build_scorer(settings: RerankerSettings):
                                  cache_bytes=settings.cache_mb << 20)
 
 
-def build(settings: RerankerSettings, scorer=None):
+def build(settings: RerankerSettings, scorer=None) -> Wiring:
     """Wire scorer, core and service (also used by tests and benchmarks)."""
     from winnow.services.reranker.core import RerankerCore
     from winnow.services.reranker.server import register
 
     core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
-                        max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
-                        max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                        sub_batch_tokens=settings.sub_batch_tokens, stall_s=settings.stall_s)
-    return core, GrpcService("reranker", settings, register(core), probe=core.probe)
-
-
-async def _main(settings: RerankerSettings) -> None:
-    core, svc = build(settings)
-    try:
-        await serve_forever(svc, warmup=core.warmup)
-    finally:
-        await core.close()
+                        **settings.batcher_limits())
+    return Wiring(GrpcService(SERVICE, settings, register(core), probe=core.probe), core, core.warmup, core.close)
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = RerankerSettings.from_args(sys.argv[1:] if argv is None else argv)
-    return run_service("reranker", settings, _main)
+    return serve(SERVICE, RerankerSettings, build, argv)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ class RerankerServicer(pb_grpc.RerankerServicer):
 
     async def Rerank(self, request: pb.RerankRequest, context) -> pb.RerankResponse:  # noqa: N802
         result = await self.core.rerank(request.query, convert.candidates_from_proto(request), request.top_n)
-        return convert.rerank_response(result)
+        return convert.rerank_result_to_proto(result)
 
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
-        return convert.info_response(self.core)
+        return convert.info_to_proto(self.core)
 
 
 def register(core: RerankerCore):

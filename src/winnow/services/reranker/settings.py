@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from winnow.core.settings import ServiceSettings
+from winnow.common.settings import ModelServiceSettings
 
 LATE_INTERACTION = "late-interaction"
 CROSS_ENCODER = "cross-encoder"
 
 
-class RerankerSettings(ServiceSettings):
+class RerankerSettings(ModelServiceSettings):
     """Reranker: the scorer, its model, where it runs, and the micro-batcher's budgets."""
 
     model_config = SettingsConfigDict(env_prefix="WINNOW_RERANKER_")
@@ -25,21 +25,17 @@ class RerankerSettings(ServiceSettings):
         "", description="Model directory. cross-encoder: a Hugging Face sequence-classification model (required). "
         "late-interaction: a sentence-transformers encoder; empty = the packaged all-MiniLM-L6-v2.",
     )
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
-                        description="auto: CUDA fp16 if a GPU is visible, else CPU fp32; cpu or cuda force it.")
-    threads: int = Field(0, ge=0, description="Torch CPU threads for inference; 0 = torch's default.")
     max_length: int = Field(512, ge=8, description="cross-encoder: most tokens per (query, candidate) pair; "
                             "candidates are cut to fit and reported as truncated. Late interaction uses the "
                             "encoder's max_seq_length (256 for all-MiniLM-L6-v2).")
     max_candidates: int = Field(512, ge=1, description="Most candidates in one Rerank request.")
+    # device, threads, max_wait_ms and max_queue: ModelServiceSettings; the two budgets below differ for pairs.
     max_batch_size: int = Field(
         128, ge=1, description="Micro-batcher: most pairs in one batch (128 holds the gateway's 80-candidate window)."
     )
-    max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest a pair waits for companions (ms).")
     max_batch_tokens: int = Field(
         32768, ge=1, description="Micro-batcher: token budget per batch (longest pair x pairs)."
     )
-    max_queue: int = Field(8192, ge=1, description="Micro-batcher: pairs waiting past this are RESOURCE_EXHAUSTED.")
     fusion: str = Field(
         "linear-score", pattern="^(linear-score|linear|rrf)$",
         description="late-interaction: how MaxSim joins the first stage. linear-score: w*z(MaxSim) + "
@@ -49,7 +45,7 @@ class RerankerSettings(ServiceSettings):
     fusion_weight: float = Field(
         0.6, ge=0, le=1, description="late-interaction: weight w of MaxSim in the fusion (1 - w goes to the "
         "first stage). 0.6 with linear-score was best on SciFact train against the gateway's convex first stage "
-        "(bench/reranker_retune.py); see docs/models.md.",
+        "(studies/reranker_retune.py); see docs/models.md.",
     )
     fusion_rrf_k: float = Field(
         100.0, gt=0, description="late-interaction: the constant k in 1/(k + rank), for linear and rrf (and "
@@ -60,12 +56,3 @@ class RerankerSettings(ServiceSettings):
     )
     cache_mb: int = Field(1024, ge=0, description="late-interaction: memory for cached document token vectors "
                           "(fp16, LRU by doc id + text hash), in MiB.")
-    sub_batch_tokens: int = Field(
-        2048, ge=0, description="Micro-batcher: a closed batch runs in slices of at most this many padded tokens; "
-        "between slices, items whose caller left (cancelled, deadline passed) are dropped, so abandoned work "
-        "stops within one slice (~10% of a full batch on CPU). 0 = one slice (best on a GPU).",
-    )
-    stall_s: float = Field(
-        60.0, gt=0, description="Readiness: NOT_SERVING when the model has work but finished nothing for this long "
-        "(a hung forward pass). A busy model that makes progress stays SERVING.",
-    )

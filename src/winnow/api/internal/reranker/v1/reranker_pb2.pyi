@@ -28,7 +28,7 @@ class RerankRequest(_message.Message):
     top_n: int
     def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., top_n: _Optional[int] = ...) -> None: ...
 
-class ScoredCandidate(_message.Message):
+class Hit(_message.Message):
     __slots__ = ("id", "score", "index", "truncated")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -53,11 +53,11 @@ class RerankResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
-    results: _containers.RepeatedCompositeFieldContainer[ScoredCandidate]
+    results: _containers.RepeatedCompositeFieldContainer[Hit]
     model: str
     scorer: str
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, results: _Optional[_Iterable[_Union[ScoredCandidate, _Mapping]]] = ..., model: _Optional[str] = ..., scorer: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model: _Optional[str] = ..., scorer: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()

@@ -3,7 +3,7 @@
 The gateway's hybrid first stage is `fusion.convex`: 0.5 * z(dense cosine) + 0.5 * z(BM25), each list being the
 top-80 after merging (a doc missing from a list gets that list's lowest z), fused window 80. This script rebuilds
 exactly that in process, calling the gateway's own `convex()` on the same inputs:
-  - dense: cached all-MiniLM-L6-v2 vectors (bench/scifact_embeddings.py; title + " " + text, 256 tokens), exact
+  - dense: cached all-MiniLM-L6-v2 vectors (studies/scifact_embeddings.py; title + " " + text, 256 tokens), exact
     inner product, top-80;
   - BM25: bm25s (lucene, k1 1.5, b 0.75) with the PyStemmer English stemmer and English stopwords over
     title + " " + text, top-80 with score > 0 (as the index service; one shard, so global IDF).
@@ -15,8 +15,8 @@ w = 0 is the first stage itself, so the train optimum is never below it. The bes
 reported on TEST with the first stage alone and the old default (linear, w 0.4, k 100), plus a paired bootstrap
 and a 5-fold cross-validation on train of each family.
 
-Run: `.venv/bin/python bench/reranker_retune.py [--json out.json]` (needs /tmp/winnow-research/ from
-bench/scifact_embeddings.py and `bench/reranker_study.py --stage encode`; ~3-5 min on 2 CPU cores).
+Run: `.venv/bin/python studies/reranker_retune.py [--json out.json]` (needs /tmp/winnow-research/ from
+studies/scifact_embeddings.py and `studies/reranker_study.py --stage encode`; ~3-5 min on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def service_path(cache: Path, fs: list, qids: list[str], qtexts: list[str], qrel
     cached token vectors so nothing is re-encoded; queries are encoded by the scorer."""
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer, text_key
-    from winnow.models.scorer import RerankCandidate
+    from winnow.models.scorer import Candidate
 
     ids, texts = rs.load_corpus()
     corpus = np.load(cache / "corpus_tokens.npz")
@@ -120,7 +120,7 @@ def service_path(cache: Path, fs: list, qids: list[str], qtexts: list[str], qrel
     for cands in fs:
         for row, _, _ in cands:
             scorer.cache.put(text_key(ids[row], texts[row]), tok[offsets[row] : offsets[row + 1]], False)
-        rc = [RerankCandidate(ids[row], texts[row], r, s) for row, r, s in cands]
+        rc = [Candidate(ids[row], texts[row], r, s) for row, r, s in cands]
         scores = scorer.score(qtexts[len(ords)], rc)
         ords.append([rc[i].id for i in sorted(range(len(rc)), key=lambda i: (-scores[i], rc[i].first_stage_rank))])
     print(f"service default: {scorer.name} w={scorer.weight}", flush=True)

@@ -8,7 +8,7 @@ x the service time on any machine), and what the caller's deadline leaves after 
 that cannot fit is refused at once with `Overloaded` (RESOURCE_EXHAUSTED) carrying a retry hint, instead of
 spending its deadline in a queue; one whose wait runs out is refused the same way.
 
-Pure asyncio (no grpc); `winnow.core.server` applies it per RPC method.
+Pure asyncio (no grpc); `winnow.rpc.server` applies it per RPC method.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-from winnow.core import metrics
-from winnow.core.errors import Overloaded
+from winnow.common import metrics
+from winnow.common.errors import Overloaded
 
 
 class Admission:

@@ -1,4 +1,4 @@
-"""The shared gRPC edge (winnow.core.server) over a real socket: parsing, auth, admission, error mapping, health."""
+"""The shared gRPC edge (winnow.rpc.server) over a real socket: parsing, auth, admission, error mapping, health."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.embedder.v1 import embedder_pb2 as pb
-from winnow.core.errors import InvalidArgument, Unavailable
-from winnow.core.server import GrpcService
-from winnow.core.settings import ServiceSettings
+from winnow.common.errors import InvalidArgument, Unavailable
+from winnow.rpc.server import GrpcService
+from winnow.common.settings import ServiceSettings
 
 SERVICE = "winnow.test.Echo"
 

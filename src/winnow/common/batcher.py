@@ -27,8 +27,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from winnow.core import metrics
-from winnow.core.errors import Overloaded, Unavailable
+from winnow.common import metrics
+from winnow.common.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from winnow.core.errors import InvalidArgument
+from winnow.common.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Vectors are L2-normalised float32, so inner product == cosine. The corpus cache 
 /tmp/winnow-research/scifact_minilm_title_text_256.npy with the doc ids, row-aligned, in
 scifact_minilm_title_text_256.ids.json, so other engineers can reuse it.
 
-Run: .venv/bin/python bench/scifact_embeddings.py [--dataset DIR]
+Run: .venv/bin/python studies/scifact_embeddings.py [--dataset DIR]
 """
 
 from __future__ import annotations

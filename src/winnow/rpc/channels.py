@@ -1,16 +1,16 @@
-"""Outgoing gRPC: channels with sane options, request-id propagation and deadlines derived from the caller's."""
+"""Outgoing gRPC: channels with sane options, request-id propagation; the incoming call's deadline as a `Deadline`."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import grpc
 
-from winnow.core import tracing
-from winnow.core.logs import request_id_var
-from winnow.core.server import REQUEST_ID_KEY
-from winnow.core.tls import PLAINTEXT, ChannelSecurity
+from winnow.common.deadline import Deadline
+from winnow.common.logs import request_id_var
+from winnow.rpc import tracing
+from winnow.rpc.server import REQUEST_ID_KEY
+from winnow.rpc.tls import PLAINTEXT, ChannelSecurity
 
 # Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
 # examples/python/retry recommends; every other code is returned to the caller.
@@ -103,29 +103,7 @@ def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
-class Deadline:
-    """A request's absolute deadline; every outgoing call gets a timeout derived from it."""
-
-    def __init__(self, timeout_s: float | None) -> None:
-        self.expires = None if timeout_s is None else time.monotonic() + timeout_s
-
-    @classmethod
-    def from_context(cls, context: grpc.aio.ServicerContext | None, default_s: float) -> "Deadline":
-        remaining = context.time_remaining() if context is not None else None
-        # The caller's deadline wins; `default_s` applies only to callers that set none.
-        return cls(default_s if remaining is None else remaining)
-
-    def remaining(self) -> float | None:
-        return None if self.expires is None else self.expires - time.monotonic()
-
-    def expired(self) -> bool:
-        r = self.remaining()
-        return r is not None and r <= 0
-
-    def timeout(self, fraction: float = 1.0, cap: float | None = None, reserve_s: float = 0.0) -> float | None:
-        """Seconds for one outgoing call: `fraction` of what is left after keeping `reserve_s` for later stages."""
-        r = self.remaining()
-        if r is None:
-            return cap
-        t = max(0.001, (r - reserve_s) * fraction)
-        return min(t, cap) if cap is not None else t
+def deadline_from_context(context: grpc.aio.ServicerContext | None, default_s: float) -> Deadline:
+    """The incoming call's deadline: the caller's own wins; `default_s` applies only to callers that set none."""
+    remaining = context.time_remaining() if context is not None else None
+    return Deadline(default_s if remaining is None else remaining)

@@ -9,7 +9,7 @@ Stages (each cached under --cache, default /tmp/winnow-research/):
   4. tune fusion weight and k on the TRAIN split only (grid + 5-fold CV on train), report nDCG@10 / recall on
      the TEST split, the service's own scorer end to end on test, and a paired bootstrap against the first stage.
 
-Rerun: `.venv/bin/python bench/reranker_study.py --json out.json` (the first run encodes the corpus: 5-12 min on
+Rerun: `.venv/bin/python studies/reranker_study.py --json out.json` (the first run encodes the corpus: 5-12 min on
 2 shared CPU cores; later runs ~10 min, mostly query encoding and MaxSim over 1,109 x 80 pairs).
 `--stage encode` only builds the cache.
 """
@@ -143,10 +143,10 @@ def encode_queries(qtexts: list[str]) -> tuple[np.ndarray, list[np.ndarray], lis
     from winnow.models.encoder import SentenceTransformerEncoder
 
     enc = SentenceTransformerEncoder(device="cpu")
-    pre = enc.encode_pre(qtexts, "query")
+    pre = enc.prepare(qtexts, "query")
     sent, toks = [], []
     for i in range(0, len(pre), 64):
-        sent.append(enc.encode_core(pre[i : i + 64]))
+        sent.append(enc.forward(pre[i : i + 64]))
         toks.extend(enc.token_vectors(pre[i : i + 64]))
     return np.concatenate(sent), toks, [np.array(p.input_ids) for p in pre]
 
@@ -297,14 +297,14 @@ def service_path(cache: Path, data: dict, split: str) -> dict[str, float]:
     document cache seeded from the study's token vectors so no document is re-encoded; queries are encoded by it."""
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer, text_key
-    from winnow.models.scorer import RerankCandidate
+    from winnow.models.scorer import Candidate
 
     corpus = np.load(cache / "corpus_tokens.npz")
     tok, tok_ids, offsets, ids = corpus["tok"], corpus["tok_ids"], corpus["offsets"], corpus["ids"]
     _, texts = load_corpus()
     _, qtexts, _ = load_queries(split)
     # the default chosen by this study (against the RRF first stage, which sends ranks only); the current default
-    # (linear-score, w=0.6) was re-tuned against the convex first stage in bench/reranker_retune.py
+    # (linear-score, w=0.6) was re-tuned against the convex first stage in studies/reranker_retune.py
     scorer = LateInteractionScorer(SentenceTransformerEncoder(device="cpu"), fusion="linear", weight=0.4, rrf_k=100.0)
     special = np.array(sorted(scorer.encoder.special_ids()))
     orders = {}
@@ -315,7 +315,7 @@ def service_path(cache: Path, data: dict, split: str) -> dict[str, float]:
             if scorer._special is not None:
                 vec = vec[~np.isin(tok_ids[offsets[row] : offsets[row + 1]], special)]
             scorer.cache.put(text_key(str(ids[row]), texts[row]), vec, False)
-        cands = [RerankCandidate(str(ids[row]), texts[row], r + 1) for r, row in enumerate(rows)]
+        cands = [Candidate(str(ids[row]), texts[row], r + 1) for r, row in enumerate(rows)]
         scores = scorer.score(qtexts[qi], cands)
         orders[qid] = [cands[i].id for i in sorted(range(len(cands)), key=lambda i: (-scores[i], i))]
     out = metrics_of(orders, data["qrels"])
@@ -405,7 +405,7 @@ def timing(n_queries: int = 5) -> dict[str, float]:
     time) and warm (document token vectors cached), 2 CPU threads."""
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer
-    from winnow.models.scorer import RerankCandidate
+    from winnow.models.scorer import Candidate
 
     ids, texts = load_corpus()
     _, qtexts, _ = load_queries("test")
@@ -414,11 +414,11 @@ def timing(n_queries: int = 5) -> dict[str, float]:
     cold, warm = [], []
     for qi in range(n_queries):
         rows = rng.choice(len(ids), WINDOW, replace=False)
-        cands = [RerankCandidate(ids[r], texts[r], i + 1) for i, r in enumerate(rows)]
+        cands = [Candidate(ids[r], texts[r], i + 1) for i, r in enumerate(rows)]
         pairs = scorer.prepare(qtexts[qi], cands)
         t0 = time.perf_counter()
         for i in range(0, len(pairs), 64):
-            scorer.score_batch(pairs[i : i + 64])
+            scorer.forward(pairs[i : i + 64])
         cold.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         scorer.score(qtexts[qi] + "?", cands)

@@ -1,11 +1,11 @@
 """SciFact study: BM25 analysis, dense MiniLM, RRF / weighted RRF / convex fusion, and MRL coarse-to-fine.
 
 Everything runs in-process (no cluster): bm25s + PyStemmer for lexical, exact inner product over the cached
-all-MiniLM-L6-v2 vectors (bench/scifact_embeddings.py) for dense. Every configuration is scored on the TRAIN
+all-MiniLM-L6-v2 vectors (studies/scifact_embeddings.py) for dense. Every configuration is scored on the TRAIN
 split; the best of each family is picked on train nDCG@10, and then every configuration is also scored on TEST
 for reporting. Results go to stdout as markdown and to /tmp/winnow-research/fusion_study.json.
 
-Run: .venv/bin/python bench/fusion_study.py [--dataset DIR]
+Run: .venv/bin/python studies/fusion_study.py [--dataset DIR]
 """
 
 from __future__ import annotations

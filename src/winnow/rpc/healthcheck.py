@@ -1,4 +1,4 @@
-"""`python -m winnow.core.healthcheck HOST:PORT`: exit 0 when the service's grpc.health.v1 says SERVING.
+"""`python -m winnow.rpc.healthcheck HOST:PORT`: exit 0 when the service's grpc.health.v1 says SERVING.
 
 For container health checks (docker-compose) without downloading `grpc_health_probe`. Exit codes follow
 grpc_health_probe: 0 SERVING, 1 bad arguments, 2 connection failure or timeout, 4 not SERVING.
@@ -37,7 +37,7 @@ def check(target: str, service: str = "", timeout_s: float = 2.0, tls_ca: str = 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run one check, print the status line; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m winnow.core.healthcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m winnow.rpc.healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="HOST:PORT of the gRPC service, e.g. localhost:50051")
     parser.add_argument("--service", default="", help="service name to check; empty = the whole server")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer")

@@ -13,7 +13,7 @@ when not. Checks must not wait behind the service's own work (a model forward pa
 read progress markers, or touch the backend only when it is idle. Another module adds its own check with
 `GrpcService.add_readiness_check("caught_up", fn)` (e.g. a log replica that has not applied its partition yet).
 
-No grpc here: `winnow.core.server` maps the verdicts to health statuses.
+No grpc here: `winnow.rpc.server` maps the verdicts to health statuses.
 """
 
 from __future__ import annotations

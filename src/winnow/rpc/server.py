@@ -3,7 +3,7 @@ metrics and graceful drain.
 
 The interceptor is the one place that (a) parses requests, so malformed bytes (invalid UTF-8 in a string field)
 and oversized messages become INVALID_ARGUMENT, (b) applies admission control, (c) sets the request id, (d) maps
-domain errors to status codes via `errors.STATUS_TABLE`, and (e) records per-RPC metrics.
+domain errors to status codes via `winnow.rpc.status.STATUS_TABLE`, and (e) records per-RPC metrics.
 """
 
 from __future__ import annotations
@@ -11,24 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import json
 import logging
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from winnow.core import metrics, tls, tracing
-from winnow.core.admission import Admission
-from winnow.core.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind, status_for
-from winnow.core.health import LIVENESS, READINESS, Readiness
-from winnow.core.logs import new_request_id, request_id_var, setup_logging
-from winnow.core.settings import ServiceSettings
+from winnow.common import metrics
+from winnow.common.admission import Admission
+from winnow.common.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind
+from winnow.common.logs import new_request_id, request_id_var, setup_logging
+from winnow.common.settings import ServiceSettings
+from winnow.rpc import tls, tracing
+from winnow.rpc.health import LIVENESS, READINESS, Readiness
+from winnow.rpc.status import status_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return new_request_id()
 
 
-class CoreInterceptor(grpc.aio.ServerInterceptor):
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
     def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "",
@@ -203,7 +209,7 @@ class GrpcService:
     """One service's server: start on a port (0 = free), report health, drain on SIGTERM.
 
     `register(server)` adds the servicers and returns their full service names (for health and reflection).
-    Health: liveness and readiness apart (`winnow.core.health`). `probe()`, the readiness check named
+    Health: liveness and readiness apart (`winnow.rpc.health`). `probe()`, the readiness check named
     "backend", and any added with `add_readiness_check` are evaluated every `health_interval_s` once the
     service is warm; they must not wait behind the service's own work.
     """
@@ -241,9 +247,9 @@ class GrpcService:
         hard_limit = 2 * s.max_message_bytes  # the interceptor enforces the real limit with INVALID_ARGUMENT
         self.server = grpc.aio.server(
             interceptors=[
-                CoreInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
-                                self._long_lived, s.max_concurrent, s.max_queue_wait_ms / 1000.0,
-                                s.queue_wait_factor),
+                ServiceInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
+                                   self._long_lived, s.max_concurrent, s.max_queue_wait_ms / 1000.0,
+                                   s.queue_wait_factor),
                 *tracing.server_interceptors(),
             ],
             options=[
@@ -340,6 +346,23 @@ class GrpcService:
         await self._stopped.wait()
 
 
+@dataclass
+class Wiring:
+    """One service, wired and not started: what a `__main__`'s `build(settings)` returns.
+
+    `core` is the transport-free core (tests and benchmarks drive it directly); `warmup` loads the backend while
+    health says NOT_SERVING; `close` releases it after the server has drained.
+    """
+
+    service: GrpcService
+    core: Any
+    warmup: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
 async def serve_forever(svc: GrpcService, warmup: Callable[[], Awaitable[None]] | None = None) -> None:
     """Start, warm up the backend (health NOT_SERVING meanwhile), mark ready, then run until a signal."""
     await svc.start()
@@ -349,10 +372,37 @@ async def serve_forever(svc: GrpcService, warmup: Callable[[], Awaitable[None]] 
     await svc.wait_for_termination()
 
 
+async def run_wiring(wiring: Wiring) -> None:
+    """Serve a wired service until a signal, then close its core (also on a failed start)."""
+    try:
+        await serve_forever(wiring.service, wiring.warmup)
+    finally:
+        if wiring.close is not None:
+            await wiring.close()
+
+
 def run_service(service: str, settings: ServiceSettings, amain: Callable[[ServiceSettings], Awaitable[None]]) -> int:
-    """The process prologue every service's `__main__` shares: logs, tracing, the effective config, the loop."""
+    """The process prologue every service shares: logs, tracing, the effective config, the loop."""
     setup_logging(service, settings.log_level)
     tracing.configure(settings.otel_exporter, settings.otel_endpoint, service)
     settings.log_effective(service)
     asyncio.run(amain(settings))
     return 0
+
+
+def serve(service: str, settings_type: type[S], build: Callable[[S], Wiring | Awaitable[Wiring]],
+          argv: Sequence[str] | None = None) -> int:
+    """The one entry point of every service's `__main__`: settings from flags and env vars -> `build` -> serve.
+
+    `build` may be a coroutine function (the gateway's awaits its cache); it runs inside the event loop, after
+    logging and tracing are set up, so channels and servers get their interceptors.
+    """
+    settings = settings_type.from_args(sys.argv[1:] if argv is None else argv)
+
+    async def amain(s: S) -> None:
+        wiring = build(s)
+        if inspect.isawaitable(wiring):
+            wiring = await wiring
+        await run_wiring(wiring)
+
+    return run_service(service, settings, amain)

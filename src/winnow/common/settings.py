@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Self, Sequence
+from typing import Any, Callable, Self, Sequence
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,22 @@ def check_token(token: str, what: str) -> str:
     if token and token.strip().lower() in PLACEHOLDER_TOKENS:
         raise ValueError(f"{what} is the placeholder {token!r}: set a real secret (e.g. `openssl rand -hex 32`)")
     return token
+
+
+def comma_list(value: Any, item: Callable[[str], Any] = str) -> Any:
+    """A list field's value from an env var or flag: "a,b" or a JSON list; other values pass through.
+
+    Used as a `field_validator(..., mode="before")` body for list fields declared with `NoDecode`; blanks
+    between commas are dropped, and a bare int becomes a one-item list.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            return json.loads(value)
+        return [item(v.strip()) for v in value.split(",") if v.strip()]
+    return value
 
 
 class ServiceSettings(BaseSettings):
@@ -125,3 +141,33 @@ class ServiceSettings(BaseSettings):
 
     def log_effective(self, service: str) -> None:
         log.info("effective config", extra={"fields": {"service": service, "config": json.loads(json.dumps(self.redacted(), default=str))}})
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings the two model services (embedder, reranker) share: where the model runs and the micro-batcher's
+    budgets. A service overrides a default by redeclaring the field."""
+
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                        description="auto: CUDA fp16 if a GPU is visible, else CPU fp32; cpu or cuda force it.")
+    threads: int = Field(0, ge=0, description="Torch CPU threads for inference; 0 = torch's default.")
+    max_batch_size: int = Field(64, ge=1, description="Micro-batcher: most inputs in one forward pass.")
+    max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest an input waits for companions (ms).")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="Micro-batcher: token budget per forward pass (longest input x inputs)."
+    )
+    max_queue: int = Field(8192, ge=1, description="Micro-batcher: inputs waiting past this are RESOURCE_EXHAUSTED.")
+    sub_batch_tokens: int = Field(
+        2048, ge=0, description="Micro-batcher: a closed batch runs in slices of at most this many padded tokens; "
+        "between slices, inputs whose caller left (cancelled, deadline passed) are dropped, so abandoned work "
+        "stops within one slice (about a tenth of a full reranker window on CPU). 0 = one slice (best on a GPU).",
+    )
+    stall_s: float = Field(
+        60.0, gt=0, description="Readiness: NOT_SERVING when the model has had work but finished nothing for this "
+        "long (a hung forward pass). A busy model that makes progress stays SERVING.",
+    )
+
+    def batcher_limits(self) -> dict[str, Any]:
+        """The micro-batcher's budgets (and the stall limit) as plain keyword arguments for a model core."""
+        return {"max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms,
+                "max_batch_tokens": self.max_batch_tokens, "max_queue": self.max_queue,
+                "sub_batch_tokens": self.sub_batch_tokens, "stall_s": self.stall_s}

@@ -1,130 +1,29 @@
-"""OpenTelemetry tracing: a span per RPC on both sides of every gRPC hop, W3C `traceparent` in the metadata.
-
-Off by default. Each service's `__main__` calls, before it builds its server or any channel::
-
-    tracing.configure(settings.otel_exporter, settings.otel_endpoint, service="gateway")
-
-`server.py` then installs `server_interceptors()` (a SERVER span per RPC, continuing the caller's trace) and
-`channels.py` installs `client_interceptors()` (a CLIENT span per outgoing call, its context injected into the
-metadata). Code marks its own stages with `with tracing.span("embed", k=64): ...`, which costs one attribute
-lookup when tracing is off.
-
-Exporters: `none` (default: no provider, no interceptors), `console` (JSON spans on stdout), `otlp` (gRPC OTLP
-to `endpoint`; needs the `otlp` extra: `pip install 'winnow[otlp]'`), `memory` (kept in-process for tests; the
-exporter is returned by `configure`).
-"""
+"""gRPC glue for tracing: a SERVER span per RPC and a CLIENT span per outgoing call, W3C `traceparent` in the
+metadata. The tracer itself (configure, span) is `winnow.common.tracing`, which has no transport in it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from winnow.core.errors import status_for
-from winnow.core.logs import request_id_var
+from winnow.common.logs import request_id_var
+from winnow.common.tracing import configure, current_trace_id, enabled, shutdown, span, tracer
+from winnow.rpc.status import status_for
 
-log = logging.getLogger(__name__)
+__all__ = ["configure", "current_trace_id", "enabled", "shutdown", "span", "server_interceptors",
+           "client_interceptors"]
 
-EXPORTERS = ("none", "console", "otlp", "memory")
 # Health probes (kubelet, compose, load balancers) would drown real traces; reflection is tooling.
 _UNTRACED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _PROPAGATOR = TraceContextTextMapPropagator()
-_NOOP = contextlib.nullcontext(trace.INVALID_SPAN)
-
-
-class _State:
-    provider: TracerProvider | None = None
-    tracer: trace.Tracer | None = None
-
-
-_state = _State()
 # Client spans of streaming calls end when the stream does; the finishing tasks are held here until then.
 _pending: set[asyncio.Task] = set()
-
-
-def _make_exporter(exporter: str, endpoint: str) -> SpanExporter:
-    if exporter == "console":
-        return ConsoleSpanExporter()
-    if exporter == "memory":
-        return InMemorySpanExporter()
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:
-        raise ValueError(
-            "otel_exporter=otlp needs the OTLP exporter package: pip install 'winnow[otlp]' "
-            "(opentelemetry-exporter-otlp-proto-grpc)"
-        ) from exc
-    if not endpoint:
-        raise ValueError("otel_exporter=otlp needs otel_endpoint, e.g. http://otel-collector:4317")
-    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
-
-
-def configure(exporter: str = "none", endpoint: str = "", service: str = "winnow") -> SpanExporter | None:
-    """Turn tracing on (or off with `none`) for this process; returns the span exporter (None when off).
-
-    Call it once at start-up, before creating servers and channels: the interceptors are chosen when those are
-    built. Calling it again shuts the previous provider down (flushing its spans) and starts afresh.
-    """
-    exporter = (exporter or "none").strip().lower()
-    if exporter not in EXPORTERS:
-        raise ValueError(f"otel_exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
-    shutdown()
-    if exporter == "none":
-        return None
-    span_exporter = _make_exporter(exporter, endpoint)
-    provider = TracerProvider(resource=Resource.create({"service.name": f"winnow-{service}"}))
-    # Tests read spans right after the call returns, so the memory exporter must not batch.
-    processor = SimpleSpanProcessor(span_exporter) if exporter == "memory" else BatchSpanProcessor(span_exporter)
-    provider.add_span_processor(processor)
-    _state.provider = provider
-    _state.tracer = provider.get_tracer("winnow")
-    log.info("tracing on", extra={"fields": {"otel_exporter": exporter, "otel_endpoint": endpoint}})
-    return span_exporter
-
-
-def shutdown() -> None:
-    """Flush and stop the current provider, if any; tracing is off afterwards."""
-    provider, _state.provider, _state.tracer = _state.provider, None, None
-    if provider is not None:
-        provider.shutdown()
-
-
-def enabled() -> bool:
-    """Whether `configure` turned an exporter on."""
-    return _state.tracer is not None
-
-
-def span(name: str, **attrs: Any) -> contextlib.AbstractContextManager[trace.Span]:
-    """A child span of the current one for a stage of work (`with tracing.span("rerank", pairs=80):`).
-
-    When tracing is off this is a shared no-op context manager yielding a non-recording span, so
-    `s.set_attribute(...)` inside the block is always safe.
-    """
-    tracer = _state.tracer
-    if tracer is None:
-        return _NOOP
-    return tracer.start_as_current_span(name, attributes=attrs or None)
-
-
-def current_trace_id() -> str:
-    """The current trace id as 32 hex digits, or "" outside any span (for log lines and responses)."""
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
 # OpenTelemetry's gRPC conventions: a server span is an error only for codes that are the server's fault; a
@@ -307,10 +206,11 @@ def _client_failure(span_: trace.Span, exc: BaseException) -> None:
 
 def server_interceptors() -> list:
     """Server interceptors that open a span per RPC; empty while tracing is off."""
-    return [] if _state.tracer is None else [_ServerInterceptor(_state.tracer)]
+    t = tracer()
+    return [] if t is None else [_ServerInterceptor(t)]
 
 
 def client_interceptors() -> list:
     """Client interceptors that propagate the trace context in gRPC metadata; empty while tracing is off."""
-    tracer = _state.tracer
-    return [] if tracer is None else [_UnaryClientInterceptor(tracer), _StreamClientInterceptor(tracer)]
+    t = tracer()
+    return [] if t is None else [_UnaryClientInterceptor(t), _StreamClientInterceptor(t)]

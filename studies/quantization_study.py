@@ -2,12 +2,12 @@
 
 Quality: the whole corpus and all queries are encoded with the int8 model (torch dynamic quantisation of every
 nn.Linear, weights int8, activations quantised on the fly) and compared with the fp32 cache of
-bench/scifact_embeddings.py: dense alone and convex-z fusion with BM25 (alpha 0.5), nDCG@10 / recall on train
+studies/scifact_embeddings.py: dense alone and convex-z fusion with BM25 (alpha 0.5), nDCG@10 / recall on train
 and test, plus the cosine between each document's fp32 and int8 vectors.
 Speed: documents/s on the same 256 abstracts (title + text, 256 tokens, batch 32), fp32 and int8 alternated
 three times each and the best of each kept, since the machine's 2 cores are shared.
 
-Run: .venv/bin/python bench/quantization_study.py     (≈ 5–10 min; writes /tmp/winnow-research/quantization.json)
+Run: .venv/bin/python studies/quantization_study.py     (≈ 5–10 min; writes /tmp/winnow-research/quantization.json)
 """
 
 from __future__ import annotations

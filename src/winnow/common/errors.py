@@ -1,0 +1,80 @@
+"""Domain errors: what cores raise. No transport here.
+
+Each kind has a short, low-cardinality `kind` label (metrics: `failures_total{kind=...}`). The one table that
+maps kinds to gRPC status codes is `winnow.rpc.status`; anything else that escapes a handler becomes INTERNAL
+with the request id, never the exception text.
+"""
+
+from __future__ import annotations
+
+
+class WinnowError(Exception):
+    """Base of every error a caller may see. The message is shown to the caller: make it actionable."""
+
+    kind: str = "internal"
+
+
+class InvalidArgument(WinnowError):
+    """The request is malformed; retrying it unchanged cannot succeed."""
+
+    kind = "invalid_argument"
+
+
+class NotFound(WinnowError):
+    kind = "not_found"
+
+
+class Unauthenticated(WinnowError):
+    """The request carries no valid `authorization: Bearer <token>` metadata."""
+
+    kind = "unauthenticated"
+
+
+class Overloaded(WinnowError):
+    """Admission control refused the request; retry later with backoff (`retry_after_s`, when known, is sent
+    to the caller as `retry-after-ms` trailing metadata)."""
+
+    kind = "resource_exhausted"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(WinnowError):
+    """A dependency (model, shard, disk) is not ready or not reachable; retrying may succeed."""
+
+    kind = "unavailable"
+
+
+class DeadlineExceeded(WinnowError):
+    kind = "deadline_exceeded"
+
+
+class FailedPrecondition(WinnowError):
+    """The system is not in a state that allows this request (e.g. index not trained and no fallback)."""
+
+    kind = "failed_precondition"
+
+
+class Internal(WinnowError):
+    """A bug or corrupted state: the message must not leak internals."""
+
+    kind = "internal"
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, low-cardinality label for metrics (`failures_total{kind=...}`); "internal" for non-domain errors.
+
+    Equals the lower-cased name of the status code `winnow.rpc.status` maps the error to.
+    """
+    if isinstance(exc, WinnowError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
+        return DeadlineExceeded.kind
+    return Internal.kind
+
+
+def short(exc: BaseException) -> str:
+    """A one-line description for coverage lists and logs: a domain error's message, else only its type."""
+    return str(exc) if isinstance(exc, WinnowError) else type(exc).__name__

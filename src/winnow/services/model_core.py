@@ -1,0 +1,92 @@
+"""What the embedder and reranker cores share: a model executor behind the micro-batcher, a pre-processing
+executor, the model-info gauge, the health probe, warm-up, close and the request timings. Never imports grpc.
+
+A model core subclasses `ModelCore` and supplies the batch computation (`compute`, run on the model thread) and
+`probe_once` (a tiny real forward pass, also run on the model thread). Both services' steps use one vocabulary:
+`prepare` (tokenise, off the model thread), `forward` (one micro-batch on the model thread), `finish` (per
+request, cheap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from winnow.common import metrics
+from winnow.common.batcher import ItemTiming, MicroBatcher, summarize
+from winnow.models.loading import Placement
+
+I = TypeVar("I")  # noqa: E741 - prepared input
+O = TypeVar("O")  # noqa: E741 - per-input model output
+T = TypeVar("T")
+
+
+class ModelCore(Generic[I, O]):
+    """One model on one executor thread, fed by the shared micro-batcher; a second thread prepares inputs."""
+
+    #: The warm-up's error message when the probe fails (names the service and what was bad).
+    warmup_error = "warm-up forward pass failed"
+
+    def __init__(self, service: str, compute: Callable[[list[I]], Sequence[O]], *, model_id: str,
+                 placement: Placement, scorer: str = "", max_batch_size: int, max_wait_ms: float,
+                 max_batch_tokens: int, max_queue: int, sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
+        self.service = service
+        self.stall_s = stall_s
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-model")
+        self._pre_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-tokenize")
+        self.batcher: MicroBatcher[I, O] = MicroBatcher(
+            service, compute, self._model_pool, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+            max_batch_tokens=max_batch_tokens, max_queue=max_queue, sub_batch_tokens=sub_batch_tokens,
+        )
+        metrics.MODEL_INFO.labels(service, model_id, placement.device, placement.dtype, scorer).set(1)
+
+    async def prepare_off_loop(self, fn: Callable[..., T], *args) -> T:
+        """Run a `prepare` step on the pre-processing thread (tokenisers are not free on the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pre_pool, fn, *args)
+
+    def timings(self, out: Sequence[tuple[O, ItemTiming]], start: float, prepared: float,
+                batched: float) -> dict[str, float]:
+        """A request's timings (ms): tokenize, queue, inference, total; also recorded as metrics."""
+        timings = summarize([t for _, t in out], (batched - prepared) * 1000.0)
+        timings.pop("batches")
+        timings["tokenize"] = (prepared - start) * 1000.0
+        timings["total"] = (time.perf_counter() - start) * 1000.0
+        metrics.observe_timings(self.service, timings)
+        return timings
+
+    def count_truncated(self, n: int) -> None:
+        if n:
+            metrics.TRUNCATED_INPUTS.labels(self.service).inc(n)
+
+    def probe_once(self) -> bool:
+        """A tiny real forward pass (runs on the model thread); True when the model answers sensibly."""
+        raise NotImplementedError
+
+    async def probe(self) -> bool | str:
+        """Readiness that never waits behind model work: busy and making progress = ready; work but no progress
+        for `stall_s` = not ready (a hung forward pass); idle = `probe_once` on the model thread, which is free,
+        so it runs at once and touches the model the requests use."""
+        stuck = self.batcher.busy_for()
+        if stuck > self.stall_s:
+            return f"the model has had work but finished nothing for {stuck:.0f}s"
+        if not self.batcher.idle:
+            return True
+        return await self._forward_probe()
+
+    async def _forward_probe(self) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._model_pool, self.probe_once)
+
+    async def warmup(self) -> None:
+        """Start the batcher in this loop and run a forward pass so the first request is not slow."""
+        self.batcher.start()
+        if not await self._forward_probe():
+            raise RuntimeError(f"{self.service} {self.warmup_error}")
+
+    async def close(self) -> None:
+        """Stop the batcher and the executors."""
+        await self.batcher.stop()
+        self._model_pool.shutdown(wait=True)
+        self._pre_pool.shutdown(wait=True)
