@@ -3,8 +3,8 @@
     python bench/hardening.py overload [--docs 1000] [--concurrency 128] [--duration 20] [--max-concurrent N]
     python bench/hardening.py cancel   [--docs 80] [--deadline 0.5]
 
-`overload`: a private local cluster (2 shards, sample corpus), then (1) the unloaded latency of sequential
-uncached searches and (2) `--concurrency` clients sending uncached searches back to back for `--duration` s with
+`overload`: a private local cluster (2 shards, sample corpus), then (1) a warm pass over `--queries` queries,
+(2) the unloaded latency of the same queries sent one at a time, uncached, and (3) `--concurrency` clients sending uncached searches back to back for `--duration` s with
 a 10 s deadline each. Prints admitted p50/p99 against unloaded p99, refusals and their latency, and the share
 of admitted answers that were reranked. `--max-concurrent 0` turns the gateway's admission gate off (the old
 behaviour) for comparison.
@@ -100,14 +100,15 @@ def overload(args) -> None:
     with tempfile.TemporaryDirectory(prefix="winnow-overload-") as tmp:
         cluster = _cluster(tmp, gw_args)
         try:
-            queries = _ingest(cluster.gateway, args.docs)
+            queries = _ingest(cluster.gateway, args.docs)[: args.queries]
             lat = []
-            with WinnowClient(cluster.gateway, timeout=30) as client:
-                for i in range(args.unloaded + 5):
+            with WinnowClient(cluster.gateway, timeout=60) as client:
+                for q in queries:  # warm pass: the reranker's token vectors of these queries' candidates
+                    client.search(q, k=10, no_cache=True)
+                for q in queries:  # the unloaded baseline: the same queries, one at a time
                     t = time.perf_counter()
-                    client.search(queries[(i * 7) % len(queries)], k=10, no_cache=True)
-                    if i >= 5:  # the first few warm caches and code paths
-                        lat.append(time.perf_counter() - t)
+                    client.search(q, k=10, no_cache=True)
+                    lat.append(time.perf_counter() - t)
             ok, refused, other, reranked = asyncio.run(
                 _load(cluster.gateway, queries, args.concurrency, args.duration, args.deadline))
         finally:
@@ -231,7 +232,8 @@ def main() -> None:
     o.add_argument("--concurrency", type=int, default=128)
     o.add_argument("--duration", type=float, default=20.0)
     o.add_argument("--deadline", type=float, default=10.0)
-    o.add_argument("--unloaded", type=int, default=40, help="sequential searches for the unloaded baseline")
+    o.add_argument("--queries", type=int, default=40, help="distinct queries (warmed once, then the unloaded "
+                   "baseline, then cycled by the load)")
     o.add_argument("--max-concurrent", type=int, default=None, help="gateway admission gate; default: its setting")
     c = sub.add_parser("cancel")
     c.add_argument("--docs", type=int, default=80)
