@@ -85,7 +85,8 @@ async def _load(target: str, queries: list[str], concurrency: int, duration: flo
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                         refused.append(time.perf_counter() - t)
-                        await asyncio.sleep(0.05)  # a polite client backs off a little
+                        hint = dict(err.trailing_metadata() or ()).get("retry-after-ms", "50")
+                        await asyncio.sleep(min(1.0, int(hint) / 1000))  # a polite client honours the hint
                     else:
                         other[err.code().name] = other.get(err.code().name, 0) + 1
 

@@ -134,7 +134,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
-            log.info("request failed", extra={"fields": {"code": code.name, "error": message}})
+            # A refusal under overload is counted (metrics), not logged one by one: a log line per shed request
+            # would spend the CPU that shedding is meant to save.
+            level = logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO
+            log.log(level, "request failed", extra={"fields": {"code": code.name, "error": message}})
         else:
             log.exception("unhandled error")
             message = f"internal error; request id {rid}"
