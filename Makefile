@@ -29,6 +29,10 @@ test-fast: setup
 protos: setup
 	$(PY) tools/gen_protos.py
 
+# Regenerate into a temporary directory and compare with the committed stubs; fails on any difference.
+protos-check: setup
+	$(PY) tools/gen_protos.py --check
+
 bench: setup
 	$(VENV)/bin/winnow bench models
 	$(VENV)/bin/winnow bench index

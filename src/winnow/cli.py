@@ -271,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="retrieval quality on a BEIR dataset (see winnow eval --help)", add_help=False)
     ev.set_defaults(func=None, passthrough="winnow.eval.cli")
 
-    be = sub.add_parser("bench", help="benchmarks: models, index, gateway")
-    be.add_argument("what", choices=["models", "index", "gateway"])
+    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 

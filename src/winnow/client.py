@@ -31,9 +31,9 @@ def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
 def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
                    mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, threshold: float = 0.0,
                    page_size: int = 0, max_results: int = 0, no_cache: bool = False, bulk: bool = False,
-                   rrf_k: int = 0, fusion: str = "") -> pb.SearchRequest:
+                   rrf_k: int = 0, fusion: str = "", write_token: str = "") -> pb.SearchRequest:
     """Build a SearchRequest from keyword options (retrieval: hybrid, dense or lexical; fusion: convex or rrf,
-    "" = the gateway's default)."""
+    "" = the gateway's default; write_token: an Upsert/Delete's token, to read that write)."""
     if retrieval not in _RETRIEVAL:
         raise ValueError(f"retrieval must be one of {sorted(_RETRIEVAL)}")
     if fusion not in _FUSION:
@@ -42,7 +42,7 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = Tr
         query=query, mode=pb.MODE_BULK if bulk else pb.MODE_PRECISION, k=k, candidate_window=window,
         rerank=rerank, retrieval=_RETRIEVAL[retrieval], mrl_dim=mrl_dim, filters=_filters(filters),
         threshold=threshold, page_size=page_size, max_results=max_results, no_cache=no_cache, rrf_k=rrf_k,
-        fusion=_FUSION[fusion],
+        fusion=_FUSION[fusion], write_token=write_token,
     )
 
 

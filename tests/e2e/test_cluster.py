@@ -1,4 +1,5 @@
-"""The whole local cluster as real processes on loopback, with a real Redis: issue 4's end-to-end checks.
+"""The whole local cluster as real processes on loopback, with a real Redis: the end-to-end checks of search,
+writes, degradation and the cache.
 
 One cluster per module (model loading dominates); the destructive tests (killing a shard, the reranker,
 Redis) run last, in file order.

@@ -53,3 +53,32 @@ def test_the_check_catches_a_wrong_name(tmp_path):
     module.write_text("class A:\n    def b(self): ...\n\ndef c(): ...\n")
     assert defined_names(module) == {"A", "A.b", "c"}
     assert ROW.match("| x | `src/m.py` | `A.b` |")["func"] == "A.b"
+
+
+PATH_IN_DOC = re.compile(r"(?<![\w/.-])((?:src|tests|tools|studies|deploy|protos)/[\w./-]+\.(?:py|proto|yml|yaml|json))")
+
+
+def doc_files() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "protos" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """README, protos/README and docs/*.md: every src/, tests/, tools/, studies/, deploy/, protos/ file exists."""
+    missing = sorted({f"{doc.relative_to(ROOT)}: {p}" for doc in doc_files()
+                      for p in PATH_IN_DOC.findall(doc.read_text()) if not (ROOT / p).exists()})
+    assert not missing, "docs name files that do not exist: " + ", ".join(missing)
+
+
+def test_the_gateway_doc_states_the_defaults_the_code_has():
+    """Claims about defaults are read from the code: the fusion default and whether rerank is one call."""
+    from winnow.services.gateway.settings import GatewaySettings
+
+    fields = GatewaySettings.model_fields
+    doc = (ROOT / "docs" / "gateway.md").read_text()
+    assert f"(setting `fusion`, default `{fields['fusion'].default}`)" in doc
+    one_call = fields["rerank_batch_size"].default >= fields["default_window"].default
+    assert ("one `Rerank` call by default" in doc) == one_call
+    assert f"`rerank_batch_size` {fields['rerank_batch_size'].default} holds the default window of " \
+           f"{fields['default_window'].default}" in doc
+    readme = (ROOT / "README.md").read_text()
+    assert ("in one reranker call" in readme) == one_call

@@ -80,6 +80,12 @@ COVERAGE = Histogram(
 RERANK_FALLBACK = Counter(
     "winnow_rerank_fallback_total", "Searches served in first-stage order because the reranker failed.", ["reason"]
 )
+REPLICA_FAILOVERS = Counter(
+    "winnow_replica_failovers_total",
+    "Shard calls sent to another replica: after an error (error), after the hedge delay (hedge), or once "
+    "half the budget had gone (slow).",
+    ["shard", "reason"],
+)
 SEARCH_RESULTS = Histogram(
     "winnow_search_results", "Hits returned per search, by mode.", ["mode"],
     buckets=(0, 1, 10, 64, 100, 1000, 10000, 100000),
@@ -93,7 +99,7 @@ ALL = [
     REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, ADMISSION_WAIT, FAILURES,
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
     INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_INFO,
-    CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, DENSE_FALLBACK, SEARCH_RESULTS,
+    CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, DENSE_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
 ]
 
 

@@ -85,9 +85,16 @@ class _BearerStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
 
 
 def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True,
-                 security: ChannelSecurity = PLAINTEXT) -> grpc.aio.Channel:
-    """A grpc.aio channel to `target` (host:port): TLS/mTLS and a bearer token as `security` says."""
-    options = [
+                 reconnect_max_ms: int = 0, security: ChannelSecurity = PLAINTEXT) -> grpc.aio.Channel:
+    """A grpc.aio channel to `target` (host:port): TLS/mTLS and a bearer token as `security` says.
+
+    `reconnect_max_ms` > 0 caps the reconnect backoff (grpc's default grows to 120 s): a replica that comes back
+    on its old address is then found within that long.
+    """
+    backoff = [("grpc.initial_reconnect_backoff_ms", min(100, reconnect_max_ms)),
+               ("grpc.min_reconnect_backoff_ms", min(100, reconnect_max_ms)),
+               ("grpc.max_reconnect_backoff_ms", reconnect_max_ms)] if reconnect_max_ms > 0 else []
+    options = [*backoff,
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),

@@ -7,15 +7,37 @@ import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.rpc.server import GrpcService, Wiring, serve
-from winnow.rpc.tls import channel_security
+from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
-from winnow.services.gateway.generations import GenerationTracker
+from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
+from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
 from winnow.services.gateway.server import GatewayServicer
 from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.topology import ShardTopology
 from winnow.services.gateway.writes import WriteConfig, WriteCore
+
+
+def internal_security(s: GatewaySettings) -> ChannelSecurity:
+    """TLS, client certificate and the gateway's own token for its calls to the internal services."""
+    return channel_security(s.internal_tls_ca_file, s.internal_tls_cert_file, s.internal_tls_key_file,
+                            s.internal_token.get_secret_value(), s.internal_tls_server_name)
+
+
+def shard_topology(s: GatewaySettings, security: ChannelSecurity = PLAINTEXT) -> ShardTopology:
+    """Replica sets fed by the configured discovery: the registry file, DNS, or the static list."""
+    if s.shard_registry:
+        source = registry_source(s.shard_registry, s.registry_poll_s)
+    elif s.shard_dns:
+        source = dns_source(s.shards, s.layout, s.discovery_interval_s)
+    else:
+        source = static_source(Topology(s.layout, parse_shards(s.shards)))
+    policy = ReplicaPolicy(hedge_after_s=s.hedge_after_ms / 1000.0, eject_base_s=s.replica_eject_s,
+                           eject_max_s=s.replica_eject_max_s)
+    return ShardTopology(source, lambda target: GrpcShard(target, target, s.replica_reconnect_max_ms, security), policy,
+                         switch_timeout_s=s.layout_switch_timeout_s)
 
 SERVICE = "gateway"
 
@@ -23,16 +45,13 @@ SERVICE = "gateway"
 async def build(s: GatewaySettings) -> Wiring:
     """Everything but the event loop: used by __main__ and by in-process tests. The core is the SearchCore."""
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
-    security = channel_security(s.internal_tls_ca_file, s.internal_tls_cert_file, s.internal_tls_key_file,
-                                s.internal_token.get_secret_value(), s.internal_tls_server_name)
+    security = internal_security(s)
     embedder = GrpcEmbedder(s.embedder, security)
     reranker = GrpcReranker(s.reranker, security) if s.reranker else None
-    shards = [GrpcShard(f"shard-{i}", target, security) for i, target in enumerate(s.shards)]
-    generations = GenerationTracker(shards)
-    search = SearchCore(embedder, shards, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight),
-        generations=generations, encode=convert.search_result_to_bytes)
-    writes = WriteCore(embedder, shards, WriteConfig(embed_batch_size=s.embed_batch_size), generations)
+    topology = shard_topology(s, security)
+    search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
+    writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size))
 
     def register(server):
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
@@ -43,20 +62,19 @@ async def build(s: GatewaySettings) -> Wiring:
         # (first-stage order, flagged) or some shards (partial coverage, reported) only degrade answers, so they
         # must not take the gateway out of rotation.
         await search.refresh_models()
-        stats = await asyncio.gather(*(sh.stats(1.0) for sh in shards), return_exceptions=True)
+        stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats) or "no shard answers Stats"
 
-    return Wiring(GrpcService(SERVICE, s, register, probe), search, lambda: wait_for_dependencies(search, s.embedder_wait_s))
+    return Wiring(GrpcService(SERVICE, s, register, probe), search,
+                  lambda: wait_for_dependencies(search, s.embedder_wait_s))
 
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
-    """Follow the shards' generations; bounded wait for the embedder so cache keys carry its model version
+    """Follow discovery and the replicas; bounded wait for the embedder so cache keys carry its model version
     (past it the gateway serves anyway: hybrid searches fall back to BM25, flagged)."""
-    search.generations.start()
+    await search.topology.start(first_within_s=10.0)
     end = asyncio.get_running_loop().time() + wait_s
-    while True:
-        if await search.refresh_models(timeout=1.0):
-            return
+    while not await search.refresh_models(timeout=1.0):
         if asyncio.get_running_loop().time() >= end:
             return
         await asyncio.sleep(0.2)

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
 from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
@@ -26,10 +27,10 @@ from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, Shar
 class _Client:
     """A channel to one dependency; `name` labels its errors ("embedder", "shard-1")."""
 
-    def __init__(self, name: str, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
+    def __init__(self, name: str, target: str, **channel_options: Any) -> None:
         self.name = name
         self.target = target
-        self.channel = make_channel(target, security=security)
+        self.channel = make_channel(target, **channel_options)
 
     async def call(self, method, request, timeout: float | None):
         """One unary call; an RpcError becomes the matching domain error, naming this dependency."""
@@ -38,9 +39,10 @@ class _Client:
         except grpc.RpcError as err:
             raise from_rpc_error(err, self.name) from None
 
-    async def stream(self, method, request, timeout: float | None = None) -> AsyncIterator[Any]:
+    async def stream(self, method, request, timeout: float | None = None,
+                     wait_for_ready: bool | None = None) -> AsyncIterator[Any]:
         """A server-streaming call's messages; cancelled when the consumer stops early."""
-        call = method(request, timeout=timeout)
+        call = method(request, timeout=timeout, wait_for_ready=wait_for_ready)
         try:
             async for message in call:
                 yield message
@@ -55,7 +57,7 @@ class _Client:
 
 class GrpcEmbedder(_Client):
     def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
-        super().__init__("embedder", target, security)
+        super().__init__("embedder", target, security=security)
         self.stub = embedder_pb2_grpc.EmbedderStub(self.channel)
 
     async def embed(self, texts: list[str], *, query: bool, timeout: float | None) -> np.ndarray:
@@ -68,7 +70,7 @@ class GrpcEmbedder(_Client):
 
 class GrpcReranker(_Client):
     def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
-        super().__init__("reranker", target, security)
+        super().__init__("reranker", target, security=security)
         self.stub = reranker_pb2_grpc.RerankerStub(self.channel)
 
     async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
@@ -80,9 +82,20 @@ class GrpcReranker(_Client):
 
 
 class GrpcShard(_Client):
-    def __init__(self, name: str, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
-        super().__init__(name, target, security)
+    """One shard replica. No channel-level retries: the replica set fails over to another replica instead, and
+    the reconnect backoff is capped so a replica back on its old address is found within `reconnect_max_ms`."""
+
+    def __init__(self, name: str, target: str, reconnect_max_ms: int = 1000,
+                 security: ChannelSecurity = PLAINTEXT) -> None:
+        super().__init__(name, target, retries=False, reconnect_max_ms=reconnect_max_ms, security=security)
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def serving(self) -> AsyncIterator[bool]:
+        """The replica's grpc.health.v1 status (True = SERVING) now and on every change; waits for it to be up."""
+        # Long-lived by design: no deadline.
+        async for resp in self.stream(self.health.Watch, health_pb2.HealthCheckRequest(), wait_for_ready=True):
+            yield resp.status == health_pb2.HealthCheckResponse.SERVING
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult:
         resp = await self.call(self.stub.Search, convert.shard_query_to_proto(query), timeout)

@@ -17,6 +17,7 @@ from winnow.api.internal.index.v1 import index_pb2
 from winnow.api.internal.reranker.v1 import reranker_pb2
 from winnow.common import limits
 from winnow.common.errors import InvalidArgument
+from winnow.services.gateway.consistency import decode_token
 from winnow.rpc.protovalues import to_value
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
@@ -36,7 +37,7 @@ def search_result_to_bytes(r: SearchResult) -> bytes:
     """What the result cache stores: the response's wire form (no request id, timings or cache flag)."""
     return pb.SearchResponse(
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
-        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker,
+        rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker, served_at=r.served_at,
         dense_skipped_reason=r.dense_skipped_reason,
     ).SerializeToString()
 
@@ -95,6 +96,7 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
         if not f.field:
             raise InvalidArgument(f"filters[{i}].field is empty")
         filters.append((f.field, _filter_value(f, i)))
+    token_layout, token_seqs = decode_token(req.write_token) if req.write_token else ("", {})
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
         rerank=req.rerank if req.HasField("rerank") else True,
@@ -102,6 +104,7 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
+        token_layout=token_layout, token_seqs=tuple(sorted(token_seqs.items())),
     )
 
 
@@ -168,7 +171,8 @@ def search_result_to_proto(r: SearchResult, request_id: str) -> pb.SearchRespons
     return pb.SearchResponse(
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
-        request_id=request_id, model=r.model, reranker=r.reranker, dense_skipped_reason=r.dense_skipped_reason,
+        request_id=request_id, model=r.model, reranker=r.reranker, served_at=r.served_at,
+        consistency_unmet=r.consistency_unmet, dense_skipped_reason=r.dense_skipped_reason,
     )
 
 
@@ -177,6 +181,7 @@ def bulk_page_to_proto(page, request_id: str) -> pb.BulkSearchPage:
     return pb.BulkSearchPage(
         hits=[hit_to_proto(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
         coverage=coverage_to_proto(page.coverage), timings_ms=page.timings_ms, request_id=request_id,
+        served_at=page.served_at, consistency_unmet=page.consistency_unmet,
     )
 
 
@@ -192,20 +197,29 @@ def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetRes
     return pb.GetResponse(documents=[hit_to_proto(c) for c in found], missing=missing)
 
 
-def cluster_info_to_proto(shards: list[tuple[str, ShardStats | BaseException]], embedder: dict[str, Any],
-                          reranker: dict[str, Any], cache: str) -> pb.ClusterInfoResponse:
-    """ClusterInfo: each shard's address with its stats (or the error that kept them), the models, the cache."""
+def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | BaseException]]]],
+                          embedder: dict[str, Any], reranker: dict[str, Any], cache: str,
+                          layout: str = "") -> pb.ClusterInfoResponse:
+    """ClusterInfo: per shard, every replica's address with its stats (or the error that kept them); the shard's
+    own figures are its freshest replica's. Then the models, the cache and the layout."""
     infos = []
-    for address, st in shards:
-        if isinstance(st, BaseException):
-            infos.append(pb.ShardInfo(address=address, healthy=False, error=str(st)))
-        else:
-            infos.append(pb.ShardInfo(address=address, healthy=True, count=st.count, generation=st.generation,
-                                      index_factory=st.index_factory))
+    for address, replicas in shards:
+        reps = [pb.ReplicaInfo(address=a, healthy=False, error=str(st)) if isinstance(st, BaseException) else
+                pb.ReplicaInfo(address=a, healthy=True, count=st.count, applied_seq=st.generation)
+                for a, st in replicas]
+        good = [st for _, st in replicas if not isinstance(st, BaseException)]
+        if not good:
+            infos.append(pb.ShardInfo(address=address, healthy=False, replicas=reps,
+                                      error="; ".join(r.error for r in reps)))
+            continue
+        best = max(good, key=lambda st: st.generation)
+        infos.append(pb.ShardInfo(address=address, healthy=True, count=best.count, generation=best.generation,
+                                  index_factory=best.index_factory, replicas=reps))
     return pb.ClusterInfoResponse(
         shards=infos, embedder_model=embedder.get("model", ""), embedder_device=embedder.get("device", ""),
         reranker_model=reranker.get("model", ""), reranker_scorer=reranker.get("scorer", ""),
         reranker_device=reranker.get("device", ""), documents=sum(s.count for s in infos), cache=cache,
+        layout=layout,
     )
 
 
@@ -257,7 +271,7 @@ def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
         vector=[] if query.vector is None else query.vector.tolist(),
         k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
-        coarse_dim=query.coarse_dim, include_payloads=True,
+        coarse_dim=query.coarse_dim, include_payloads=True, min_applied_seq=query.min_applied_seq,
     )
 
 
@@ -275,7 +289,8 @@ def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
 
 
 def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
-    return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation)
+    return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation,
+                       applied_seq=resp.applied_seq or resp.generation)
 
 
 def upsert_request_to_proto(records: list[WriteRecord]) -> index_pb2.UpsertRequest:

@@ -53,11 +53,15 @@ class SearchOptions:
     nprobe: int = 0
     ef_search: int = 0
     no_cache: bool = False
+    # Read-your-writes (a decoded write token): the layout it was issued in and (partition, sequence) pairs.
+    token_layout: str = ""
+    token_seqs: tuple[tuple[int, int], ...] = ()
 
     def cache_material(self) -> dict[str, Any]:
-        """Everything that changes the answer (not no_cache), in a canonical form."""
+        """Everything that changes the answer (not no_cache, not the token: served-at sequences key the data)."""
         d = asdict(self)
-        d.pop("no_cache")
+        for k in ("no_cache", "token_layout", "token_seqs"):
+            d.pop(k)
         d["mode"] = self.mode.value
         d["retrieval"] = self.retrieval.value
         d["fusion"] = self.fusion.value
@@ -110,6 +114,9 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model: str = ""
     reranker: str = ""
+    served_at: str = ""          # the log sequence of every shard that answered (write-token form)
+    consistency_unmet: str = ""  # why the request's write token could not be honoured ("" = it was, or none)
+    served_seqs: dict[int, int] = field(default_factory=dict)  # served_at as numbers (complete answers only)
     dense_skipped_reason: str = ""  # hybrid answered from BM25 alone: why (embedder down or late)
     # Set on a cache hit: the answer in the encoded form the cache stores (see SearchCore's `encode`); the
     # fields above are then left empty and the edge serves the payload as it is.
@@ -124,6 +131,7 @@ class SearchResult:
                 "rerank_skipped_reason": self.rerank_skipped_reason,
                 "model": self.model,
                 "reranker": self.reranker,
+                "served_at": self.served_at,
                 "dense_skipped_reason": self.dense_skipped_reason,
             }
         )
@@ -138,6 +146,7 @@ class SearchResult:
             rerank_skipped_reason=d["rerank_skipped_reason"],
             model=d["model"],
             reranker=d["reranker"],
+            served_at=d.get("served_at", ""),
             dense_skipped_reason=d.get("dense_skipped_reason", ""),
         )
 

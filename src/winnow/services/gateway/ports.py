@@ -32,6 +32,7 @@ class ShardQuery:
     coarse_dim: int = 0
     nprobe: int = 0
     ef_search: int = 0
+    min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
 
 
 @dataclass
@@ -51,6 +52,9 @@ class ShardResult:
     dense: list[Hit] = field(default_factory=list)
     lexical: list[Hit] = field(default_factory=list)
     generation: int = 0
+    applied_seq: int = 0          # the answering replica's applied log sequence
+    replica: str = ""             # the answering replica's address
+    consistency_unmet: str = ""   # why min_applied_seq could not be honoured ("" = it was, or none was asked)
 
 
 @dataclass

@@ -21,7 +21,8 @@ from winnow.common.deadline import Deadline
 from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, short
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
-from winnow.services.gateway.generations import GenerationTracker
+from winnow.services.gateway.consistency import encode_token, satisfies
+from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
 
@@ -44,6 +45,8 @@ class BulkPage:
     total: int
     coverage: Coverage
     timings_ms: dict[str, float] = field(default_factory=dict)
+    served_at: str = ""          # the newest sequence each shard's replicas reported when the stream began
+    consistency_unmet: str = ""
 
 
 def _ms(start: float) -> float:
@@ -51,21 +54,23 @@ def _ms(start: float) -> float:
 
 
 class SearchCore:
-    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], reranker: RerankerPort | None,
-                 cache: ResultCache, config: PipelineConfig | None = None,
-                 generations: GenerationTracker | None = None,
+    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort] | ShardTopology | FixedShards,
+                 reranker: RerankerPort | None, cache: ResultCache, config: PipelineConfig | None = None,
                  encode: Callable[[SearchResult], bytes] = lambda r: r.to_json().encode()) -> None:
         self.embedder = embedder
-        self.shards = shards
+        self.topology = as_topology(shards)  # every query uses the layout current when it started
         self.reranker = reranker
         self.cache = cache
         self.config = config or PipelineConfig()
-        self.generations = generations or GenerationTracker(shards)
         self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
         self.models = {"embedder": "", "reranker": ""}
         # The embedder's output dimension and MRL dimensions, once known: the edge checks mrl_dim against them.
         self.dimension = 0
         self.allowed_dims: tuple[int, ...] = ()
+
+    @property
+    def shards(self) -> list[ShardPort]:
+        return self.topology.shards
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
         """Learn the model versions (part of every cache key). True when the embedder answered."""
@@ -88,45 +93,62 @@ class SearchCore:
     # -- precision mode ---------------------------------------------------------------------------------------
 
     async def search(self, opts: SearchOptions, deadline: Deadline) -> SearchResult:
+        with self.topology.current().use() as layout:
+            return await self._search(opts, deadline, layout)
+
+    async def _search(self, opts: SearchOptions, deadline: Deadline, layout: ShardLayout) -> SearchResult:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        required, unmet = _required(opts, layout)
         with tracing.span("cache", service=SERVICE):
             t = time.perf_counter()
-            key = None if opts.no_cache else await self._cache_key(opts, deadline)
+            seqs = None if opts.no_cache else await self._seqs(layout, deadline)
+            # A hit must be at least as fresh as the newest replica, and as the caller's token.
+            key = self._key(opts, layout, seqs) if seqs is not None and satisfies(seqs, required) else None
             cached = await self.cache.get(key) if key else None
             timings["cache"] = _ms(t)
         if cached is not None:
             timings["total"] = _ms(t0)
             return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
+        compute = lambda: self._compute(opts, deadline, timings, layout, required, unmet)  # noqa: E731
         if key is None:
-            result = await self._compute(opts, deadline, timings)
+            result = await compute()
         else:
-            result, shared = await self.cache.single_flight(key, lambda: self._compute(opts, deadline, timings))
+            result, shared = await self.cache.single_flight(key, compute)
             if shared:  # computed once for several identical concurrent requests
                 result = dataclasses.replace(result, cache_hit=True, timings_ms=dict(timings))
-            elif result.coverage.complete and (result.reranked or not opts.rerank) and not result.dense_skipped_reason:
-                self.cache.put(key, self.encode(result))  # degraded answers are never cached
+            elif (result.coverage.complete and (result.reranked or not opts.rerank) and not result.consistency_unmet
+                  and not result.dense_skipped_reason and result.served_seqs):  # degraded answers are never cached
+                # Keyed on what it was served at: a later lookup hits only while that is the newest data.
+                self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
         result.timings_ms["total"] = _ms(t0)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
         return result
 
-    async def _cache_key(self, opts: SearchOptions, deadline: Deadline) -> str | None:
-        """Request + every shard's generation + model versions; None (no caching) if a shard is unreachable."""
+    async def _seqs(self, layout: ShardLayout, deadline: Deadline) -> dict[int, int] | None:
+        """Per partition, the newest sequence it can serve; None (no caching) when that cannot be known."""
         if self.cache.backend is None:
             return None
-        generations = self.generations.snapshot()
-        if generations is None:  # some shard's generation stream is down: ask every shard
+        seqs = layout.seqs() if isinstance(self.topology, ShardTopology) else None
+        if seqs is None:  # no sequence streams (in-process shards): ask every shard
             timeout = deadline.timeout(fraction=0.2, cap=self.config.stats_timeout_s)
-            stats = await asyncio.gather(*(s.stats(timeout) for s in self.shards), return_exceptions=True)
+            stats = await asyncio.gather(*(s.stats(timeout) for s in layout.shards), return_exceptions=True)
             if any(isinstance(s, BaseException) for s in stats):
                 return None
-            generations = [(s.name, s.generation) for s in stats]  # type: ignore[union-attr]
-        return stable_digest({"q": opts.cache_material(), "gen": generations, "models": self.models})
+            seqs = {p: s.generation for p, s in enumerate(stats)}  # type: ignore[union-attr]
+        return seqs
 
-    async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float]) -> SearchResult:
+    def _key(self, opts: SearchOptions, layout: ShardLayout, seqs: dict[int, int]) -> str:
+        """Request + layout + every partition's sequence + model versions."""
+        return stable_digest({"q": opts.cache_material(), "layout": layout.id, "seqs": sorted(seqs.items()),
+                              "models": self.models})
+
+    async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
+                       layout: ShardLayout, required: dict[int, int], unmet: list[str]) -> SearchResult:
         degraded: list[str] = []
-        candidates, coverage = await self._first_stage(opts, deadline, timings, opts.window, degraded)
+        candidates, coverage, served = await self._first_stage(opts, deadline, timings, opts.window, layout,
+                                                               required, unmet, degraded)
         reranked, reason = False, ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
@@ -138,7 +160,8 @@ class SearchCore:
         return SearchResult(
             hits=hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=reason,
             timings_ms=timings, model=self.models["embedder"], reranker=self.models["reranker"] if reranked else "",
-            dense_skipped_reason=degraded[0] if degraded else "",
+            served_at=encode_token(layout.id, served), consistency_unmet="; ".join(unmet),
+            served_seqs=served if coverage.complete else {}, dense_skipped_reason="; ".join(degraded),
         )
 
     async def _embed_query(self, query: str, deadline: Deadline, timings: dict[str, float]) -> np.ndarray:
@@ -149,9 +172,12 @@ class SearchCore:
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
-                           window: int, degraded: list[str] | None = None) -> tuple[list[Candidate], Coverage]:
+                           window: int, layout: ShardLayout, required: dict[int, int], unmet: list[str],
+                           degraded: list[str] | None = None) -> tuple[list[Candidate], Coverage, dict[int, int]]:
         """Dense and/or BM25 across the shards, fused. Hybrid with the embedder down or late falls back to BM25
         alone, the reason appended to `degraded`; dense-only has no fallback and fails."""
+        if not layout.shards:
+            raise Unavailable("no shard is known yet (discovery has not found any)")
         vector = None
         if opts.retrieval.dense:
             try:
@@ -168,18 +194,23 @@ class SearchCore:
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
-        results = await asyncio.gather(*(self._shard_search(s, query, timeout) for s in self.shards),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._shard_search(s, dataclasses.replace(query, min_applied_seq=required.get(p, 0)), timeout)
+              for p, s in enumerate(layout.shards)), return_exceptions=True)
         timings["search"] = _ms(t)
-        coverage = Coverage(asked=len(self.shards))
+        coverage = Coverage(asked=len(layout.shards))
+        served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
-        for shard, res in zip(self.shards, results):
+        for p, (shard, res) in enumerate(zip(layout.shards, results)):
             if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
                 raise res
             if isinstance(res, BaseException):
                 coverage.failed.append(f"{shard.name}: {short(res)}")
                 continue
             coverage.answered += 1
+            served[p] = res.applied_seq or res.generation
+            if res.consistency_unmet:
+                unmet.append(res.consistency_unmet)
             dense_lists.append([(h.score, h.id, h) for h in res.dense])
             lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
         if coverage.answered == 0:
@@ -197,7 +228,7 @@ class SearchCore:
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
         timings["merge"] = _ms(t)
-        return fused, coverage
+        return fused, coverage, served
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
@@ -244,23 +275,37 @@ class SearchCore:
 
     async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int) -> AsyncIterator[BulkPage]:
         """Every document scoring >= threshold (capped at max_results), merged across shards, in pages."""
+        with self.topology.current().use() as layout:
+            async for page in self._bulk(opts, deadline, max_results, layout):
+                yield page
+
+    async def _bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
+                    layout: ShardLayout) -> AsyncIterator[BulkPage]:
+        if not layout.shards:
+            raise Unavailable("no shard is known yet (discovery has not found any)")
+        required, unmet = _required(opts, layout)
+        if required:
+            unmet.extend(await _await_seqs(layout, required, deadline))
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        known = {p: _known_seq(s) for p, s in enumerate(layout.shards)}
+        stamp = dict(served_at=encode_token(layout.id, {p: s for p, s in known.items() if s is not None}),
+                     consistency_unmet="; ".join(unmet))
         vector = await self._embed_query(opts.query, deadline, timings)
         query = ShardRangeQuery(
             vector=vector, threshold=opts.threshold, page_size=opts.page_size, filters=opts.filters,
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,
         )
-        coverage = Coverage(asked=len(self.shards))
-        merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in self.shards],
-                                [s.name for s in self.shards], coverage)
+        coverage = Coverage(asked=len(layout.shards))
+        merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in layout.shards],
+                                [s.name for s in layout.shards], coverage)
         page, buf, total = 0, [], 0
         async for hit in merged:
             buf.append(hit)
             total += 1
             if len(buf) >= opts.page_size:
                 timings["total"] = _ms(t0)
-                yield BulkPage(buf, page, False, total, coverage, dict(timings))
+                yield BulkPage(buf, page, False, total, coverage, dict(timings), **stamp)
                 page, buf = page + 1, []
             if total >= max_results:
                 break
@@ -270,7 +315,38 @@ class SearchCore:
         timings["total"] = _ms(t0)
         metrics.COVERAGE.observe(coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.BULK.value).observe(total)
-        yield BulkPage(buf, page, True, total, coverage, dict(timings))
+        yield BulkPage(buf, page, True, total, coverage, dict(timings), **stamp)
+
+
+def _required(opts: SearchOptions, layout: ShardLayout) -> tuple[dict[int, int], list[str]]:
+    """The sequences the caller's write token asks for in this layout, and why it cannot be honoured (if so)."""
+    if not opts.token_layout:
+        return {}, []
+    if opts.token_layout != layout.id:
+        return {}, [f"the write token is for shard layout {opts.token_layout!r} but searches now use {layout.id!r} "
+                    "(the index was resharded): answered without waiting for it"]
+    beyond = [p for p, _ in opts.token_seqs if p >= len(layout.shards)]
+    if beyond:
+        raise InvalidArgument(f"the write token names partition {beyond[0]}; layout {layout.id!r} has "
+                              f"{len(layout.shards)}: pass the token an Upsert or Delete returned, unchanged")
+    return {p: s for p, s in opts.token_seqs if s > 0}, []
+
+
+async def _await_seqs(layout: ShardLayout, required: dict[int, int], deadline: Deadline) -> list[str]:
+    """Bulk streams carry no sequence: wait (bounded) until some replica of each shard reported the token's."""
+    limit = deadline.timeout(fraction=0.3)
+    end = None if limit is None else time.monotonic() + limit
+    while True:
+        behind = [(p, s) for p, s in required.items() if (_known_seq(layout.shards[p]) or 0) < s]
+        if not behind or (end is not None and time.monotonic() >= end):
+            break
+        await asyncio.sleep(0.01)  # sequences arrive over the replicas' Watch streams
+    return [f"{layout.shards[p].name}: no replica reported sequence {s} in time" for p, s in behind]
+
+
+def _known_seq(shard: ShardPort) -> int | None:
+    known = getattr(shard, "known_seq", None)  # replica sets know it; plain in-process shards do not
+    return known() if known is not None else None
 
 
 def _cand(h: Hit, dense: bool) -> Candidate:

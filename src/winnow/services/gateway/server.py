@@ -63,15 +63,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def ClusterInfo(self, request, context):
         core = self.search_core
+        layout = core.topology.current()
         timeout = self._deadline(context).timeout(cap=2.0)
-        stats = await asyncio.gather(*(s.stats(timeout) for s in core.shards), return_exceptions=True)
+        replicas = await asyncio.gather(*(_replica_stats(s, timeout) for s in layout.shards))
         emb, rr = await asyncio.gather(core.embedder.describe(timeout),
                                        core.reranker.describe(timeout) if core.reranker else _none(),
                                        return_exceptions=True)
         return convert.cluster_info_to_proto(
-            [(shard.target, st) for shard, st in zip(core.shards, stats)],
-            emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind,
+            [(shard.target, reps) for shard, reps in zip(layout.shards, replicas)],
+            emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind, layout.id,
         )
+
+
+async def _replica_stats(shard, timeout: float | None):
+    """Every replica's own Stats (or its error); a shard without replicas counts as its own one replica."""
+    if hasattr(shard, "replica_stats"):
+        return await shard.replica_stats(timeout)
+    try:
+        return [(shard.target, await shard.stats(timeout))]
+    except Exception as exc:  # noqa: BLE001 - reported in ClusterInfo
+        return [(shard.target, exc)]
 
 
 async def _none():

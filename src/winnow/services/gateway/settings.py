@@ -22,7 +22,40 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     reranker: str = Field("127.0.0.1:50052", description="Reranker address, host:port; empty = no reranker.")
     shards: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:50053"],
-        description="Index shard addresses, comma-separated host:port, in shard order (routing depends on it).",
+        description="Index shards in shard order (routing depends on it), comma-separated; one shard's replicas "
+        "separated by '|': 'a:1|a:2,b:1|b:2'. With shard_dns, one host:port per shard whose A records are its "
+        "replicas. Ignored when shard_registry is set.",
+    )
+    shard_registry: str = Field(
+        "", description="Path of the local launcher's registry file (JSON: layout id and every shard's replica "
+        "addresses); watched, so replicas that move or a new layout are picked up without a restart.",
+    )
+    shard_dns: bool = Field(
+        False, description="Resolve every A/AAAA record of each shard's host (a Kubernetes headless Service) and "
+        "treat each address as a replica; re-resolved every discovery_interval_s.",
+    )
+    discovery_interval_s: float = Field(5.0, gt=0, description="How often shard_dns names are re-resolved.")
+    registry_poll_s: float = Field(0.2, gt=0, description="How often the shard_registry file is checked for a change.")
+    layout: str = Field(
+        "L0", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Shard layout id for static and DNS discovery (the registry file names its own); write tokens "
+        "carry it, so a token from another layout is recognised.",
+    )
+    hedge_after_ms: float = Field(
+        0.0, ge=0, description="Ask a second replica of a shard when the first has not answered after this long "
+        "(0 = no hedging: a second replica is asked only after an error, or once half the budget has gone).",
+    )
+    replica_eject_s: float = Field(
+        0.25, gt=0, description="A replica that failed is skipped this long, doubling per consecutive failure.",
+    )
+    replica_eject_max_s: float = Field(5.0, gt=0, description="Longest ejection of a failing replica.")
+    replica_reconnect_max_ms: int = Field(
+        1000, ge=100, description="Longest reconnect backoff to a replica (a replica back on its address is "
+        "found within this long; gRPC's default is 120 s).",
+    )
+    layout_switch_timeout_s: float = Field(
+        60.0, gt=0, description="On a new layout, wait at most this long for every new shard to have a SERVING "
+        "replica before switching searches to it.",
     )
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Result-cache Redis URL.")
     cache: str = Field("auto", description="Result cache: auto (Redis if reachable, else in-process), redis, memory, off.")
@@ -55,7 +88,8 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     )
     rerank_batch_size: int = Field(
         80, ge=1,
-        description="Candidates per reranker call; calls run concurrently. Keep it >= the candidate window for "
+        description="Candidates per reranker call (80 = one call for the default window); a smaller value "
+        "splits the window into calls sent concurrently. Keep it >= the candidate window for "
         "scorers that normalise within a call (the default late-interaction scorer does): scores from "
         "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
     )

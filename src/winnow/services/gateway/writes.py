@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from winnow.common.deadline import Deadline
 from winnow.common.errors import Unavailable, short
 from winnow.services.gateway import routing
-from winnow.services.gateway.generations import GenerationTracker
+from winnow.services.gateway.topology import FixedShards, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, WriteDocument
 from winnow.services.gateway.ports import EmbedderPort, ShardPort, WriteRecord
 
@@ -23,12 +23,15 @@ class WriteConfig:
 
 
 class WriteCore:
-    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort], config: WriteConfig | None = None,
-                 generations: GenerationTracker | None = None) -> None:
+    def __init__(self, embedder: EmbedderPort, shards: list[ShardPort] | ShardTopology | FixedShards,
+                 config: WriteConfig | None = None) -> None:
         self.embedder = embedder
-        self.shards = shards
+        self.topology = as_topology(shards)
         self.config = config or WriteConfig()
-        self.generations = generations
+
+    @property
+    def shards(self) -> list[ShardPort]:
+        return self.topology.shards
 
     async def upsert(self, docs: list[WriteDocument], deadline: Deadline) -> tuple[int, dict[str, float]]:
         timings: dict[str, float] = {}
@@ -91,8 +94,7 @@ class WriteCore:
         return deleted, {"write": (time.perf_counter() - t) * 1000}
 
     def _observe(self, shard: str, generation: int) -> None:
-        if self.generations is not None:
-            self.generations.observe(shard, generation)
+        self.topology.observe(shard, generation)  # the next search's cache key is at least this fresh
 
     async def get(self, ids: list[str], deadline: Deadline) -> tuple[list[Candidate], list[str]]:
         groups = routing.group_by_shard(ids, len(self.shards))

@@ -46,7 +46,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache", "fusion")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache", "fusion", "write_token")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class SearchRequest(_message.Message):
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
+    WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     k: int
@@ -79,7 +80,8 @@ class SearchRequest(_message.Message):
     ef_search: int
     no_cache: bool
     fusion: Fusion
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ...) -> None: ...
+    write_token: str
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank")
@@ -114,7 +116,7 @@ class Coverage(_message.Message):
     def __init__(self, shards_asked: _Optional[int] = ..., shards_answered: _Optional[int] = ..., failed_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker", "dense_skipped_reason")
+    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker", "served_at", "consistency_unmet", "dense_skipped_reason")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +133,8 @@ class SearchResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RERANKER_FIELD_NUMBER: _ClassVar[int]
+    SERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_UNMET_FIELD_NUMBER: _ClassVar[int]
     DENSE_SKIPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     coverage: Coverage
@@ -141,11 +145,13 @@ class SearchResponse(_message.Message):
     request_id: str
     model: str
     reranker: str
+    served_at: str
+    consistency_unmet: str
     dense_skipped_reason: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., dense_skipped_reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ..., dense_skipped_reason: _Optional[str] = ...) -> None: ...
 
 class BulkSearchPage(_message.Message):
-    __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id")
+    __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id", "served_at", "consistency_unmet")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +166,8 @@ class BulkSearchPage(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_UNMET_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     page: int
     last: bool
@@ -167,7 +175,9 @@ class BulkSearchPage(_message.Message):
     coverage: Coverage
     timings_ms: _containers.ScalarMap[str, float]
     request_id: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., total: _Optional[int] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    served_at: str
+    consistency_unmet: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., total: _Optional[int] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
     __slots__ = ("id", "text", "metadata_json")
@@ -239,28 +249,44 @@ class GetResponse(_message.Message):
     missing: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, documents: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ReplicaInfo(_message.Message):
+    __slots__ = ("address", "healthy", "count", "applied_seq", "error")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    healthy: bool
+    count: int
+    applied_seq: int
+    error: str
+    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class ShardInfo(_message.Message):
-    __slots__ = ("address", "healthy", "count", "generation", "index_factory", "error")
+    __slots__ = ("address", "healthy", "count", "generation", "index_factory", "error", "replicas")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FACTORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     address: str
     healthy: bool
     count: int
     generation: int
     index_factory: str
     error: str
-    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., count: _Optional[int] = ..., generation: _Optional[int] = ..., index_factory: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
+    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., count: _Optional[int] = ..., generation: _Optional[int] = ..., index_factory: _Optional[str] = ..., error: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ...) -> None: ...
 
 class ClusterInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ClusterInfoResponse(_message.Message):
-    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache")
+    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache", "layout")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_MODEL_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +295,7 @@ class ClusterInfoResponse(_message.Message):
     RERANKER_DEVICE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     embedder_model: str
     embedder_device: str
@@ -277,4 +304,5 @@ class ClusterInfoResponse(_message.Message):
     reranker_device: str
     documents: int
     cache: str
-    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ...) -> None: ...
+    layout: str
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., layout: _Optional[str] = ...) -> None: ...

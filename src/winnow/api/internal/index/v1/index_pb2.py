@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(winnow/api/internal/index/v1/index.proto\x12\x0fwinnow.index.v1\x1a\x1cgoogle/protobuf/struct.proto\"K\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"=\n\rUpsertRequest\x12,\n\tdocuments\x18\x01 \x03(\x0b\x32\x19.winnow.index.v1.Document\"\xac\x01\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x42\n\ntimings_ms\x18\x03 \x03(\x0b\x32..winnow.index.v1.UpsertResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xab\x01\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x42\n\ntimings_ms\x18\x03 \x03(\x0b\x32..winnow.index.v1.DeleteResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x19\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"G\n\x0bGetResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0f\n\x07missing\x18\x02 \x03(\t\"?\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12&\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"1\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x11\n\tef_search\x18\x02 \x01(\r\"\xf3\x01\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\r\x12\x12\n\nquery_text\x18\x03 \x01(\t\x12\x11\n\tlexical_k\x18\x04 \x01(\r\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12-\n\x06params\x18\x06 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\ncoarse_dim\x18\x07 \x01(\r\x12\x19\n\x11\x63oarse_candidates\x18\x08 \x01(\r\x12\x18\n\x10include_payloads\x18\t \x01(\x08\"E\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"\xe6\x01\n\x0eSearchResponse\x12#\n\x05\x64\x65nse\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12%\n\x07lexical\x18\x02 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x42\n\ntimings_ms\x18\x04 \x03(\x0b\x32..winnow.index.v1.SearchResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe6\x01\n\x12RangeSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12(\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12\x12\n\ncoarse_dim\x18\x05 \x01(\r\x12\x18\n\x10include_payloads\x18\x06 \x01(\x08\x12\x13\n\x0bmax_results\x18\x07 \x01(\r\x12-\n\x06params\x18\x08 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\"\xeb\x01\n\x0fRangeSearchPage\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0c\n\x04page\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\r\n\x05total\x18\x04 \x01(\r\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x43\n\ntimings_ms\x18\x06 \x03(\x0b\x32/.winnow.index.v1.RangeSearchPage.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\x8f\x01\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x15\n\rindex_factory\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\"\x0e\n\x0cTrainRequest\"4\n\rTrainResponse\x12\x0f\n\x07trained\x18\x01 \x01(\x08\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x0e\n\x0cWatchRequest\"2\n\rWatchResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x32\xe1\x04\n\nIndexShard\x12I\n\x06Upsert\x12\x1e.winnow.index.v1.UpsertRequest\x1a\x1f.winnow.index.v1.UpsertResponse\x12I\n\x06\x44\x65lete\x12\x1e.winnow.index.v1.DeleteRequest\x1a\x1f.winnow.index.v1.DeleteResponse\x12@\n\x03Get\x12\x1b.winnow.index.v1.GetRequest\x1a\x1c.winnow.index.v1.GetResponse\x12I\n\x06Search\x12\x1e.winnow.index.v1.SearchRequest\x1a\x1f.winnow.index.v1.SearchResponse\x12V\n\x0bRangeSearch\x12#.winnow.index.v1.RangeSearchRequest\x1a .winnow.index.v1.RangeSearchPage0\x01\x12\x46\n\x05Stats\x12\x1d.winnow.index.v1.StatsRequest\x1a\x1e.winnow.index.v1.StatsResponse\x12\x46\n\x05Train\x12\x1d.winnow.index.v1.TrainRequest\x1a\x1e.winnow.index.v1.TrainResponse\x12H\n\x05Watch\x12\x1d.winnow.index.v1.WatchRequest\x1a\x1e.winnow.index.v1.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(winnow/api/internal/index/v1/index.proto\x12\x0fwinnow.index.v1\x1a\x1cgoogle/protobuf/struct.proto\"K\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"=\n\rUpsertRequest\x12,\n\tdocuments\x18\x01 \x03(\x0b\x32\x19.winnow.index.v1.Document\"\xac\x01\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x42\n\ntimings_ms\x18\x03 \x03(\x0b\x32..winnow.index.v1.UpsertResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xab\x01\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x42\n\ntimings_ms\x18\x03 \x03(\x0b\x32..winnow.index.v1.DeleteResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x19\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"G\n\x0bGetResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0f\n\x07missing\x18\x02 \x03(\t\"?\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12&\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"1\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x11\n\tef_search\x18\x02 \x01(\r\"\x8c\x02\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\r\x12\x12\n\nquery_text\x18\x03 \x01(\t\x12\x11\n\tlexical_k\x18\x04 \x01(\r\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12-\n\x06params\x18\x06 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\ncoarse_dim\x18\x07 \x01(\r\x12\x19\n\x11\x63oarse_candidates\x18\x08 \x01(\r\x12\x18\n\x10include_payloads\x18\t \x01(\x08\x12\x17\n\x0fmin_applied_seq\x18\n \x01(\x04\"E\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"\xfb\x01\n\x0eSearchResponse\x12#\n\x05\x64\x65nse\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12%\n\x07lexical\x18\x02 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x42\n\ntimings_ms\x18\x04 \x03(\x0b\x32..winnow.index.v1.SearchResponse.TimingsMsEntry\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe6\x01\n\x12RangeSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12(\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12\x12\n\ncoarse_dim\x18\x05 \x01(\r\x12\x18\n\x10include_payloads\x18\x06 \x01(\x08\x12\x13\n\x0bmax_results\x18\x07 \x01(\r\x12-\n\x06params\x18\x08 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\"\xeb\x01\n\x0fRangeSearchPage\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0c\n\x04page\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\r\n\x05total\x18\x04 \x01(\r\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x43\n\ntimings_ms\x18\x06 \x03(\x0b\x32/.winnow.index.v1.RangeSearchPage.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\x8f\x01\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x15\n\rindex_factory\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\"\x0e\n\x0cTrainRequest\"4\n\rTrainResponse\x12\x0f\n\x07trained\x18\x01 \x01(\x08\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x0e\n\x0cWatchRequest\"2\n\rWatchResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x32\xe1\x04\n\nIndexShard\x12I\n\x06Upsert\x12\x1e.winnow.index.v1.UpsertRequest\x1a\x1f.winnow.index.v1.UpsertResponse\x12I\n\x06\x44\x65lete\x12\x1e.winnow.index.v1.DeleteRequest\x1a\x1f.winnow.index.v1.DeleteResponse\x12@\n\x03Get\x12\x1b.winnow.index.v1.GetRequest\x1a\x1c.winnow.index.v1.GetResponse\x12I\n\x06Search\x12\x1e.winnow.index.v1.SearchRequest\x1a\x1f.winnow.index.v1.SearchResponse\x12V\n\x0bRangeSearch\x12#.winnow.index.v1.RangeSearchRequest\x1a .winnow.index.v1.RangeSearchPage0\x01\x12\x46\n\x05Stats\x12\x1d.winnow.index.v1.StatsRequest\x1a\x1e.winnow.index.v1.StatsResponse\x12\x46\n\x05Train\x12\x1d.winnow.index.v1.TrainRequest\x1a\x1e.winnow.index.v1.TrainResponse\x12H\n\x05Watch\x12\x1d.winnow.index.v1.WatchRequest\x1a\x1e.winnow.index.v1.WatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,31 +63,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHPARAMS']._serialized_start=775
   _globals['_SEARCHPARAMS']._serialized_end=824
   _globals['_SEARCHREQUEST']._serialized_start=827
-  _globals['_SEARCHREQUEST']._serialized_end=1070
-  _globals['_HIT']._serialized_start=1072
-  _globals['_HIT']._serialized_end=1141
-  _globals['_SEARCHRESPONSE']._serialized_start=1144
-  _globals['_SEARCHRESPONSE']._serialized_end=1374
+  _globals['_SEARCHREQUEST']._serialized_end=1095
+  _globals['_HIT']._serialized_start=1097
+  _globals['_HIT']._serialized_end=1166
+  _globals['_SEARCHRESPONSE']._serialized_start=1169
+  _globals['_SEARCHRESPONSE']._serialized_end=1420
   _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_start=356
   _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_end=404
-  _globals['_RANGESEARCHREQUEST']._serialized_start=1377
-  _globals['_RANGESEARCHREQUEST']._serialized_end=1607
-  _globals['_RANGESEARCHPAGE']._serialized_start=1610
-  _globals['_RANGESEARCHPAGE']._serialized_end=1845
+  _globals['_RANGESEARCHREQUEST']._serialized_start=1423
+  _globals['_RANGESEARCHREQUEST']._serialized_end=1653
+  _globals['_RANGESEARCHPAGE']._serialized_start=1656
+  _globals['_RANGESEARCHPAGE']._serialized_end=1891
   _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_start=356
   _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_end=404
-  _globals['_STATSREQUEST']._serialized_start=1847
-  _globals['_STATSREQUEST']._serialized_end=1861
-  _globals['_STATSRESPONSE']._serialized_start=1864
-  _globals['_STATSRESPONSE']._serialized_end=2007
-  _globals['_TRAINREQUEST']._serialized_start=2009
-  _globals['_TRAINREQUEST']._serialized_end=2023
-  _globals['_TRAINRESPONSE']._serialized_start=2025
-  _globals['_TRAINRESPONSE']._serialized_end=2077
-  _globals['_WATCHREQUEST']._serialized_start=2079
-  _globals['_WATCHREQUEST']._serialized_end=2093
-  _globals['_WATCHRESPONSE']._serialized_start=2095
-  _globals['_WATCHRESPONSE']._serialized_end=2145
-  _globals['_INDEXSHARD']._serialized_start=2148
-  _globals['_INDEXSHARD']._serialized_end=2757
+  _globals['_STATSREQUEST']._serialized_start=1893
+  _globals['_STATSREQUEST']._serialized_end=1907
+  _globals['_STATSRESPONSE']._serialized_start=1910
+  _globals['_STATSRESPONSE']._serialized_end=2053
+  _globals['_TRAINREQUEST']._serialized_start=2055
+  _globals['_TRAINREQUEST']._serialized_end=2069
+  _globals['_TRAINRESPONSE']._serialized_start=2071
+  _globals['_TRAINRESPONSE']._serialized_end=2123
+  _globals['_WATCHREQUEST']._serialized_start=2125
+  _globals['_WATCHREQUEST']._serialized_end=2139
+  _globals['_WATCHRESPONSE']._serialized_start=2141
+  _globals['_WATCHRESPONSE']._serialized_end=2191
+  _globals['_INDEXSHARD']._serialized_start=2194
+  _globals['_INDEXSHARD']._serialized_end=2803
 # @@protoc_insertion_point(module_scope)

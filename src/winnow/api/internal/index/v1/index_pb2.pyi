@@ -96,7 +96,7 @@ class SearchParams(_message.Message):
     def __init__(self, nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads")
+    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads", "min_applied_seq")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     QUERY_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class SearchRequest(_message.Message):
     COARSE_DIM_FIELD_NUMBER: _ClassVar[int]
     COARSE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    MIN_APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     query_text: str
@@ -115,7 +116,8 @@ class SearchRequest(_message.Message):
     coarse_dim: int
     coarse_candidates: int
     include_payloads: bool
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ...) -> None: ...
+    min_applied_seq: int
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., min_applied_seq: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json")
@@ -130,7 +132,7 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("dense", "lexical", "generation", "timings_ms")
+    __slots__ = ("dense", "lexical", "generation", "timings_ms", "applied_seq")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -142,11 +144,13 @@ class SearchResponse(_message.Message):
     LEXICAL_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     dense: _containers.RepeatedCompositeFieldContainer[Hit]
     lexical: _containers.RepeatedCompositeFieldContainer[Hit]
     generation: int
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, dense: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., lexical: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    applied_seq: int
+    def __init__(self, dense: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., lexical: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
     __slots__ = ("vector", "threshold", "page_size", "filters", "coarse_dim", "include_payloads", "max_results", "params")

@@ -1,0 +1,133 @@
+"""Reads across replicas on real processes: 2 shards x 2 index replicas, a gateway following a registry file,
+real gRPC. Searches run from threads the whole time; every answer must come back with full coverage.
+
+The embedder is the service with its model-free hash encoder (plumbing, not quality): the subject is the read path.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+from winnow.bench.replica_cluster import ReplicaCluster
+from winnow.client import WinnowClient
+
+QUERIES = [f"topic{i} words" for i in range(7)]
+
+
+class SearchLoad:
+    """`workers` threads searching without the cache; counts answers, failures and partial coverage."""
+
+    def __init__(self, target: str, workers: int = 3, timeout: float = 5.0) -> None:
+        self.client = WinnowClient(target, timeout=timeout)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.partial: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(workers)]
+
+    def _run(self, i: int) -> None:
+        n = i
+        while not self.stop.is_set():
+            n += 1
+            try:
+                r = self.client.search(QUERIES[n % len(QUERIES)], k=5, rerank=False, no_cache=True)
+            except grpc.RpcError as err:
+                with self.lock:
+                    self.failures.append(f"{err.code().name}: {err.details()}")
+                continue
+            with self.lock:
+                self.ok += 1
+                if r.coverage.shards_answered != r.coverage.shards_asked:
+                    self.partial.append(", ".join(r.coverage.failed_shards))
+
+    def answers(self, more: int, within_s: float = 60.0) -> None:
+        """Wait until `more` further searches have been answered."""
+        goal, end = self.ok + more, time.monotonic() + within_s
+        while self.ok < goal:
+            assert time.monotonic() < end, f"only {self.ok} of {goal} answers; failures: {self.failures[-3:]}"
+            time.sleep(0.01)
+
+    def __enter__(self) -> "SearchLoad":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=10)
+        self.client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = ReplicaCluster(tmp_path_factory.mktemp("replicas"), shards=2, replicas=2).start()
+    with WinnowClient(c.gateway.address, timeout=30) as w:
+        docs = [{"id": f"d{i}", "text": f"document {i} about topic{i % 7} and words"} for i in range(60)]
+        assert w.upsert(docs).upserted == len(docs)
+    yield c
+    c.stop()
+
+
+def _gateway_sees(cluster: ReplicaCluster, address: str, within_s: float = 20.0) -> None:
+    """ClusterInfo lists `address` as a healthy replica (the gateway dialled it without a restart)."""
+    end = time.monotonic() + within_s
+    with WinnowClient(cluster.gateway.address, timeout=5) as w:
+        while True:
+            info = w.info()
+            if any(r.address == address and r.healthy for s in info.shards for r in s.replicas):
+                return
+            assert time.monotonic() < end, f"gateway never saw {address}: {info}"
+            time.sleep(0.05)
+
+
+def test_kill_9_a_replica_then_its_twin_after_it_came_back_on_a_new_port(cluster):
+    with SearchLoad(cluster.gateway.address) as load:
+        load.answers(20)
+        cluster.kill(0, 0, signal.SIGKILL)
+        load.answers(40)
+        old = cluster.index[(0, 0)].address
+        new = cluster.restart(0, 0)  # a new port, published in the registry
+        assert new != old
+        _gateway_sees(cluster, new)
+        cluster.kill(0, 1, signal.SIGKILL)  # now only the replica on the new port can answer for shard 0
+        load.answers(40)
+        _gateway_sees(cluster, cluster.restart(0, 1))
+        load.answers(10)
+    assert load.failures == [] and load.partial == [], (load.failures[:3], load.partial[:3])
+
+
+def test_rolling_restart_of_every_replica_keeps_full_coverage(cluster):
+    with SearchLoad(cluster.gateway.address) as load:
+        load.answers(10)
+        for shard in range(cluster.shards):
+            for replica in range(cluster.replicas):
+                _gateway_sees(cluster, cluster.restart(shard, replica))  # SIGTERM (drain), new port
+                load.answers(15)
+    assert load.failures == [] and load.partial == [], (load.failures[:3], load.partial[:3])
+
+
+def test_write_tokens_are_checked_and_every_answer_says_where_it_was_served(cluster):
+    with WinnowClient(cluster.gateway.address, timeout=10) as w:
+        r = w.search("topic3 words", k=5, rerank=False, no_cache=True)
+        served = r.served_at
+        assert served.startswith("v1.L1.0:") and ",1:" in served and not r.consistency_unmet
+        # A token the replicas already applied: honoured.
+        r = w.search("topic3 words", k=5, rerank=False, no_cache=True, write_token=served)
+        assert not r.consistency_unmet and r.coverage.shards_answered == 2
+        # One they never will (within the deadline): answered anyway, and the answer says so.
+        t = time.monotonic()
+        r = w.search("topic3 words", k=5, rerank=False, no_cache=True, write_token="v1.L1.0:999999", timeout=2)
+        assert "999999" in r.consistency_unmet and r.coverage.shards_answered == 2 and time.monotonic() - t < 2
+        # A token from another layout (before a reshard): answered without waiting, and said.
+        r = w.search("topic3 words", k=5, rerank=False, no_cache=True, write_token="v1.L0.0:1")
+        assert "resharded" in r.consistency_unmet
+        with pytest.raises(grpc.RpcError) as err:
+            w.search("topic3 words", write_token="not-a-token")
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
