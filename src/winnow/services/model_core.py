@@ -35,6 +35,9 @@ class ModelCore(Generic[I, O]):
                  max_batch_tokens: int, max_queue: int, sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
         self.service = service
         self.stall_s = stall_s
+        self._probe_task: asyncio.Task | None = None  # held: a background probe forward pass (see `probe`)
+        self._probe_started = 0.0
+        self._probe_ok = True
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-model")
         self._pre_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-tokenize")
         self.batcher: MicroBatcher[I, O] = MicroBatcher(
@@ -66,15 +69,24 @@ class ModelCore(Generic[I, O]):
         raise NotImplementedError
 
     async def probe(self) -> bool | str:
-        """Readiness that never waits behind model work: busy and making progress = ready; work but no progress
-        for `stall_s` = not ready (a hung forward pass); idle = `probe_once` on the model thread, which is free,
-        so it runs at once and touches the model the requests use."""
+        """Readiness that never waits behind model work (it returns at once): work but no progress for `stall_s`
+        = not ready (a hung forward pass); busy and making progress = ready; idle = the verdict of the last
+        `probe_once` (a tiny real forward pass on the model thread), a new one being started in the background so
+        the next round sees it. A probe forward pass that itself hangs past `stall_s` is not ready."""
         stuck = self.batcher.busy_for()
         if stuck > self.stall_s:
             return f"the model has had work but finished nothing for {stuck:.0f}s"
-        if not self.batcher.idle:
-            return True
-        return await self._forward_probe()
+        if self._probe_task is not None and not self._probe_task.done():
+            age = time.perf_counter() - self._probe_started
+            return True if age <= self.stall_s else f"the health forward pass has not returned for {age:.0f}s"
+        if self._probe_task is not None:
+            ok = not self._probe_task.cancelled() and self._probe_task.exception() is None and self._probe_task.result()
+            self._probe_ok = bool(ok)
+            self._probe_task = None
+        if self.batcher.idle:
+            self._probe_started = time.perf_counter()
+            self._probe_task = asyncio.get_running_loop().create_task(self._forward_probe())
+        return True if self._probe_ok else "the last health forward pass gave a bad output"
 
     async def _forward_probe(self) -> bool:
         return await asyncio.get_running_loop().run_in_executor(self._model_pool, self.probe_once)
@@ -87,6 +99,8 @@ class ModelCore(Generic[I, O]):
 
     async def close(self) -> None:
         """Stop the batcher and the executors."""
+        if self._probe_task is not None:
+            self._probe_task.cancel()
         await self.batcher.stop()
         self._model_pool.shutdown(wait=True)
         self._pre_pool.shutdown(wait=True)
