@@ -5,6 +5,7 @@
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline
+    winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
     winnow bench models|index|gateway
     winnow serve SERVICE ...  run one service in the foreground (containers)
 """
@@ -99,8 +100,12 @@ def cmd_status(args) -> int:
     out = {"gateway": target, "documents": info.documents, "cache": info.cache,
            "embedder": f"{info.embedder_model} ({info.embedder_device})",
            "reranker": f"{info.reranker_model} / {info.reranker_scorer} ({info.reranker_device})",
+           "layout": info.layout,
            "shards": [{"address": s.address, "healthy": s.healthy, "count": s.count, "generation": s.generation,
-                       "index": s.index_factory, "error": s.error} for s in info.shards]}
+                       "index": s.index_factory, "error": s.error,
+                       "replicas": [{"address": r.address, "healthy": r.healthy, "count": r.count,
+                                     "applied_seq": r.applied_seq, "error": r.error} for r in s.replicas]}
+                      for s in info.shards]}
     if state:
         out["pids"] = {n: s["pid"] for n, s in state["services"].items()}
     print(json.dumps(out, indent=2))
@@ -271,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="retrieval quality on a BEIR dataset (see winnow eval --help)", add_help=False)
     ev.set_defaults(func=None, passthrough="winnow.eval.cli")
 
+    tr = sub.add_parser("train", help="train the second stage (see winnow train reranker --help)", add_help=False)
+    tr.set_defaults(func=None, passthrough="winnow.train.cli")
+
     be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
     be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
     be.set_defaults(func=None, passthrough="bench")
@@ -284,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     passthrough = getattr(args, "passthrough", None)
     if passthrough == "winnow.eval.cli":
         return _delegate("winnow.eval.cli", argv[argv.index("eval") + 1:])
+    if passthrough == "winnow.train.cli":
+        return _delegate("winnow.train.cli", argv[argv.index("train") + 1:])
     if passthrough == "bench":
         return _delegate(f"winnow.bench.{args.what}", argv[argv.index(args.what) + 1:])
     if passthrough == "serve":

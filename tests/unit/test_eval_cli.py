@@ -22,6 +22,9 @@ def _tiny(root: Path) -> Path:
     [
         (["--pipelines", "bm25,magic"], "unknown pipeline(s) ['magic']"),
         (["--no-ingest"], "--no-ingest needs --target"),
+        (["--reranker-model", "/nonexistent/model"], "does not exist"),
+        (["--reranker-arg", "max-length"], "expected FLAG=VALUE"),
+        (["--reranker-model", "/x", "--target", "127.0.0.1:1"], "configure the private cluster"),
     ],
 )
 def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
@@ -42,3 +45,17 @@ def test_unreachable_target_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture
                "--connect-timeout", "1"])
     assert rc == 1
     assert "not reachable" in capsys.readouterr().err
+
+
+def test_reranker_model_must_be_a_cross_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from winnow.models.loading import default_model_dir
+
+    assert main(["--dataset", str(_tiny(tmp_path)), "--reranker-model", str(default_model_dir())]) == 2
+    assert "not a sequence-classification model" in capsys.readouterr().err
+
+
+def test_reranker_args_become_service_flags(tmp_path: Path) -> None:
+    from winnow.eval.cli import reranker_args
+
+    assert reranker_args(None, ["max-length=192", "--ce-fusion-weight=0.4"]) == [
+        "--max-length", "192", "--ce-fusion-weight", "0.4"]

@@ -52,6 +52,7 @@ class ReplicaCluster:
         self.index: dict[tuple[int, int], Service] = {}
         self.embedder: Service | None = None
         self.gateway: Service | None = None
+        self.extra: list[Service] = []  # processes of other layouts and extra gateways
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -72,7 +73,8 @@ class ReplicaCluster:
         return self
 
     def stop(self) -> None:
-        procs = [p for p in (self.gateway, *self.index.values(), self.embedder) if p is not None and p.alive()]
+        procs = [p for p in (self.gateway, *self.extra, *self.index.values(), self.embedder)
+                 if p is not None and p.alive()]
         for p in procs:
             p.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         for p in procs:
@@ -108,22 +110,42 @@ class ReplicaCluster:
             self.write_registry()
         return p.address
 
-    def write_registry(self, layout: str | None = None) -> None:
-        """Atomically (tmp + rename) publish every live replica's address, bumping the version."""
-        self.layout = layout or self.layout
+    def write_registry(self, layout: str | None = None, shards: list[list[str]] | None = None,
+                       path: Path | None = None) -> None:
+        """Atomically (tmp + rename) publish every live replica's address (or `shards`), bumping the version."""
+        if shards is None:
+            self.layout = layout or self.layout
+            shards = [[self.index[(s, r)].address for r in range(self.replicas) if self.index[(s, r)].alive()]
+                      for s in range(self.shards)]
         self.version += 1
-        doc = {"version": self.version, "layout": self.layout,
-               "shards": {str(s): [self.index[(s, r)].address for r in range(self.replicas)
-                                   if self.index[(s, r)].alive()] for s in range(self.shards)}}
-        tmp = self.registry.with_suffix(".tmp")
+        doc = {"version": self.version, "layout": layout or self.layout,
+               "shards": {str(i): addrs for i, addrs in enumerate(shards)}}
+        path = path or self.registry
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self.registry)
+        os.replace(tmp, path)
+
+    def spawn_layout(self, name: str, shards: int) -> list[Service]:
+        """Index processes for another layout (one replica per shard, own data dirs), started and SERVING."""
+        procs = [self._spawn_index(s, 0, tag=name) for s in range(shards)]
+        self._wait(procs)
+        self.extra.extend(procs)
+        return procs
+
+    def spawn_gateway(self, name: str, registry: Path, *args: str) -> Service:
+        """Another gateway on `registry` (e.g. to write into a new layout before searches switch to it)."""
+        assert self.embedder is not None
+        g = self._spawn(name, [sys.executable, "-m", "winnow.services.gateway", "--embedder", self.embedder.address,
+                               "--reranker", "", "--shard-registry", str(registry), "--cache", "off", *args])
+        self._wait([g])
+        self.extra.append(g)
+        return g
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _spawn_index(self, shard: int, replica: int) -> Service:
-        data = self.workdir / "data" / f"shard-{shard}" / f"replica-{replica}"
-        return self._spawn(f"shard-{shard}-r{replica}", [
+    def _spawn_index(self, shard: int, replica: int, tag: str = "") -> Service:
+        data = self.workdir / f"data{tag}" / f"shard-{shard}" / f"replica-{replica}"
+        return self._spawn(f"shard{tag}-{shard}-r{replica}", [
             sys.executable, "-m", "winnow.services.index", "--shard-id", f"shard-{shard}", "--data-dir", str(data),
             "--dim", str(DIM), "--no-fsync", "--index-factory", "Flat", "--drain-grace-s", "0.5",
             "--health-interval-s", "0.5", *self.index_args])

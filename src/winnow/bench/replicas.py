@@ -6,7 +6,8 @@ registry, one hedging and one not. Measured in one run:
 
 1. search latency with 1 vs 2 replicas per shard (the registry is switched between them, rounds interleaved);
 2. hedging off vs on, both gateways interleaved, healthy replicas;
-3. a hung replica (SIGSTOP): how long searches wait, hedging off (a backup at half the budget) vs on;
+3. a hung replica (SIGSTOP) under 4 searching threads: how long searches wait, hedging off (a backup at half
+   the budget, then the replica is ejected) vs on;
 4. failover gap after kill -9 of a replica under load: from the kill until every search that was in flight has
    been answered by the other replica; p50 and max over the kills (the replica is restarted on a new port between
    kills and found through the registry).
@@ -75,6 +76,51 @@ class _Load:
             t.join(timeout=30)
 
 
+def _layer_overhead_us(n: int = 5000) -> dict:
+    """The replica layer alone, in process: one shard call through a ReplicaSet of 2 vs straight to its port."""
+    import asyncio
+
+    from winnow.services.gateway.ports import Hit, ShardQuery, ShardResult
+    from winnow.services.gateway.replicas import ReplicaSet
+
+    class Instant:
+        def __init__(self, target: str) -> None:
+            self.target = target
+
+        async def search(self, query, timeout):
+            return ShardResult([Hit("d", 1.0)], [], 1)
+
+        async def serving(self):
+            yield True
+            await asyncio.Event().wait()
+
+        async def watch(self):
+            yield 1
+            await asyncio.Event().wait()
+
+        async def close(self):
+            pass
+
+    async def run() -> dict:
+        a = Instant("a")
+        rs = ReplicaSet("bench", [a, Instant("b")])
+        rs.start()
+        await asyncio.sleep(0.01)
+        q = ShardQuery(None, 10)
+        out = {}
+        for name, fn in (("direct", lambda: a.search(q, 1.0)), ("replica_set", lambda: rs.search(q, 1.0))):
+            for _ in range(200):
+                await fn()
+            t = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            out[name] = (time.perf_counter() - t) / n * 1e6
+        await rs.stop()
+        return out
+
+    return asyncio.run(run())
+
+
 def _gap_after(calls, t_fault: float) -> float:
     """ms from the fault until every search in flight at it (or started after it, up to then) was answered."""
     inflight = [end for start, end, *_ in calls if start <= t_fault < end]
@@ -96,20 +142,22 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--requests", type=int, default=200, help="sequential searches per latency round")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per configuration")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per configuration")
     ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--hedge-ms", type=float, default=10.0)
+    ap.add_argument("--hedge-ms", type=float, default=25.0, help="the hedging gateway's hedge_after_ms")
+    ap.add_argument("--hung-s", type=float, default=3.0, help="seconds of load against a hung replica")
+    ap.add_argument("--eject-max-s", type=float, default=5.0, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=2.0, help="each search's deadline, seconds")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.docs, args.requests, args.rounds, args.kills = 200, 40, 2, 2
+        args.docs, args.requests, args.rounds, args.kills, args.hung_s = 200, 40, 2, 2, 1.0
 
     from winnow.bench.replica_cluster import ReplicaCluster, Service
     from winnow.client import WinnowClient
 
-    report: dict = {}
+    report: dict = {"layer_us": _layer_overhead_us()}
     with ReplicaCluster(Path(tempfile.mkdtemp(prefix="winnow-bench-replicas-")), shards=2, replicas=2) as c:
         hedged: Service = c._spawn("gateway-hedged", [
             sys.executable, "-m", "winnow.services.gateway", "--embedder", c.embedder.address, "--reranker", "",
@@ -146,15 +194,20 @@ def main(argv: list[str]) -> int:
             report["hedging_healthy"] = {"off": {"p50_ms": _pct(off, 50), "p99_ms": _pct(off, 99)},
                                          "on": {"p50_ms": _pct(on, 50), "p99_ms": _pct(on, 99)}}
 
-            # 3. a hung replica (SIGSTOP: connection open, no answers).
-            c.kill(0, 0, signal.SIGSTOP, wait=False)
-            try:
-                hung_off = _latencies(plain, max(10, args.requests // 4), timeout=args.timeout)
-                hung_on = _latencies(hedge, max(10, args.requests // 4), timeout=args.timeout)
-            finally:
-                c.kill(0, 0, signal.SIGCONT, wait=False)
-            report["hung_replica"] = {"off": {"p50_ms": _pct(hung_off, 50), "max_ms": max(hung_off)},
-                                      "on": {"p50_ms": _pct(hung_on, 50), "max_ms": max(hung_on)}}
+            # 3. a hung replica (SIGSTOP: connection open, no answers), 4 searching threads per gateway.
+            hung = {}
+            for name, client in (("off", plain), ("on", hedge)):
+                c.kill(0, 0, signal.SIGSTOP, wait=False)
+                try:
+                    with _Load(client, workers=4, timeout=args.timeout) as load:
+                        time.sleep(args.hung_s)
+                finally:
+                    c.kill(0, 0, signal.SIGCONT, wait=False)
+                lat = [(end - start) * 1000 for start, end, ok, _ in load.calls if ok]
+                hung[name] = {"p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": max(lat),
+                              "searches": len(load.calls), "failed": sum(not ok for *_, ok, _ in load.calls)}
+                time.sleep(args.eject_max_s)  # let the replica's ejection expire before the next gateway's turn
+            report["hung_replica"] = hung
 
             # 4. failover gap on kill -9 under load (4 searching threads, hedging off).
             gaps, failed, partial, answered = [], 0, 0, 0
@@ -194,12 +247,17 @@ def main(argv: list[str]) -> int:
     print(f"{'hedging off (healthy)':<34}{h['off']['p50_ms']:>9.2f}{h['off']['p99_ms']:>12.2f}{1.0:>11.2f}")
     print(f"{f'hedging on, {args.hedge_ms:g} ms (healthy)':<34}{h['on']['p50_ms']:>9.2f}{h['on']['p99_ms']:>12.2f}"
           f"{h['on']['p50_ms'] / h['off']['p50_ms']:>11.2f}")
-    print(f"{'hung replica, hedging off':<34}{g['off']['p50_ms']:>9.2f}{g['off']['max_ms']:>12.2f}{1.0:>11.2f}")
-    print(f"{'hung replica, hedging on':<34}{g['on']['p50_ms']:>9.2f}{g['on']['max_ms']:>12.2f}"
+    print(f"{'hung replica, hedging off (4 thr)':<34}{g['off']['p50_ms']:>9.2f}{g['off']['max_ms']:>12.2f}{1.0:>11.2f}")
+    print(f"{'hung replica, hedging on (4 thr)':<34}{g['on']['p50_ms']:>9.2f}{g['on']['max_ms']:>12.2f}"
           f"{g['on']['p50_ms'] / g['off']['p50_ms']:>11.2f}")
+    print(f"hung replica: p99 {g['off']['p99_ms']:.1f} ms off vs {g['on']['p99_ms']:.1f} ms on; failed "
+          f"{g['off']['failed']} / {g['on']['failed']} of {g['off']['searches']} / {g['on']['searches']}")
     print(f"failover gap after kill -9 ({f['kills']} kills, 4 threads): p50 {f['gap_p50_ms']:.1f} ms, "
           f"max {f['gap_max_ms']:.1f} ms; {f['searches']} searches, {f['failed']} failed, "
           f"{f['partial_coverage']} with partial coverage")
+    lu = report["layer_us"]
+    print(f"replica layer in process: {lu['replica_set']:.1f} us per shard call vs {lu['direct']:.1f} us direct "
+          f"(shards are called concurrently, so this is paid about once per search)")
     print(f"replication adds {report['replication_adds_p50_ms']:+.2f} ms to p50 (goal <= 1)")
     return 0
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from winnow.eval.beir import DatasetError, load_beir
+from winnow.models.loading import ModelLoadError
 from winnow.eval.runner import DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalReport, evaluate_target, select_pipelines
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="seconds to wait for the gateway channel to be ready (default 30).")
     p.add_argument("--shards", type=int, default=2, help="private cluster: number of index shards (default 2).")
+    p.add_argument("--reranker-model", type=Path, default=None,
+                   help="private cluster: serve this cross-encoder directory (e.g. from `winnow train reranker`) "
+                   "with scorer=cross-encoder; its fusion with the first stage comes from its winnow_reranker.json.")
+    p.add_argument("--reranker-arg", action="append", default=[], metavar="FLAG=VALUE",
+                   help="private cluster: an extra reranker flag, e.g. --reranker-arg max-length=192 (repeatable).")
     p.add_argument("--data-dir", type=Path, default=None, help="private cluster: data directory (default: a temp dir).")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr.")
     return p
 
 
+def reranker_args(model: Path | None, extra: list[str]) -> list[str]:
+    """Reranker service flags for --reranker-model / --reranker-arg (ValueError on a malformed FLAG=VALUE)."""
+    out: list[str] = []
+    if model is not None:
+        from winnow.models.trained import check_cross_encoder_dir
+
+        out += ["--scorer", "cross-encoder", "--model-dir", str(check_cross_encoder_dir(model).resolve())]
+    for item in extra:
+        flag, sep, value = item.partition("=")
+        if not sep or not flag.strip():
+            raise ValueError(f"--reranker-arg {item!r}: expected FLAG=VALUE, e.g. max-length=192")
+        out += [f"--{flag.strip().lstrip('-')}", value]
+    return out
+
+
 @contextlib.contextmanager
-def start_private_cluster(data_dir: Path | None, shards: int) -> Iterator[str]:
+def start_private_cluster(data_dir: Path | None, shards: int, reranker: list[str] | None = None) -> Iterator[str]:
     """Start the project's local cluster on loopback (free ports, no Redis) and yield the gateway address.
 
     The data directory is temporary unless given; every process is stopped (drained) on exit.
@@ -74,7 +95,8 @@ def start_private_cluster(data_dir: Path | None, shards: int) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="winnow-eval-")))
-        config = ClusterConfig(data_dir=data_dir, shards=shards, gateway_port=0, cache="memory")
+        config = ClusterConfig(data_dir=data_dir, shards=shards, gateway_port=0, cache="memory",
+                               service_args={"reranker": list(reranker or [])})
         started = time.perf_counter()
         cluster = stack.enter_context(LocalCluster(config))
         print(f"private cluster up in {time.perf_counter() - started:.0f}s: gateway {cluster.gateway}, "
@@ -186,8 +208,11 @@ def main(argv: list[str]) -> int:
         select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
         if args.no_ingest and not args.target:
             raise ValueError("--no-ingest needs --target (a private cluster starts empty)")
+        if (args.reranker_model or args.reranker_arg) and args.target:
+            raise ValueError("--reranker-model/--reranker-arg configure the private cluster; not with --target")
+        service_args = reranker_args(args.reranker_model, args.reranker_arg)
         dataset = load_beir(args.dataset, args.split).sample(args.queries, args.seed)
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, ValueError, ModelLoadError) as exc:
         print(f"winnow eval: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
@@ -195,7 +220,7 @@ def main(argv: list[str]) -> int:
         if args.target:
             report = asyncio.run(_evaluate(args.target, dataset, args, options, _reporter(args, argv, started)))
         else:
-            with start_private_cluster(args.data_dir, args.shards) as gateway:
+            with start_private_cluster(args.data_dir, args.shards, service_args) as gateway:
                 report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
     except (TimeoutError, asyncio.TimeoutError):
         print(f"winnow eval: gateway {args.target or '(private)'} not reachable within {args.connect_timeout:g}s",

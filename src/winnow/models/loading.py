@@ -68,18 +68,31 @@ def choose_placement(preference: str = "auto") -> Placement:
     return Placement("cpu", "float32")
 
 
+def _ends(f: Path, n: int = 1 << 20) -> bytes:
+    """The first and last n bytes of a file (cheap, and differs between any two trained weight files)."""
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        head = fh.read(n)
+        if size <= 2 * n:
+            return head + fh.read()
+        fh.seek(size - n)
+        return head + fh.read(n)
+
+
 def model_id(path: Path, default_dir: Path | None = None) -> str:
     """`name@hash`: the name (all-MiniLM-L6-v2 for the packaged default, else the directory name) and the
-    first 12 hex digits of a hash over the weight files' names and sizes plus config.json, so a different
-    model or revision gives a different id (used in cache keys)."""
+    first 12 hex digits of a hash over the weight files' names, sizes and first and last MiB plus config.json
+    and winnow_reranker.json, so a different model, revision or fine-tune gives a different id (cache keys)."""
     name = DEFAULT_MODEL_NAME if default_dir is not None and path.resolve() == default_dir.resolve() else path.name
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
         if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".txt", ".model"}:
             h.update(str(f.relative_to(path)).encode())
             h.update(str(f.stat().st_size).encode())
-            if f.name == "config.json":
+            if f.name in ("config.json", "winnow_reranker.json"):
                 h.update(f.read_bytes())
+            elif f.suffix in {".safetensors", ".bin"}:
+                h.update(_ends(f))  # two fine-tunes of one base share names, sizes and config
     return f"{name}@{h.hexdigest()[:12]}"
 
 

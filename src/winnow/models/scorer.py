@@ -65,15 +65,36 @@ class Scorer(ABC):
         return self.finish(candidates, self.forward(self.prepare(query, candidates)))
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU advertises native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 class CrossEncoderScorer(Scorer):
     """A real cross-encoder: any Hugging Face AutoModelForSequenceClassification directory (ms-marco-MiniLM,
-    bge-reranker, ...). One label: its logit is the score; two or more: the last label's log-odds."""
+    bge-reranker, or one trained by `winnow train reranker`). One label: its logit is the score; two or more: the
+    last label's log-odds.
+
+    `fusion_weight` w < 1 joins the first stage: w * z(cross-encoder) + (1 - w) * z(first-stage score) over the
+    request's candidates (`linear_score_fuse`); -1 takes the weight from the directory's winnow_reranker.json (chosen
+    on held-out training queries), else 1 (the cross-encoder alone). A trained directory also caps max_length at its
+    training length. Each micro-batch runs in length-sorted sub-batches of `sub_batch` pairs, each padded only to
+    its own longest pair. `bf16`: auto (bf16 autocast on CPUs with native bf16, fp32 elsewhere; CUDA runs fp16),
+    on, off."""
 
     name = "cross-encoder"
 
-    def __init__(self, model_dir: str | Path, device: str = "auto", max_length: int = 512) -> None:
+    def __init__(self, model_dir: str | Path, device: str = "auto", max_length: int = 512,
+                 fusion_weight: float = -1.0, fusion_rrf_k: float = 100.0, sub_batch: int = 16,
+                 bf16: str = "auto") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from winnow.models.trained import read_manifest, served_fusion_weight
 
         path = check_model_dir(model_dir)
         self.placement = choose_placement(device)
@@ -86,13 +107,24 @@ class CrossEncoderScorer(Scorer):
             model.half()
         self._model = model.to(self.placement.device).eval()
         self._torch = torch
+        manifest = read_manifest(path)
         limit = getattr(model.config, "max_position_embeddings", max_length) or max_length
-        self.max_length = int(min(max_length, limit, self.tokenizer.model_max_length or max_length))
+        trained = int(manifest.get("max_length") or max_length)
+        self.max_length = int(min(max_length, trained, limit, self.tokenizer.model_max_length or max_length))
+        self.weight = served_fusion_weight(manifest, fusion_weight)
+        self.rrf_k = fusion_rrf_k
+        self.sub_batch = max(1, sub_batch)
+        self.bf16 = self.placement.device == "cpu" and (bf16 == "on" or (bf16 == "auto" and cpu_has_bf16()))
+        if self.weight < 1.0:
+            self.name = f"cross-encoder-linear-score-fusion-w{self.weight:.2f}"
         self.model_id = model_id(path)
         self._pad = int(self.tokenizer.pad_token_id or 0)
         self._types = "token_type_ids" in self.tokenizer.model_input_names
         self._lock = threading.Lock()
         self._tok_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads at once
+        log.info("cross-encoder loaded", extra={"fields": {
+            "model": self.model_id, "max_length": self.max_length, "fusion_weight": self.weight,
+            "device": self.placement.device, "bf16": self.bf16, "trained": bool(manifest)}})
 
     def _encode(self, query: str, texts: list[str], limit: int) -> dict:
         with self._tok_lock:
@@ -123,6 +155,24 @@ class CrossEncoderScorer(Scorer):
     def forward(self, pairs: list[PreparedPair]) -> list[float]:
         if not pairs:
             return []
+        order = sorted(range(len(pairs)), key=lambda i: -pairs[i].cost)
+        scores = [0.0] * len(pairs)
+        with self._lock:
+            for b in range(0, len(order), self.sub_batch):
+                idx = order[b : b + self.sub_batch]
+                for i, v in zip(idx, self._forward_padded([pairs[i] for i in idx])):
+                    scores[i] = v
+        return scores
+
+    def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
+        if self.weight >= 1.0:
+            return list(raw)
+        from winnow.models.late_interaction import linear_score_fuse
+
+        return linear_score_fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k,
+                                 [c.first_stage_score for c in candidates])
+
+    def _forward_padded(self, pairs: list[PreparedPair]) -> list[float]:
         torch = self._torch
         width = max(p.cost for p in pairs)
         ids = torch.full((len(pairs), width), self._pad, dtype=torch.long)
@@ -137,7 +187,7 @@ class CrossEncoderScorer(Scorer):
         if self._types:
             feats["token_type_ids"] = types
         feats = {k: v.to(self.placement.device) for k, v in feats.items()}
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self._model(**feats).logits.float()
         if logits.shape[-1] == 1:
             scores = logits[:, 0]

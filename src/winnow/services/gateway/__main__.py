@@ -36,7 +36,8 @@ def shard_topology(s: GatewaySettings, security: ChannelSecurity = PLAINTEXT) ->
         source = static_source(Topology(s.layout, parse_shards(s.shards)))
     policy = ReplicaPolicy(hedge_after_s=s.hedge_after_ms / 1000.0, eject_base_s=s.replica_eject_s,
                            eject_max_s=s.replica_eject_max_s)
-    return ShardTopology(source, lambda target: GrpcShard(target, target, s.replica_reconnect_max_ms, security), policy,
+    return ShardTopology(source, lambda target: GrpcShard("replica", target, s.replica_reconnect_max_ms, security),
+                         policy,
                          switch_timeout_s=s.layout_switch_timeout_s)
 
 SERVICE = "gateway"

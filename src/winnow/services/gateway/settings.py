@@ -127,3 +127,12 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     def _split(cls, value):
         """Accept "a,b" from env vars and flags as well as a JSON list."""
         return comma_list(value, str)
+
+    @field_validator("shards")
+    @classmethod
+    def _replicas(cls, value: list[str]) -> list[str]:
+        """Every shard lists at least one host:port ('|' between replicas): a typo fails at start-up, clearly."""
+        from winnow.services.gateway.discovery import parse_shards
+
+        parse_shards(value)
+        return value

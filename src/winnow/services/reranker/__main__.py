@@ -20,7 +20,9 @@ def build_scorer(settings: RerankerSettings):
 
         if not settings.model_dir:
             raise ModelLoadError("scorer=cross-encoder needs model_dir: a local sequence-classification model")
-        return CrossEncoderScorer(settings.model_dir, settings.device, settings.max_length)
+        return CrossEncoderScorer(settings.model_dir, settings.device, settings.max_length,
+                                  fusion_weight=settings.ce_fusion_weight, fusion_rrf_k=settings.fusion_rrf_k,
+                                  sub_batch=settings.ce_sub_batch, bf16=settings.bf16)
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer
 

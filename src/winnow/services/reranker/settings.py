@@ -28,6 +28,16 @@ class RerankerSettings(ModelServiceSettings):
     max_length: int = Field(512, ge=8, description="cross-encoder: most tokens per (query, candidate) pair; "
                             "candidates are cut to fit and reported as truncated. Late interaction uses the "
                             "encoder's max_seq_length (256 for all-MiniLM-L6-v2).")
+    ce_fusion_weight: float = Field(
+        -1.0, ge=-1, le=1, description="cross-encoder: weight w of its score in w*z(cross-encoder) + (1-w)*z(first-"
+        "stage score); -1 = the model directory's own (winnow_reranker.json, chosen on held-out training queries by "
+        "`winnow train reranker`), else 1 (the cross-encoder alone).",
+    )
+    ce_sub_batch: int = Field(16, ge=1, description="cross-encoder: pairs per forward pass; a micro-batch is run in "
+                              "length-sorted sub-batches of this size, each padded to its own longest pair.")
+    bf16: str = Field("auto", pattern="^(auto|on|off)$", description="cross-encoder on CPU: bf16 autocast. auto = "
+                      "only where the CPU has native bf16 (AVX512-BF16/AMX); without it bf16 measured 1.5-4x slower "
+                      "than fp32 here (docs/models.md).")
     max_candidates: int = Field(512, ge=1, description="Most candidates in one Rerank request.")
     # device, threads, max_wait_ms and max_queue: ModelServiceSettings; the two budgets below differ for pairs.
     max_batch_size: int = Field(

@@ -1,0 +1,143 @@
+"""`winnow train reranker`: fine-tune a cross-encoder on your own data; the reranker serves the result.
+
+    winnow train reranker --dataset ../shared/datasets/scifact --split train --out models/scifact-ce
+    winnow train reranker --dataset DIR --judgments judgments.jsonl --out MODEL_DIR
+    winnow train reranker --dataset DIR --self-supervised --out MODEL_DIR      # no judgments: the corpus alone
+
+Serve it: `winnow eval --reranker-model MODEL_DIR` (or the reranker with scorer=cross-encoder, model_dir=MODEL_DIR).
+Exit codes: 0 trained, 2 bad input (dataset, split, judgments, model directory, existing output), 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="winnow train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("reranker", help="fine-tune a cross-encoder (see winnow train reranker --help)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--dataset", required=True, type=Path, help="BEIR-layout directory: its corpus (and queries).")
+    src = r.add_mutually_exclusive_group()
+    src.add_argument("--split", default=None, help="qrels split to train on (default: train).")
+    src.add_argument("--judgments", type=Path, default=None,
+                     help="a judgments file (JSON lines {query|query_id, doc_id, relevance} or a qrels TSV).")
+    src.add_argument("--self-supervised", action="store_true",
+                     help="no judgments: pseudo-queries made from the corpus itself (titles, sentences).")
+    r.add_argument("--out", required=True, type=Path, help="output model directory (written atomically).")
+    r.add_argument("--overwrite", action="store_true", help="replace --out if it exists.")
+    r.add_argument("--base-model", type=Path, default=None,
+                   help="encoder directory to start from (default: the packaged all-MiniLM-L6-v2).")
+    r.add_argument("--first-stage-model", type=Path, default=None,
+                   help="bi-encoder of the first stage used to mine negatives (default: the packaged MiniLM).")
+    r.add_argument("--epochs", type=float, default=2.0)
+    r.add_argument("--lr", type=float, default=8e-5)
+    r.add_argument("--negatives", type=int, default=3, help="hard negatives per (query, positive) group.")
+    r.add_argument("--groups-per-batch", type=int, default=4)
+    r.add_argument("--max-length", type=int, default=256, help="tokens per (query, document) pair.")
+    r.add_argument("--depth", type=int, default=30, help="negatives are drawn from the first stage's top DEPTH.")
+    r.add_argument("--holdout", type=int, default=80,
+                   help="training queries held out to choose the fusion weight (0: keep the default weight).")
+    r.add_argument("--fusion-depth", type=int, default=30,
+                   help="first-stage candidates scored per held-out query to choose the fusion weight.")
+    r.add_argument("--max-queries", type=int, default=0,
+                   help="use at most this many training queries (self-supervised default: 2000).")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds of training at most; the schedule is re-planned to fit (0 = no budget).")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default).")
+    r.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "winnow" / "train",
+                   help="where corpus vectors of the first stage are cached (default ~/.cache/winnow/train).")
+    r.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _bars(enabled: bool):
+    from tqdm import tqdm
+
+    def make(desc: str, total: int):
+        bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, dynamic_ncols=True, mininterval=2)
+
+        def advance(n: int = 1, total: int | None = None, loss: float | None = None) -> None:
+            if total is not None:
+                bar.total = total
+                bar.refresh()
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(n)
+            if bar.total and bar.n >= bar.total:
+                bar.close()
+
+        return advance
+
+    return make
+
+
+def run_reranker(args: argparse.Namespace) -> int:
+    from winnow.models.loading import ModelLoadError, check_model_dir, default_model_dir, force_offline
+    from winnow.train.judgments import TrainInputError, from_file, from_split, load_dataset_corpus
+
+    force_offline()
+    bars = _bars(not args.no_progress)
+    t0 = time.perf_counter()
+    try:
+        if args.out.exists() and not args.overwrite:
+            raise TrainInputError(f"output directory {args.out} exists; pass --overwrite to replace it")
+        base = check_model_dir(args.base_model or default_model_dir())
+        check_model_dir(args.first_stage_model or default_model_dir())
+        if args.negatives < 1 or args.max_length < 16 or args.epochs <= 0 or args.groups_per_batch < 1:
+            raise TrainInputError("--negatives >= 1, --max-length >= 16, --epochs > 0, --groups-per-batch >= 1")
+        corpus = load_dataset_corpus(args.dataset)
+        if not corpus:
+            raise TrainInputError(f"dataset {args.dataset}: the corpus is empty")
+        if args.self_supervised:
+            source, queries = "self-supervised", None
+        elif args.judgments is not None:
+            source, queries = f"judgments {args.judgments}", from_file(args.judgments, args.dataset, corpus)
+        else:
+            split = args.split or "train"
+            source, queries = f"split {split}", from_split(args.dataset, split, corpus)
+    except (TrainInputError, ModelLoadError) as exc:
+        print(f"winnow train reranker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.self_supervised:
+            from winnow.train.self_supervised import run_self_supervised
+
+            return run_self_supervised(args, corpus, base, bars, t0)
+        from winnow.train.pipeline import run_judged
+
+        return run_judged(args, corpus, queries, source, base, bars, t0)
+    except ModelLoadError as exc:
+        print(f"winnow train reranker: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("winnow train reranker: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
+        log.debug("training failed", exc_info=True)
+        print(f"winnow train reranker: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `winnow train`; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    if args.what == "reranker":
+        return run_reranker(args)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
