@@ -4,9 +4,10 @@ A request runs at once while fewer than `max_concurrent` run. Otherwise it may w
 than `max_waiting` wait already and (b) its expected wait fits its budget. The expected wait is the queue
 position times the recent service time (an EWMA) over `max_concurrent`; the budget is the smallest of
 `max_wait_s`, `wait_factor` x the recent service time (so admitted latency stays within about (1 + wait_factor)
-x the service time on any machine), and what the caller's deadline leaves after one service time. A request
-that cannot fit is refused at once with `Overloaded` (RESOURCE_EXHAUSTED) carrying a retry hint, instead of
-spending its deadline in a queue; one whose wait runs out is refused the same way.
+x the service time on any machine), what the caller's deadline leaves after one service time, and half of that
+deadline (so a refusal arrives before it). A request that cannot fit is refused at once with `Overloaded`
+(RESOURCE_EXHAUSTED) carrying a retry hint, instead of spending its deadline in a queue; one whose wait runs
+out is refused the same way.
 
 Pure asyncio (no grpc); `winnow.rpc.server` applies it per RPC method.
 """
@@ -49,8 +50,8 @@ class Admission:
         budget = self.max_wait_s
         if self.service_s:
             budget = min(budget, self.wait_factor * self.service_s)
-        if remaining is not None:
-            budget = min(budget, remaining - self.service_s)
+        if remaining is not None:  # leave the run its time, and the refusal time to arrive before the deadline
+            budget = min(budget, remaining - self.service_s, remaining / 2)
         return budget
 
     def _refuse(self, why: str, position: int) -> Overloaded:
