@@ -6,7 +6,7 @@
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
-    winnow bench models|index|gateway
+    winnow bench models|index|gateway|replicas|peers
     winnow serve SERVICE ...  run one service in the foreground (containers)
 """
 
@@ -119,13 +119,22 @@ def cmd_search(args) -> int:
     for f in args.filter or []:
         field, _, value = f.partition("=")
         filters[field] = json.loads(value) if value[:1] in "0123456789-tf[{\"" and _is_json(value) else value
-    opts = dict(k=args.k, window=args.window, rerank=not args.no_rerank, retrieval=args.retrieval,
+    opts = dict(k=args.k, window=args.window, rerank=False if args.no_rerank else None, retrieval=args.retrieval,
                 mrl_dim=args.mrl_dim, filters=filters, no_cache=args.no_cache, fusion=args.fusion)
+    if args.vector_file:
+        from winnow.vectorfile import VectorFileError, read_query_vector
+
+        try:
+            opts.update(vector=read_query_vector(args.vector_file), vector_model=args.vector_model)
+        except VectorFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     with WinnowClient(_target(args), timeout=args.timeout, token=args.token) as client:
         if args.bulk:
             hits, pages = [], 0
             for page in client.bulk_search(args.query, threshold=args.threshold, max_results=args.max_results,
-                                           **{k: v for k, v in opts.items() if k in ("retrieval", "mrl_dim", "filters")}):
+                                           **{k: v for k, v in opts.items()
+                                              if k in ("retrieval", "mrl_dim", "filters", "vector", "vector_model")}):
                 hits.extend(page.hits)
                 pages += 1
                 coverage = page.coverage
@@ -177,12 +186,20 @@ def cmd_ingest(args) -> int:
     from winnow.client import WinnowClient
     from winnow.ingest import CorpusError, count_lines, ingest, read_documents
 
+    from winnow.vectorfile import VectorFileError, read_vectors
+
     try:
         total = count_lines(args.file)
+        docs = read_documents(args.file)
+        if args.vector_file:  # one row per document, in file order
+            vectors = read_vectors(args.vector_file)
+            if vectors.shape[0] != total:
+                raise CorpusError(f"{args.vector_file}: {vectors.shape[0]} vectors for {total} documents")
+            docs = ({**d, "vector": v} for d, v in zip(docs, vectors))
         with WinnowClient(_target(args), token=args.token) as client:
-            n = ingest(client, read_documents(args.file), batch_size=args.batch_size, total=total,
-                       progress=not args.quiet)
-    except CorpusError as exc:
+            n = ingest(client, docs, batch_size=args.batch_size, total=total, progress=not args.quiet,
+                       vector_model=args.vector_model)
+    except (CorpusError, VectorFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"upserted {n} documents", file=sys.stderr)
@@ -255,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--no-cache", action="store_true")
     se.add_argument("--timeout", type=float, default=30.0)
     se.add_argument("--json", action="store_true")
+    se.add_argument("--vector-file", help="your own query vector (.npy, JSON list or text): the embedder is skipped")
+    se.add_argument("--vector-model", default="", help="the model that made --vector-file ('' = the collection's)")
     se.set_defaults(func=cmd_search)
 
     ing = sub.add_parser("ingest", help="upsert a JSON-lines corpus (BEIR layout accepted, .gz too)")
@@ -262,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("file")
     ing.add_argument("--batch-size", type=int, default=64)
     ing.add_argument("--quiet", action="store_true")
+    ing.add_argument("--vector-file", help="your own document vectors (.npy or JSON matrix), one row per document "
+                     "in file order: the embedder is skipped (documents may also carry a `vector` field)")
+    ing.add_argument("--vector-model", default="", help="the model that made the vectors ('' = the collection's)")
     ing.set_defaults(func=cmd_ingest)
 
     de = sub.add_parser("delete", help="delete documents by id")
@@ -279,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the second stage (see winnow train reranker --help)", add_help=False)
     tr.set_defaults(func=None, passthrough="winnow.train.cli")
 
-    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas")
-    be.add_argument("what", choices=["models", "index", "gateway", "replicas"])
+    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas, peers")
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas", "peers"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 

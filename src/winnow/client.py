@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -28,22 +28,52 @@ def _filters(filters: Mapping[str, Any] | None) -> list[pb.Filter]:
     return [pb.Filter(field=field, equals=to_value(value)) for field, value in (filters or {}).items()]
 
 
-def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool = True, retrieval: str = "hybrid",
+def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None,
+                   retrieval: str = "hybrid",
                    mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, threshold: float = 0.0,
                    page_size: int = 0, max_results: int = 0, no_cache: bool = False, bulk: bool = False,
-                   rrf_k: int = 0, fusion: str = "", write_token: str = "") -> pb.SearchRequest:
+                   rrf_k: int = 0, fusion: str = "", write_token: str = "", vector: Sequence[float] | None = None,
+                   vector_model: str = "") -> pb.SearchRequest:
     """Build a SearchRequest from keyword options (retrieval: hybrid, dense or lexical; fusion: convex or rrf,
-    "" = the gateway's default; write_token: an Upsert/Delete's token, to read that write)."""
+    "" = the gateway's default; rerank: None = the gateway's default, on when there is query text; write_token:
+    an Upsert/Delete's token, to read that write). `vector`: your own query vector (see `with_query_vector`)."""
     if retrieval not in _RETRIEVAL:
         raise ValueError(f"retrieval must be one of {sorted(_RETRIEVAL)}")
     if fusion not in _FUSION:
         raise ValueError(f"fusion must be one of {sorted(_FUSION)}")
-    return pb.SearchRequest(
+    req = pb.SearchRequest(
         query=query, mode=pb.MODE_BULK if bulk else pb.MODE_PRECISION, k=k, candidate_window=window,
-        rerank=rerank, retrieval=_RETRIEVAL[retrieval], mrl_dim=mrl_dim, filters=_filters(filters),
+        retrieval=_RETRIEVAL[retrieval], mrl_dim=mrl_dim, filters=_filters(filters),
         threshold=threshold, page_size=page_size, max_results=max_results, no_cache=no_cache, rrf_k=rrf_k,
         fusion=_FUSION[fusion], write_token=write_token,
     )
+    if rerank is not None:
+        req.rerank = rerank
+    return with_query_vector(req, vector, vector_model)
+
+
+# -- bring your own vectors (issue 14) ----------------------------------------------------------------------------
+def with_query_vector(req: pb.SearchRequest, vector: Sequence[float] | None, vector_model: str = ""):
+    """Set a caller's query vector (any float sequence or numpy array) on a SearchRequest: dense retrieval then uses
+    it and the embedder is skipped; `query` stays the text for BM25 (hybrid) and the reranker."""
+    if vector is not None:
+        req.query_vector.extend(_floats(vector))
+        req.vector_model = vector_model
+    return req
+
+
+def _floats(vector: Sequence[float]) -> list[float]:
+    tolist = getattr(vector, "tolist", None)  # numpy arrays: one C-level conversion
+    return [float(x) for x in (tolist() if tolist else vector)]
+
+
+def document(d: Mapping[str, Any]) -> pb.Document:
+    """An upsert dict (id, text, optional metadata dict, optional vector) as a Document."""
+    doc = pb.Document(id=str(d["id"]), text=d["text"],
+                      metadata_json=json.dumps(d["metadata"]) if d.get("metadata") else "")
+    if d.get("vector") is not None:
+        doc.vector.extend(_floats(d["vector"]))
+    return doc
 
 
 class WinnowClient:
@@ -83,12 +113,12 @@ class WinnowClient:
         req = search_request(query, threshold=threshold, bulk=True, **options)
         yield from self.stub.BulkSearch(req, timeout=timeout or self.timeout, metadata=self.metadata)
 
-    def upsert(self, documents: Iterable[Mapping[str, Any]], timeout: float | None = None) -> pb.UpsertResponse:
-        """documents: dicts with id, text and optional metadata (a dict)."""
-        docs = [pb.Document(id=str(d["id"]), text=d["text"],
-                            metadata_json=json.dumps(d["metadata"]) if d.get("metadata") else "")
-                for d in documents]
-        return self.stub.Upsert(pb.UpsertRequest(documents=docs), timeout=timeout or self.timeout, metadata=self.metadata)
+    def upsert(self, documents: Iterable[Mapping[str, Any]], timeout: float | None = None,
+               vector_model: str = "") -> pb.UpsertResponse:
+        """documents: dicts with id, text, optional metadata (a dict) and optional vector (your own embedding;
+        `vector_model` names the model that made it, "" = the collection's)."""
+        req = pb.UpsertRequest(documents=[document(d) for d in documents], vector_model=vector_model)
+        return self.stub.Upsert(req, timeout=timeout or self.timeout, metadata=self.metadata)
 
     def delete(self, ids: Iterable[str], timeout: float | None = None) -> pb.DeleteResponse:
         return self.stub.Delete(pb.DeleteRequest(ids=list(ids)), timeout=timeout or self.timeout, metadata=self.metadata)

@@ -34,7 +34,10 @@ def document_from_record(rec: dict[str, Any]) -> dict[str, Any]:
     full = document_text(title, text)
     if not full:
         raise KeyError("no `text` (or `title`)")
-    return {"id": str(doc_id), "text": full, "metadata": meta}
+    doc = {"id": str(doc_id), "text": full, "metadata": meta}
+    if rec.get("vector") is not None:  # the caller's own embedding; the gateway checks it
+        doc["vector"] = [float(x) for x in rec["vector"]]
+    return doc
 
 
 def read_documents(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -67,14 +70,15 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def ingest(client, documents: Iterable[dict[str, Any]], batch_size: int = 64, total: int | None = None,
-           progress: bool = True, desc: str = "ingest") -> int:
+           progress: bool = True, desc: str = "ingest", vector_model: str = "") -> int:
     """Upsert documents through a WinnowClient in batches, with a progress bar. Returns documents written."""
     from tqdm import tqdm
 
     written = 0
     with tqdm(total=total, desc=desc, unit="doc", disable=not progress, dynamic_ncols=True) as bar:
         for batch in batched(documents, batch_size):
-            written += client.upsert(batch, timeout=max(60.0, 2.0 * len(batch))).upserted
+            kw = {"vector_model": vector_model} if vector_model else {}
+            written += client.upsert(batch, timeout=max(60.0, 2.0 * len(batch)), **kw).upserted
             bar.update(len(batch))
     return written
 

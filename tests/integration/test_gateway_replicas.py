@@ -128,6 +128,11 @@ def test_write_tokens_are_checked_and_every_answer_says_where_it_was_served(clus
         # A token from another layout (before a reshard): answered without waiting, and said.
         r = w.search("topic3 words", k=5, rerank=False, no_cache=True, write_token="v1.L0.0:1")
         assert "resharded" in r.consistency_unmet
+        # Bulk: the stream waits (bounded) for a replica to report the sequence, then says it could not.
+        pages = list(w.bulk_search("topic3 words", threshold=-1.0, write_token="v1.L1.1:999999", timeout=2))
+        assert pages[-1].last and pages[-1].total == 60 and "999999" in pages[-1].consistency_unmet
+        pages = list(w.bulk_search("topic3 words", threshold=-1.0, write_token=served))
+        assert not pages[-1].consistency_unmet and pages[-1].served_at.startswith("v1.L1.")
         with pytest.raises(grpc.RpcError) as err:
             w.search("topic3 words", write_token="not-a-token")
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

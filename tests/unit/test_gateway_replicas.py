@@ -23,6 +23,8 @@ class FakeReplica:
         self.health = asyncio.Queue()
         self.health.put_nowait(True)
         self.closed = False
+        self.checks = 0
+        self.hung = False
 
     async def search(self, query: ShardQuery, timeout):
         self.calls += 1
@@ -48,6 +50,13 @@ class FakeReplica:
     async def serving(self):
         while True:
             yield await self.health.get()
+
+    async def check(self, timeout):
+        self.checks += 1
+        if self.hung:
+            await asyncio.sleep(timeout)
+            raise TimeoutError
+        return self.fail is None
 
     async def watch(self):
         yield self.seq
@@ -206,3 +215,22 @@ async def _until(pred, timeout=2.0):
     async with asyncio.timeout(timeout):
         while not pred():
             await asyncio.sleep(0.005)
+
+
+async def test_an_ejected_replica_comes_back_only_after_a_health_check_answers():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    a.fail = Unavailable("reset")
+    rs = await _started(a, b, eject_base_s=0.05, eject_max_s=0.1, probe_timeout_s=0.02)
+    rs.replicas[1].outstanding = 1  # a first
+    assert (await rs.search(ShardQuery(None, 5), 1.0)).replica == "b"
+    a.fail, a.hung = None, True     # now it hangs: checks time out, searches never go there
+    rs.replicas[1].outstanding = 0
+    for _ in range(20):
+        assert (await rs.search(ShardQuery(None, 5), 1.0)).replica == "b"
+        await asyncio.sleep(0.01)
+    assert a.calls == 1 and a.checks >= 2
+    a.hung = False                  # answers its health check again: back in the rotation
+    await _until(lambda: rs.replicas[0].ejected_until == 0)
+    await asyncio.gather(*(rs.search(ShardQuery(None, 5), 1.0) for _ in range(6)))
+    assert a.calls > 1
+    await rs.stop()

@@ -66,7 +66,7 @@ class LocalCluster:
         (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
         first = [self._spawn("embedder", "embedder", [])]
         if self.config.reranker:
-            first.append(self._spawn("reranker", "reranker", []))
+            first.append(self._spawn("reranker", "reranker", ["--token-store-dir", str(self.data_dir / "reranker")]))
         for i in range(self.config.shards):
             shard_dir = self.data_dir / "shards" / f"shard-{i}"
             first.append(self._spawn(f"shard-{i}", "index", ["--shard-id", f"shard-{i}", "--data-dir", str(shard_dir)]))

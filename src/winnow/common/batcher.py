@@ -62,6 +62,19 @@ def summarize(timings: Sequence[ItemTiming], wall_ms: float) -> dict[str, float]
     return {"queue": max(0.0, wall_ms - inference), "inference": inference, "batches": float(len(batches))}
 
 
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """A micro-batcher's budgets as one plain value (the model services' settings build it:
+    `ModelServiceSettings.batcher_limits()`; these defaults serve tests and scripts)."""
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_batch_tokens: int = 16384
+    max_queue: int = 8192
+    sub_batch_tokens: int = 0  # 0 = a closed batch in one call; else slices, abandoned items dropped between them
+    stall_s: float = 60.0  # readiness: work but no progress this long = not ready (a model core's probe)
+
+
 class MicroBatcher(Generic[I, O]):
     """Dynamic batching of items into calls of `compute(items) -> results` (same length, same order)."""
 

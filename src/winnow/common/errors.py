@@ -15,24 +15,32 @@ class WinnowError(Exception):
 
 
 class InvalidArgument(WinnowError):
-    """The request is malformed; retrying it unchanged cannot succeed."""
+    """The request is malformed; retrying it unchanged cannot succeed.
+
+    Raised before anything is written, so a rejected write changed nothing.
+    """
 
     kind = "invalid_argument"
 
 
 class NotFound(WinnowError):
+    """What the request names (a document id, a model directory) does not exist."""
+
     kind = "not_found"
 
 
 class Unauthenticated(WinnowError):
-    """The request carries no valid `authorization: Bearer <token>` metadata."""
+    """The request carries no valid `authorization: Bearer <token>` metadata.
+
+    Only health and reflection are exempt; the token is compared in constant time.
+    """
 
     kind = "unauthenticated"
 
 
 class Overloaded(WinnowError):
-    """Admission control refused the request; retry later with backoff (`retry_after_s`, when known, is sent
-    to the caller as `retry-after-ms` trailing metadata)."""
+    """Admission control or a full queue refused the request before any work was done; retry with backoff
+    (`retry_after_s`, when known, is sent to the caller as `retry-after-ms` trailing metadata)."""
 
     kind = "resource_exhausted"
 
@@ -42,17 +50,26 @@ class Overloaded(WinnowError):
 
 
 class Unavailable(WinnowError):
-    """A dependency (model, shard, disk) is not ready or not reachable; retrying may succeed."""
+    """A dependency (model, shard, disk) is not ready or not reachable; retrying may succeed.
+
+    Also raised for a write that reached only some shards: the message says how much was written, and writes
+    are idempotent, so retrying the whole request is safe.
+    """
 
     kind = "unavailable"
 
 
 class DeadlineExceeded(WinnowError):
+    """The request's deadline passed before the answer was ready (asyncio's TimeoutError counts the same)."""
+
     kind = "deadline_exceeded"
 
 
 class FailedPrecondition(WinnowError):
-    """The system is not in a state that allows this request (e.g. index not trained and no fallback)."""
+    """The system is not in a state that allows this request (e.g. index not trained and no fallback).
+
+    Retrying helps only once that state has changed.
+    """
 
     kind = "failed_precondition"
 

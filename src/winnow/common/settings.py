@@ -15,6 +15,8 @@ from typing import Any, Callable, Self, Sequence
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from winnow.common.batcher import BatchLimits
+
 log = logging.getLogger(__name__)
 
 #: Tokens that ship in examples and must never protect a real deployment: services refuse to start with them.
@@ -168,8 +170,7 @@ class ModelServiceSettings(ServiceSettings):
         "long (a hung forward pass). A busy model that makes progress stays SERVING.",
     )
 
-    def batcher_limits(self) -> dict[str, Any]:
-        """The micro-batcher's budgets (and the stall limit) as plain keyword arguments for a model core."""
-        return {"max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms,
-                "max_batch_tokens": self.max_batch_tokens, "max_queue": self.max_queue,
-                "sub_batch_tokens": self.sub_batch_tokens, "stall_s": self.stall_s}
+    def batcher_limits(self) -> BatchLimits:
+        """The micro-batcher's budgets (and the readiness stall limit) as the plain value a model core takes."""
+        return BatchLimits(self.max_batch_size, self.max_wait_ms, self.max_batch_tokens, self.max_queue,
+                           self.sub_batch_tokens, self.stall_s)

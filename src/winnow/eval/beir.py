@@ -14,9 +14,12 @@ import gzip
 import json
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -120,26 +123,26 @@ def _field(path: Path, lineno: int, obj: dict, key: str, required: bool = True) 
     return value
 
 
+def _by_id(path: Path, what: str, read: Callable[[str, int, dict], T]) -> dict[str, T]:
+    """``{_id: read(_id, lineno, obj)}`` of a .jsonl(.gz), in file order; a repeated ``_id`` is an error."""
+    out: dict[str, T] = {}
+    for lineno, obj in _jsonl(path):
+        key = _field(path, lineno, obj, "_id")
+        if key in out:
+            raise DatasetError(path, f'duplicate {what} id "{key}"', lineno)
+        out[key] = read(key, lineno, obj)
+    return out
+
+
 def load_corpus(path: Path) -> dict[str, Document]:
     """Documents of a corpus.jsonl(.gz), in file order; ``title`` optional, ``_id`` and ``text`` required."""
-    corpus: dict[str, Document] = {}
-    for lineno, obj in _jsonl(path):
-        doc_id = _field(path, lineno, obj, "_id")
-        if doc_id in corpus:
-            raise DatasetError(path, f'duplicate document id "{doc_id}"', lineno)
-        corpus[doc_id] = Document(doc_id, _field(path, lineno, obj, "title", False), _field(path, lineno, obj, "text"))
-    return corpus
+    return _by_id(path, "document", lambda doc_id, lineno, obj: Document(
+        doc_id, _field(path, lineno, obj, "title", False), _field(path, lineno, obj, "text")))
 
 
 def load_queries(path: Path) -> dict[str, str]:
     """``{query id: text}`` of a queries.jsonl(.gz), in file order."""
-    queries: dict[str, str] = {}
-    for lineno, obj in _jsonl(path):
-        qid = _field(path, lineno, obj, "_id")
-        if qid in queries:
-            raise DatasetError(path, f'duplicate query id "{qid}"', lineno)
-        queries[qid] = _field(path, lineno, obj, "text")
-    return queries
+    return _by_id(path, "query", lambda _qid, lineno, obj: _field(path, lineno, obj, "text"))
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:

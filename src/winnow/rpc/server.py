@@ -206,6 +206,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
 
 Probe = Callable[[], Awaitable[bool]]
+Register = Callable[[grpc.aio.Server], Iterable[str]]
+
+
+def registrar(add: Callable[[Any, grpc.aio.Server], None], servicer: Any, service: Any) -> Register:
+    """A `GrpcService` register callback: `add(servicer, server)` (a generated `add_XServicer_to_server`), and the
+    full name of `service` (a generated descriptor) for health and reflection."""
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        add(servicer, server)
+        return [service.full_name]
+
+    return register
 
 
 class GrpcService:
@@ -221,7 +233,7 @@ class GrpcService:
         self,
         service: str,
         settings: ServiceSettings,
-        register: Callable[[grpc.aio.Server], Iterable[str]],
+        register: Register,
         probe: Probe | None = None,
         long_lived: Iterable[str] = (),
     ) -> None:
@@ -409,3 +421,29 @@ def serve(service: str, settings_type: type[S], build: Callable[[S], Wiring | Aw
         await run_wiring(wiring)
 
     return run_service(service, settings, amain)
+
+
+def wire(service: str, settings: ServiceSettings, core: Any, servicer: Any, add: Callable[[Any, grpc.aio.Server], None],
+         descriptor: Any, *, probe: Probe | None = None, warmup: Callable[[], Awaitable[None]] | None = None,
+         close: Callable[[], Awaitable[None]] | None = None, long_lived: Iterable[str] = ()) -> Wiring:
+    """A service's `Wiring`: `servicer` registered with `add` (a generated `add_XServicer_to_server`) under
+    `descriptor`'s name, health probed by `probe`, the core warmed up and closed by `warmup` / `close`."""
+    svc = GrpcService(service, settings, registrar(add, servicer, descriptor), probe=probe, long_lived=long_lived)
+    return Wiring(svc, core, warmup, close)
+
+
+def wire_model(service: str, settings: ServiceSettings, core: Any, servicer: Any,
+               add: Callable[[Any, grpc.aio.Server], None], descriptor: Any) -> Wiring:
+    """`wire` for a model service: the core (a `ModelCore`) brings its own probe, warm-up and close."""
+    return wire(service, settings, core, servicer, add, descriptor, probe=core.probe, warmup=core.warmup,
+                close=core.close)
+
+
+def service_main(service: str, settings_type: type[S], build: Callable[[S], Wiring | Awaitable[Wiring]]):
+    """The `main(argv=None) -> int` of a service's `__main__` (what `winnow serve <service>` calls)."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return serve(service, settings_type, build, argv)
+
+    main.__doc__ = f"Run the {service} service until SIGTERM; flags and env vars as `--help` lists them."
+    return main

@@ -145,22 +145,34 @@ class _ClientSpans:
         metadata.extend(carrier.items())
         return s, details._replace(metadata=metadata)
 
+    async def _start(self, continuation, client_call_details, request) -> tuple[trace.Span | None, Any]:
+        """Start the call inside a new CLIENT span: (span, call), or (None, call) for an untraced method. A call
+        that fails to start ends its span here."""
+        if _untraced(client_call_details):
+            return None, await continuation(client_call_details, request)
+        s, details = self._begin(client_call_details)
+        try:
+            return s, await continuation(details, request)
+        except BaseException as exc:
+            _client_failure(s, exc)
+            s.end()
+            raise
+
 
 class _UnaryClientInterceptor(_ClientSpans, grpc.aio.UnaryUnaryClientInterceptor):
     """Unary calls: the span covers the call until its status arrives."""
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        if _untraced(client_call_details):
-            return await continuation(client_call_details, request)
-        s, details = self._begin(client_call_details)
+        s, call = await self._start(continuation, client_call_details, request)
+        if s is None:
+            return call
         try:
-            call = await continuation(details, request)
             _set_code(s, await call.code())
         except BaseException as exc:
             _client_failure(s, exc)
-            s.end()
             raise
-        s.end()
+        finally:
+            s.end()
         return call
 
 
@@ -170,15 +182,9 @@ class _StreamClientInterceptor(_ClientSpans, grpc.aio.UnaryStreamClientIntercept
     """Server-streaming calls: the span ends when the stream's status arrives, not when the call is returned."""
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        if _untraced(client_call_details):
-            return await continuation(client_call_details, request)
-        s, details = self._begin(client_call_details)
-        try:
-            call = await continuation(details, request)
-        except BaseException as exc:
-            _client_failure(s, exc)
-            s.end()
-            raise
+        s, call = await self._start(continuation, client_call_details, request)
+        if s is None:
+            return call
         # The caller consumes the stream; the span ends when the stream's status arrives.
         task = asyncio.get_running_loop().create_task(_finish_stream(call, s))
         _pending.add(task)

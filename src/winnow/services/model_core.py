@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from winnow.common import metrics
-from winnow.common.batcher import ItemTiming, MicroBatcher, summarize
+from winnow.common.batcher import BatchLimits, ItemTiming, MicroBatcher, summarize
 from winnow.models.loading import Placement
 
 I = TypeVar("I")  # noqa: E741 - prepared input
@@ -27,22 +27,21 @@ T = TypeVar("T")
 class ModelCore(Generic[I, O]):
     """One model on one executor thread, fed by the shared micro-batcher; a second thread prepares inputs."""
 
-    #: The warm-up's error message when the probe fails (names the service and what was bad).
-    warmup_error = "warm-up forward pass failed"
-
     def __init__(self, service: str, compute: Callable[[list[I]], Sequence[O]], *, model_id: str,
-                 placement: Placement, scorer: str = "", max_batch_size: int, max_wait_ms: float,
-                 max_batch_tokens: int, max_queue: int, sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
+                 placement: Placement, limits: BatchLimits, scorer: str = "",
+                 warmup_error: str = "warm-up forward pass failed") -> None:
         self.service = service
-        self.stall_s = stall_s
+        self.warmup_error = warmup_error  # the warm-up's message when the probe fails
+        self.stall_s = limits.stall_s
         self._probe_task: asyncio.Task | None = None  # held: a background probe forward pass (see `probe`)
         self._probe_started = 0.0
         self._probe_ok = True
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-model")
         self._pre_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-tokenize")
         self.batcher: MicroBatcher[I, O] = MicroBatcher(
-            service, compute, self._model_pool, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-            max_batch_tokens=max_batch_tokens, max_queue=max_queue, sub_batch_tokens=sub_batch_tokens,
+            service, compute, self._model_pool, max_batch_size=limits.max_batch_size,
+            max_wait_ms=limits.max_wait_ms, max_batch_tokens=limits.max_batch_tokens, max_queue=limits.max_queue,
+            sub_batch_tokens=limits.sub_batch_tokens,
         )
         metrics.MODEL_INFO.labels(service, model_id, placement.device, placement.dtype, scorer).set(1)
 

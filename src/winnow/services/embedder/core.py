@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from winnow.common.batcher import BatchLimits
 from winnow.common.errors import InvalidArgument
 from winnow.models.encoder import Encoder, PreparedText
 from winnow.services.model_core import ModelCore
@@ -32,19 +33,14 @@ class EmbedResult:
 
 
 class EmbedderCore(ModelCore[PreparedText, np.ndarray]):
-    """Validates requests and runs them through the shared micro-batcher on one model executor."""
+    """Validates texts, tokenises them off the loop and embeds them in micro-batches shared with concurrent
+    requests; the vectors come back unit length at the requested (MRL) dimension."""
 
-    warmup_error = "warm-up forward pass returned a bad vector"
-
-    def __init__(self, encoder: Encoder, *, max_texts: int = 1024, max_batch_size: int = 64,
-                 max_wait_ms: float = 2.0, max_batch_tokens: int = 16384, max_queue: int = 8192,
-                 sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
+    def __init__(self, encoder: Encoder, *, max_texts: int = 1024, limits: BatchLimits = BatchLimits()) -> None:
         self.encoder = encoder
         self.max_texts = max_texts
         super().__init__(SERVICE, self._compute, model_id=encoder.model_id, placement=encoder.placement,
-                         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         max_batch_tokens=max_batch_tokens, max_queue=max_queue,
-                         sub_batch_tokens=sub_batch_tokens, stall_s=stall_s)
+                         limits=limits, warmup_error="warm-up forward pass returned a bad vector")
 
     def _compute(self, batch: list[PreparedText]) -> list[np.ndarray]:
         return list(self.encoder.forward(batch))

@@ -19,12 +19,3 @@ class EmbedderServicer(pb_grpc.EmbedderServicer):
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
         return convert.info_to_proto(self.core)
 
-
-def register(core: EmbedderCore):
-    """A GrpcService `register` callback: adds the servicer, returns its full service name."""
-
-    def _register(server) -> list[str]:
-        pb_grpc.add_EmbedderServicer_to_server(EmbedderServicer(core), server)
-        return [pb.DESCRIPTOR.services_by_name["Embedder"].full_name]
-
-    return _register

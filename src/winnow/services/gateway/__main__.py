@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.rpc.server import Wiring, service_main, wire
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
@@ -37,8 +37,7 @@ def shard_topology(s: GatewaySettings, security: ChannelSecurity = PLAINTEXT) ->
     policy = ReplicaPolicy(hedge_after_s=s.hedge_after_ms / 1000.0, eject_base_s=s.replica_eject_s,
                            eject_max_s=s.replica_eject_max_s)
     return ShardTopology(source, lambda target: GrpcShard("replica", target, s.replica_reconnect_max_ms, security),
-                         policy,
-                         switch_timeout_s=s.layout_switch_timeout_s)
+                         policy, switch_timeout_s=s.layout_switch_timeout_s)
 
 SERVICE = "gateway"
 
@@ -51,12 +50,9 @@ async def build(s: GatewaySettings) -> Wiring:
     reranker = GrpcReranker(s.reranker, security) if s.reranker else None
     topology = shard_topology(s, security)
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
-        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight), encode=convert.search_result_to_bytes)
+        rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
+        payloads=s.payloads), encode=convert.search_result_to_bytes)
     writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size))
-
-    def register(server):
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(search, writes, s), server)
-        return [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name]
 
     async def probe() -> bool | str:
         # Serving needs at least one shard. A missing embedder (hybrid falls back to BM25, flagged), reranker
@@ -66,8 +62,9 @@ async def build(s: GatewaySettings) -> Wiring:
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats) or "no shard answers Stats"
 
-    return Wiring(GrpcService(SERVICE, s, register, probe), search,
-                  lambda: wait_for_dependencies(search, s.embedder_wait_s))
+    return wire(SERVICE, s, search, GatewayServicer(search, writes, s), gateway_pb2_grpc.add_GatewayServicer_to_server,
+                gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
+                warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s))
 
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
@@ -81,9 +78,7 @@ async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> Non
         await asyncio.sleep(0.2)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return serve(SERVICE, GatewaySettings, build, argv)
-
+main = service_main(SERVICE, GatewaySettings, build)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -91,6 +91,11 @@ class GrpcShard(_Client):
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
+    async def check(self, timeout: float) -> bool:
+        """One grpc.health.v1 Check with a deadline: True = SERVING."""
+        resp = await self.call(self.health.Check, health_pb2.HealthCheckRequest(), timeout)
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
     async def serving(self) -> AsyncIterator[bool]:
         """The replica's grpc.health.v1 status (True = SERVING) now and on every change; waits for it to be up."""
         # Long-lived by design: no deadline.

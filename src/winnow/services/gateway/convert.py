@@ -24,6 +24,7 @@ from winnow.services.gateway.model import (
 )
 from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
 from winnow.services.gateway.settings import GatewaySettings
+from winnow.services.gateway.vectors import VectorSpace, check_model, unit_vector
 
 _MODES = {pb.MODE_UNSPECIFIED: None, pb.MODE_PRECISION: Mode.PRECISION, pb.MODE_BULK: Mode.BULK}
 _FUSION = {pb.FUSION_UNSPECIFIED: None, pb.FUSION_CONVEX: Fusion.CONVEX, pb.FUSION_RRF: Fusion.RRF}
@@ -55,14 +56,33 @@ def _filter_value(f: pb.Filter, index: int) -> Any:
     )
 
 
-def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode, dimension: int = 0,
-                               allowed_dims: tuple[int, ...] = ()) -> SearchOptions:
-    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix.
+def _query_vector(req: pb.SearchRequest, space: VectorSpace, retrieval: Retrieval, query: str, mode: Mode):
+    """The caller's query vector (unit) or None; checks it fits the request and the collection."""
+    if not len(req.query_vector):
+        if req.vector_model:
+            raise InvalidArgument("vector_model is set but query_vector is empty: send the vector it names")
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+            raise InvalidArgument(
+                f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
+                f"embedder does not make (or use RETRIEVAL_LEXICAL)")
+        if not query:
+            raise InvalidArgument("query is empty: send the text to search for in `query` (or a query_vector)")
+        return None
+    if retrieval is Retrieval.LEXICAL:
+        raise InvalidArgument("query_vector is set with RETRIEVAL_LEXICAL, which does not use it: drop it or "
+                              "use RETRIEVAL_DENSE / RETRIEVAL_HYBRID")
+    if not query and retrieval is Retrieval.HYBRID and mode is Mode.PRECISION:  # bulk is dense only
+        raise InvalidArgument("query is empty: hybrid retrieval needs the text for BM25 besides query_vector "
+                              "(or use RETRIEVAL_DENSE for the vector alone)")
+    check_model(req.vector_model, space, "vector_model")
+    return unit_vector(req.query_vector, space, "query_vector")
 
-    `dimension` / `allowed_dims`: the embedder's, when known (0 = not yet), for checking mrl_dim here."""
+
+def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default_mode: Mode,
+                              space: VectorSpace | None = None) -> SearchOptions:
+    """Validate and normalise a SearchRequest; raises InvalidArgument naming the field and the fix."""
     query = req.query.strip()
-    if not query:
-        raise InvalidArgument("query is empty: send the text to search for in `query`")
+    space = space or VectorSpace("", 0)
     if len(query) > s.max_query_chars:
         raise InvalidArgument(f"query is {len(query)} characters; the limit is {s.max_query_chars}")
     if req.mode not in _MODES:
@@ -71,6 +91,10 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
     if req.retrieval not in _RETRIEVAL:
         raise InvalidArgument(f"unknown retrieval {req.retrieval}: use HYBRID, DENSE or LEXICAL")
     retrieval = _RETRIEVAL[req.retrieval]
+    vector = _query_vector(req, space, retrieval, query, mode)
+    rerank = req.rerank if req.HasField("rerank") else bool(query)
+    if rerank and not query:
+        raise InvalidArgument("rerank needs the query text: send `query` with the vector, or set rerank=false")
     if req.fusion not in _FUSION:
         raise InvalidArgument(f"unknown fusion {req.fusion}: use FUSION_CONVEX or FUSION_RRF")
     fusion = _FUSION[req.fusion] or Fusion(s.fusion)
@@ -90,7 +114,7 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
         raise InvalidArgument("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL")
     limits.search_params(s.limits(), ef_search=req.ef_search, nprobe=req.nprobe)
-    limits.mrl_dim(req.mrl_dim, dimension, allowed_dims)
+    limits.mrl_dim(req.mrl_dim, space.dimension)
     filters = []
     for i, f in enumerate(req.filters):
         if not f.field:
@@ -99,12 +123,11 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
     token_layout, token_seqs = decode_token(req.write_token) if req.write_token else ("", {})
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
-        rerank=req.rerank if req.HasField("rerank") else True,
-        retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
+        rerank=rerank, retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=tuple(filters),
         threshold=req.threshold, page_size=page_size,
         max_results=min(req.max_results or s.max_bulk_results, s.max_bulk_results),
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
-        token_layout=token_layout, token_seqs=tuple(sorted(token_seqs.items())),
+        token_layout=token_layout, token_seqs=tuple(sorted(token_seqs.items())), vector=vector,
     )
 
 
@@ -118,13 +141,30 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
         limits.doc_id(doc_id, f"{what}: ids[{i}]", lim)
 
 
-def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> list[WriteDocument]:
-    """Every document checked (the shards' own limits) before any is written: one bad document refuses all."""
+def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
+    if not len(d.vector):
+        if not space.embeddable:
+            raise InvalidArgument(
+                f"documents[{i}].vector is required (id {d.id!r}): this collection holds vectors of "
+                f"{space.model!r}, which the embedder does not make")
+        return None
+    return unit_vector(d.vector, space, f"documents[{i}].vector")
+
+
+def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
+                               space: VectorSpace | None = None) -> list[WriteDocument]:
+    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors, with the shards'
+    own limits (winnow.common.limits), so a batch with one bad document writes nothing."""
     if not req.documents:
         raise InvalidArgument("upsert: documents is empty")
     if len(req.documents) > s.max_write_docs:
         raise InvalidArgument(f"upsert: {len(req.documents)} documents; the limit is {s.max_write_docs} per request")
     lim = s.limits()
+    space = space or VectorSpace("", 0)
+    if req.vector_model:
+        if not any(len(d.vector) for d in req.documents):
+            raise InvalidArgument("vector_model is set but no document carries a vector")
+        check_model(req.vector_model, space, "vector_model")
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
@@ -135,7 +175,7 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings) -> lis
         seen.add(d.id)
         if not d.text.strip():
             raise InvalidArgument(f"{field}.text is empty (document {d.id!r})")
-        docs.append(WriteDocument(d.id, d.text, d.metadata_json))
+        docs.append(WriteDocument(d.id, d.text, d.metadata_json, _doc_vector(i, d, space)))
     return docs
 
 
@@ -199,9 +239,9 @@ def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetRes
 
 def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | BaseException]]]],
                           embedder: dict[str, Any], reranker: dict[str, Any], cache: str,
-                          layout: str = "") -> pb.ClusterInfoResponse:
+                          layout: str = "", space: VectorSpace | None = None) -> pb.ClusterInfoResponse:
     """ClusterInfo: per shard, every replica's address with its stats (or the error that kept them); the shard's
-    own figures are its freshest replica's. Then the models, the cache and the layout."""
+    own figures are its freshest replica's. Then the models, the cache, the layout and the collection's space."""
     infos = []
     for address, replicas in shards:
         reps = [pb.ReplicaInfo(address=a, healthy=False, error=str(st)) if isinstance(st, BaseException) else
@@ -219,7 +259,7 @@ def cluster_info_to_proto(shards: list[tuple[str, list[tuple[str, ShardStats | B
         shards=infos, embedder_model=embedder.get("model", ""), embedder_device=embedder.get("device", ""),
         reranker_model=reranker.get("model", ""), reranker_scorer=reranker.get("scorer", ""),
         reranker_device=reranker.get("device", ""), documents=sum(s.count for s in infos), cache=cache,
-        layout=layout,
+        layout=layout, vector_model=space.model if space else "", dimension=space.dimension if space else 0,
     )
 
 
@@ -266,18 +306,23 @@ def _filters_to_proto(filters: tuple[tuple[str, Any], ...]) -> list[index_pb2.Fi
     return [index_pb2.Filter(field=field, equals=to_value(value)) for field, value in filters]
 
 
+def _f32(vector: np.ndarray) -> bytes:
+    """A vector as the shards' packed form: little-endian float32 bytes (one copy, no per-float encoding)."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
 def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
     return index_pb2.SearchRequest(
-        vector=[] if query.vector is None else query.vector.tolist(),
+        vector_f32=b"" if query.vector is None else _f32(query.vector),
         k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
-        coarse_dim=query.coarse_dim, include_payloads=True, min_applied_seq=query.min_applied_seq,
+        coarse_dim=query.coarse_dim, include_payloads=query.include_payloads, min_applied_seq=query.min_applied_seq,
     )
 
 
 def range_query_to_proto(query: ShardRangeQuery) -> index_pb2.RangeSearchRequest:
     return index_pb2.RangeSearchRequest(
-        vector=query.vector.tolist(), threshold=query.threshold, page_size=query.page_size,
+        vector_f32=_f32(query.vector), threshold=query.threshold, page_size=query.page_size,
         filters=_filters_to_proto(query.filters), coarse_dim=query.coarse_dim, include_payloads=True,
         max_results=query.max_results,
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
@@ -295,7 +340,7 @@ def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
 
 def upsert_request_to_proto(records: list[WriteRecord]) -> index_pb2.UpsertRequest:
     return index_pb2.UpsertRequest(documents=[
-        index_pb2.Document(id=r.id, vector=r.vector.tolist(), text=r.text, metadata_json=r.metadata_json)
+        index_pb2.Document(id=r.id, vector_f32=_f32(r.vector), text=r.text, metadata_json=r.metadata_json)
         for r in records
     ])
 

@@ -8,6 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from winnow.services.gateway.vectors import digest
+
 
 class Mode(str, enum.Enum):
     PRECISION = "precision"
@@ -56,12 +60,16 @@ class SearchOptions:
     # Read-your-writes (a decoded write token): the layout it was issued in and (partition, sequence) pairs.
     token_layout: str = ""
     token_seqs: tuple[tuple[int, int], ...] = ()
+    # A caller's query vector (unit, float32; see vectors.py): dense retrieval uses it instead of embedding `query`.
+    vector: np.ndarray | None = field(default=None, compare=False)
 
     def cache_material(self) -> dict[str, Any]:
-        """Everything that changes the answer (not no_cache, not the token: served-at sequences key the data)."""
+        """Everything that changes the answer (not no_cache, not the token: served-at sequences key the data);
+        a caller's vector by its hash."""
         d = asdict(self)
         for k in ("no_cache", "token_layout", "token_seqs"):
             d.pop(k)
+        d["vector"] = digest(self.vector)
         d["mode"] = self.mode.value
         d["retrieval"] = self.retrieval.value
         d["fusion"] = self.fusion.value
@@ -156,6 +164,7 @@ class WriteDocument:
     id: str
     text: str
     metadata_json: str = ""
+    vector: np.ndarray | None = None  # the caller's (unit) vector; None = embed `text`
 
 
 def stable_digest(material: Any) -> str:

@@ -1,50 +1,55 @@
 """What the gateway core needs from the other services, as plain async interfaces (no gRPC here).
 
+`Hit` is the index's own domain type (`winnow.services.index.model.Hit`), re-exported: one name, one definition.
+
 `clients.py` implements them over gRPC; tests may implement them in-process.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from winnow.services.gateway.model import Candidate
+from winnow.services.index.model import Hit  # one Hit for the shard and its callers
 
 
 @dataclass
-class Hit:
-    id: str
-    score: float
-    text: str = ""
-    metadata_json: str = ""
+class ShardSearchParams:
+    """What both shard searches take besides the query: metadata filters, the MRL sweep dimension, index knobs.
+
+    Keyword-only, so a query's own fields keep their positions (`ShardQuery(vector, k)`)."""
+
+    _: KW_ONLY
+    filters: tuple[tuple[str, Any], ...] = ()
+    coarse_dim: int = 0
+    nprobe: int = 0
+    ef_search: int = 0
 
 
 @dataclass
-class ShardQuery:
+class ShardQuery(ShardSearchParams):
+    """A top-k search on one shard: dense when `vector` is set, BM25 when `query_text` is non-empty, or both."""
+
     vector: np.ndarray | None  # None = no dense search
     k: int
     query_text: str = ""        # "" = no BM25
     lexical_k: int = 0
-    filters: tuple[tuple[str, Any], ...] = ()
-    coarse_dim: int = 0
-    nprobe: int = 0
-    ef_search: int = 0
     min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
+    include_payloads: bool = True  # False: ids and scores only (the gateway fetches the final hits' payloads)
 
 
 @dataclass
-class ShardRangeQuery:
+class ShardRangeQuery(ShardSearchParams):
+    """Every document of one shard scoring >= threshold, best first, in pages."""
+
     vector: np.ndarray
     threshold: float
     page_size: int = 256
-    filters: tuple[tuple[str, Any], ...] = ()
-    coarse_dim: int = 0
     max_results: int = 0
-    nprobe: int = 0
-    ef_search: int = 0
 
 
 @dataclass

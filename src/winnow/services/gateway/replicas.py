@@ -44,6 +44,9 @@ class ReplicaPort(ShardPort, Protocol):
     def serving(self) -> AsyncIterator[bool]:
         """The replica's health (True = SERVING) now and on every change, until the stream breaks."""
 
+    async def check(self, timeout: float) -> bool:
+        """One health check with a deadline: True = SERVING (a hung replica does not answer in time)."""
+
     async def close(self) -> None: ...
 
 
@@ -55,6 +58,7 @@ class ReplicaPolicy:
     eject_max_s: float = 5.0
     ewma_alpha: float = 0.2
     retry_s: float = 0.2             # pause before re-opening a broken health or sequence stream
+    probe_timeout_s: float = 0.5     # an ejected replica is taken back only once a health check answers in this
     consistency_fraction: float = 0.7  # share of the budget a read-your-writes query may spend waiting
 
 
@@ -74,6 +78,7 @@ class Replica:
         self.seq: int | None = None       # applied sequence from the Watch stream; None while it is down
         self.removed = False
         self.tasks: list[asyncio.Task] = []
+        self._probe: asyncio.Task | None = None
 
     def tier(self, now: float) -> int:
         if self.ejected_until > now or self.serving is False:
@@ -102,8 +107,33 @@ class Replica:
 
     def _eject(self) -> None:
         self.failures += 1
-        pause = min(self.policy.eject_max_s, self.policy.eject_base_s * 2 ** (self.failures - 1))
-        self.ejected_until = time.monotonic() + pause
+        self.ejected_until = time.monotonic() + self._pause()
+        if self._probe is None and not self.removed:
+            self._probe = asyncio.get_running_loop().create_task(self._readmit(), name=f"probe-{self.target}")
+
+    async def _readmit(self) -> None:
+        """When the ejection ends, a health check (not a caller's search) decides whether the replica is back."""
+        try:
+            while not self.removed and self.ejected_until:
+                wait = self.ejected_until - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue  # the ejection may have been extended or lifted meanwhile
+                self.ejected_until = float("inf")  # no searches while the check runs
+                try:
+                    ok = await self.port.check(self.policy.probe_timeout_s)
+                except Exception:  # noqa: BLE001 - no answer is a failed check
+                    ok = False
+                if ok:
+                    self.ejected_until = 0.0
+                else:
+                    self.failures += 1
+                    self.ejected_until = time.monotonic() + self._pause()
+        finally:
+            self._probe = None
+
+    def _pause(self) -> float:
+        return min(self.policy.eject_max_s, self.policy.eject_base_s * 2 ** (self.failures - 1))
 
     def call_done(self, _task: asyncio.Task | None = None) -> None:
         self.outstanding -= 1
@@ -115,6 +145,8 @@ class Replica:
 
     async def stop(self) -> None:
         self.removed = True
+        if self._probe is not None:
+            self.tasks.append(self._probe)
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -25,6 +25,7 @@ from winnow.services.gateway.consistency import encode_token, satisfies
 from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
+from winnow.services.gateway.vectors import VectorSpace, space_of
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -35,6 +36,8 @@ class PipelineConfig:
     rerank_batch_size: int = 80
     dense_weight: float = 0.5
     stats_timeout_s: float = 0.5
+    collection_model: str = ""  # the model of the collection's vectors; "" = the embedder's
+    payloads: str = "inline"  # inline: shards send payloads with every candidate; final: fetched for the returned hits
 
 
 @dataclass
@@ -64,24 +67,30 @@ class SearchCore:
         self.config = config or PipelineConfig()
         self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
         self.models = {"embedder": "", "reranker": ""}
-        # The embedder's output dimension and MRL dimensions, once known: the edge checks mrl_dim against them.
-        self.dimension = 0
-        self.allowed_dims: tuple[int, ...] = ()
+        self.dimension = 0  # of the collection's vectors: the shards' (learned once, see refresh_models)
+
+    @property
+    def space(self) -> VectorSpace:
+        """What caller vectors must be: the collection's model and dimension."""
+        return space_of(self.config.collection_model, self.models["embedder"], self.dimension)
 
     @property
     def shards(self) -> list[ShardPort]:
         return self.topology.shards
 
     async def refresh_models(self, timeout: float = 2.0) -> bool:
-        """Learn the model versions (part of every cache key). True when the embedder answered."""
+        """Learn the model versions (part of every cache key) and the vector dimension. True when the embedder
+        answered."""
         ok = True
         try:
             info = await self.embedder.describe(timeout)
             self.models["embedder"] = str(info.get("model", ""))
-            self.dimension = int(info.get("dimension", 0) or 0)
-            self.allowed_dims = tuple(int(d) for d in info.get("allowed_dimensions", ()))
         except Exception:  # noqa: BLE001
             ok = False
+        if not self.dimension:
+            stats = await asyncio.gather(*(s.stats(timeout) for s in self.shards), return_exceptions=True)
+            dims = [st.dimension for st in stats if not isinstance(st, BaseException) and st.dimension]
+            self.dimension = dims[0] if dims else 0
         if self.reranker is not None:
             try:
                 info = await self.reranker.describe(timeout)
@@ -147,8 +156,11 @@ class SearchCore:
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
                        layout: ShardLayout, required: dict[int, int], unmet: list[str]) -> SearchResult:
         degraded: list[str] = []
-        candidates, coverage, served = await self._first_stage(opts, deadline, timings, opts.window, layout,
-                                                               required, unmet, degraded)
+        candidates, coverage, served, owner = await self._first_stage(opts, deadline, timings, opts.window, layout,
+                                                                      required, unmet, degraded)
+        # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
+        candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
+                                                layout, deadline, coverage, timings)
         reranked, reason = False, ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
@@ -173,13 +185,15 @@ class SearchCore:
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
                            window: int, layout: ShardLayout, required: dict[int, int], unmet: list[str],
-                           degraded: list[str] | None = None) -> tuple[list[Candidate], Coverage, dict[int, int]]:
-        """Dense and/or BM25 across the shards, fused. Hybrid with the embedder down or late falls back to BM25
-        alone, the reason appended to `degraded`; dense-only has no fallback and fails."""
+                           degraded: list[str] | None = None,
+                           ) -> tuple[list[Candidate], Coverage, dict[int, int], dict[str, int]]:
+        """The fused top `window` (payloads unless payloads=final), the coverage, the sequences served at, and
+        which partition each candidate came from. Hybrid with the embedder down or late falls back to BM25 alone,
+        the reason appended to `degraded`; dense-only has no fallback and fails."""
         if not layout.shards:
             raise Unavailable("no shard is known yet (discovery has not found any)")
-        vector = None
-        if opts.retrieval.dense:
+        vector = opts.vector
+        if vector is None and opts.retrieval.dense:
             try:
                 vector = await self._embed_query(opts.query, deadline, timings)
             except (Unavailable, DeadlineExceeded, Overloaded, TimeoutError) as exc:
@@ -191,6 +205,7 @@ class SearchCore:
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
+            include_payloads=self.config.payloads != "final",
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -201,6 +216,7 @@ class SearchCore:
         coverage = Coverage(asked=len(layout.shards))
         served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
+        owner: dict[str, int] = {}
         for p, (shard, res) in enumerate(zip(layout.shards, results)):
             if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
                 raise res
@@ -213,6 +229,8 @@ class SearchCore:
                 unmet.append(res.consistency_unmet)
             dense_lists.append([(h.score, h.id, h) for h in res.dense])
             lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
+            owner.update(dict.fromkeys([h.id for h in res.dense], p))
+            owner.update(dict.fromkeys([h.id for h in res.lexical], p))
         if coverage.answered == 0:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         t = time.perf_counter()
@@ -228,7 +246,43 @@ class SearchCore:
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
         timings["merge"] = _ms(t)
-        return fused, coverage, served
+        return fused, coverage, served, owner
+
+    async def _fetch_payloads(self, cands: list[Candidate], owner: dict[str, int], layout: ShardLayout,
+                              deadline: Deadline, coverage: Coverage, timings: dict[str, float]) -> list[Candidate]:
+        """Fill text and metadata from the shards that returned each candidate, one Get per shard, concurrently.
+
+        A candidate whose shard fails here is left out and the shard is reported in the coverage (so the answer
+        is not cached); one deleted since the search is left out silently, as a search just after would.
+        """
+        groups: dict[int, list[str]] = {}
+        for c in cands:
+            if not c.text:  # a shard that ignores include_payloads=False already sent it
+                groups.setdefault(owner[c.id], []).append(c.id)
+        if not groups:
+            return cands
+        t = time.perf_counter()
+        timeout = deadline.timeout(fraction=0.5)
+        with tracing.span("fetch", service=SERVICE, documents=sum(map(len, groups.values()))):
+            results = await asyncio.gather(*(layout.shards[i].get(ids, timeout) for i, ids in groups.items()),
+                                           return_exceptions=True)
+        found: dict[str, Hit] = {}
+        for i, res in zip(groups, results):
+            if isinstance(res, BaseException):
+                coverage.failed.append(f"{layout.shards[i].name}: payloads: {short(res)}")
+                coverage.answered -= 1
+                continue
+            found.update((h.id, h) for h in res[0])
+        kept = []
+        for c in cands:
+            if not c.text:
+                h = found.get(c.id)
+                if h is None:
+                    continue
+                c.text, c.metadata_json = h.text, h.metadata_json
+            kept.append(c)
+        timings["fetch"] = _ms(t)
+        return kept
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
@@ -291,7 +345,7 @@ class SearchCore:
         known = {p: _known_seq(s) for p, s in enumerate(layout.shards)}
         stamp = dict(served_at=encode_token(layout.id, {p: s for p, s in known.items() if s is not None}),
                      consistency_unmet="; ".join(unmet))
-        vector = await self._embed_query(opts.query, deadline, timings)
+        vector = opts.vector if opts.vector is not None else await self._embed_query(opts.query, deadline, timings)
         query = ShardRangeQuery(
             vector=vector, threshold=opts.threshold, page_size=opts.page_size, filters=opts.filters,
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,

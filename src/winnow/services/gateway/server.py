@@ -28,26 +28,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise DeadlineExceeded("the request's deadline had passed before the search started")
         return deadline
 
-    def _options(self, request, mode: Mode):
-        core = self.search_core
-        return convert.search_options_from_proto(request, self.s, mode, core.dimension, core.allowed_dims)
-
     async def Search(self, request, context):
-        opts = self._options(request, Mode.PRECISION)
+        opts = convert.search_options_from_proto(request, self.s, Mode.PRECISION, self.search_core.space)
         if opts.mode is Mode.BULK:
             raise InvalidArgument("mode MODE_BULK streams its results: call Gateway.BulkSearch")
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_result_to_proto(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = self._options(request, Mode.BULK)
+        opts = convert.search_options_from_proto(request, self.s, Mode.BULK, self.search_core.space)
         if opts.mode is Mode.PRECISION:
             raise InvalidArgument("mode MODE_PRECISION returns one reranked list: call Gateway.Search")
         async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results):
             yield convert.bulk_page_to_proto(page, request_id_var.get())
 
     async def Upsert(self, request, context):
-        docs = convert.write_documents_from_proto(request, self.s)
+        docs = convert.write_documents_from_proto(request, self.s, self.search_core.space)
         n, timings = await self.writes.upsert(docs, self._deadline(context))
         return convert.upsert_result_to_proto(n, timings, request_id_var.get())
 
@@ -72,6 +68,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return convert.cluster_info_to_proto(
             [(shard.target, reps) for shard, reps in zip(layout.shards, replicas)],
             emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind, layout.id,
+            core.space,
         )
 
 

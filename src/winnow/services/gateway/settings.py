@@ -99,6 +99,16 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
+    payloads: Literal["inline", "final"] = Field(
+        "inline", description="Where hit payloads (text, metadata) come from: inline = every shard sends them with "
+        "its candidate lists (one round trip; measured faster on loopback, docs/gateway.md); final = candidates "
+        "travel as ids and scores, and one Get per shard fetches the payloads of the hits returned (or reranked) "
+        "only: less bytes over a real network with long documents, one more round trip.")
+    collection_model: str = Field(
+        "", description="The model the collection's vectors come from, when callers bring their own vectors made "
+        "by a model other than the embedder's ('' = the embedder's model). Callers' vector_model must name it; "
+        "text-only documents and dense queries are then refused, since the embedder cannot make such vectors. "
+        "The shards' dimension must be that model's.")
 
     internal_tls_ca_file: str = Field(
         "", description="PEM CA that signed the internal services' certificates: TLS on the gateway's hops to the "

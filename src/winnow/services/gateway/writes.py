@@ -44,10 +44,13 @@ class WriteCore:
                 return await self.embedder.embed([d.text for d in chunk], query=False,
                                                  timeout=deadline.timeout(fraction=0.8))
 
-        chunks = [docs[i:i + size] for i in range(0, len(docs), size)]
-        vectors = [row for block in await asyncio.gather(*(embed(c) for c in chunks)) for row in block]
-        timings["embed"] = (time.perf_counter() - t) * 1000
-        records = [WriteRecord(d.id, v, d.text, d.metadata_json) for d, v in zip(docs, vectors)]
+        to_embed = [d for d in docs if d.vector is None]  # documents with the caller's vector skip the embedder
+        chunks = [to_embed[i:i + size] for i in range(0, len(to_embed), size)]
+        made = iter([row for block in await asyncio.gather(*(embed(c) for c in chunks)) for row in block])
+        if to_embed:
+            timings["embed"] = (time.perf_counter() - t) * 1000
+        records = [WriteRecord(d.id, d.vector if d.vector is not None else next(made), d.text, d.metadata_json)
+                   for d in docs]
         t = time.perf_counter()
         groups = routing.group_by_shard([d.id for d in docs], len(self.shards))
 

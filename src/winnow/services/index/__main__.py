@@ -10,7 +10,8 @@ import asyncio
 import sys
 
 from winnow.common import metrics
-from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
+from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
@@ -20,8 +21,9 @@ def build(settings: IndexSettings) -> Wiring:
     """The service and its shard, not started; `warmup` loads the shard, `close` snapshots and closes it."""
     servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
                                   settings.faiss_omp_threads)
-    svc = GrpcService(SERVICE, settings, servicer.register, probe=servicer.probe, long_lived=["Watch"])
-    return Wiring(svc, servicer.shard, lambda: load(servicer), lambda: close(servicer))
+    return wire(SERVICE, settings, servicer.shard, servicer, index_pb2_grpc.add_IndexShardServicer_to_server,
+                index_pb2.DESCRIPTOR.services_by_name["IndexShard"], probe=servicer.probe,
+                warmup=lambda: load(servicer), close=lambda: close(servicer), long_lived=["Watch"])
 
 
 async def load(servicer: IndexShardServicer) -> None:
@@ -39,9 +41,7 @@ async def close(servicer: IndexShardServicer) -> None:
     servicer.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    return serve(SERVICE, IndexSettings, build, argv)
-
+main = service_main(SERVICE, IndexSettings, build)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,14 +6,23 @@ from __future__ import annotations
 import numpy as np
 
 from winnow.api.internal.index.v1 import index_pb2 as pb
+from winnow.common.errors import InvalidArgument
 from winnow.services.index import validate
 from winnow.services.index.model import (
     Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardResult, ShardStats, WriteResult,
 )
 
 
+def _packed(raw: bytes) -> np.ndarray:
+    """`vector_f32` bytes as float32 (read-only view: the core copies when it normalises or stores)."""
+    if len(raw) % 4:
+        raise InvalidArgument(f"vector_f32 is {len(raw)} bytes, not a whole number of float32 values")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+
+
 def docs_from_proto(req: pb.UpsertRequest) -> list[Doc]:
-    return [Doc(d.id, np.asarray(d.vector, np.float32), d.text, d.metadata_json) for d in req.documents]
+    return [Doc(d.id, _packed(d.vector_f32) if d.vector_f32 else np.asarray(d.vector, np.float32), d.text,
+                d.metadata_json) for d in req.documents]
 
 
 def _filters(filters) -> list[FilterTerm]:
@@ -25,20 +34,23 @@ def _filters(filters) -> list[FilterTerm]:
     return out
 
 
-def _vector(values) -> np.ndarray | None:
-    return np.asarray(values, np.float32) if len(values) else None
+def _vector(req) -> np.ndarray | None:
+    """The request's vector: packed `vector_f32` when set, else the repeated floats; None when neither."""
+    if req.vector_f32:
+        return _packed(req.vector_f32)
+    return np.asarray(req.vector, np.float32) if len(req.vector) else None
 
 
 def search_query_from_proto(req: pb.SearchRequest) -> SearchQuery:
     return SearchQuery(
-        vector=_vector(req.vector), k=req.k, text=req.query_text, lexical_k=req.lexical_k,
+        vector=_vector(req), k=req.k, text=req.query_text, lexical_k=req.lexical_k,
         filters=_filters(req.filters), nprobe=req.params.nprobe, ef_search=req.params.ef_search,
         coarse_dim=req.coarse_dim, coarse_candidates=req.coarse_candidates, include_payloads=req.include_payloads,
     )
 
 
 def range_query_from_proto(req: pb.RangeSearchRequest) -> RangeQuery:
-    vec = _vector(req.vector)
+    vec = _vector(req)
     return RangeQuery(
         vector=vec if vec is not None else np.zeros(0, np.float32), threshold=req.threshold,
         page_size=req.page_size, filters=_filters(req.filters), coarse_dim=req.coarse_dim,

@@ -6,39 +6,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from winnow.common.limits import DEFAULT_LIMITS, Limits
+from winnow.common.limits import Limits
 
 
 @dataclass(frozen=True)
 class ShardConfig:
-    """What one shard core needs, as plain values (`IndexSettings.shard_config()` builds it; documented there)."""
+    """What one shard core needs, as plain values. `IndexSettings.shard_config()` builds it: the defaults and the
+    meaning of every field are the settings' (one place), so there are none here."""
 
-    shard_id: str = "0"
-    data_dir: str = "./data/index-0"
-    dim: int = 384
-    index_factory: str = "HNSW32,Flat"
-    normalize: bool = True
-    default_nprobe: int = 32
-    default_ef_search: int = 128
-    train_min_vectors: int = 0
-    max_k: int = 10_000
-    default_page_size: int = 1000
-    max_page_size: int = 10_000
-    payload_max_bytes: int = DEFAULT_LIMITS.payload_max_bytes
-    max_id_bytes: int = DEFAULT_LIMITS.max_id_bytes
-    max_metadata_depth: int = DEFAULT_LIMITS.max_metadata_depth
-    max_ef_search: int = DEFAULT_LIMITS.max_ef_search
-    max_nprobe: int = DEFAULT_LIMITS.max_nprobe
-    snapshot_every: int = 10_000
-    compact_dead_fraction: float = 0.25
-    fsync: bool = True
-    coarse_dims: tuple[int, ...] = (64, 128)
-    coarse_factor: int = 8
-    coarse_range_margin: float = 0.1
-    exact_filter_max: int = 20_000
-    exact_filter_fraction: float = 0.2
-    bm25_max_staleness_s: float = 0.0
-    use_gpu: bool = True
+    shard_id: str
+    data_dir: str
+    dim: int
+    index_factory: str
+    normalize: bool
+    default_nprobe: int
+    default_ef_search: int
+    train_min_vectors: int
+    max_k: int
+    default_page_size: int
+    max_page_size: int
+    payload_max_bytes: int
+    max_id_bytes: int
+    max_metadata_depth: int
+    max_ef_search: int
+    max_nprobe: int
+    snapshot_every: int
+    compact_dead_fraction: float
+    fsync: bool
+    coarse_dims: tuple[int, ...]
+    coarse_factor: int
+    coarse_range_margin: float
+    exact_filter_max: int
+    exact_filter_fraction: float
+    bm25_max_staleness_s: float
+    use_gpu: bool
 
     def limits(self) -> Limits:
         """The input limits (shared with the gateway: winnow.common.limits)."""

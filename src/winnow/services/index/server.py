@@ -118,10 +118,6 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         ok, _ = await self._run(self.prober, self.shard.probe)
         return ok
 
-    def register(self, server: grpc.aio.Server) -> list[str]:
-        pb_grpc.add_IndexShardServicer_to_server(self, server)
-        return [pb.DESCRIPTOR.services_by_name["IndexShard"].full_name]
-
     def shutdown(self) -> None:
         self.writer.shutdown(wait=True)
         self.readers.shutdown(wait=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from winnow.rpc.server import GrpcService, Wiring, serve
+from winnow.rpc.server import Wiring, service_main, wire_model
 from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
 
 SERVICE = "reranker"
@@ -27,24 +27,30 @@ def build_scorer(settings: RerankerSettings):
     from winnow.models.late_interaction import LateInteractionScorer
 
     encoder = SentenceTransformerEncoder(settings.model_dir or None, settings.device)
+    store = None
+    if settings.token_store_dir:
+        from winnow.models.token_store import TokenVectorStore
+
+        variant = f"L{encoder.max_seq_length}{'-nospecial' if settings.skip_special_tokens else ''}"
+        store = TokenVectorStore(settings.token_store_dir, encoder.model_id, variant)
     return LateInteractionScorer(encoder, fusion=settings.fusion, weight=settings.fusion_weight,
                                  rrf_k=settings.fusion_rrf_k, skip_special=settings.skip_special_tokens,
-                                 cache_bytes=settings.cache_mb << 20)
+                                 cache_bytes=settings.cache_mb << 20, store=store)
 
 
 def build(settings: RerankerSettings, scorer=None) -> Wiring:
     """Wire scorer, core and service (also used by tests and benchmarks)."""
+    from winnow.api.internal.reranker.v1 import reranker_pb2, reranker_pb2_grpc
     from winnow.services.reranker.core import RerankerCore
-    from winnow.services.reranker.server import register
+    from winnow.services.reranker.server import RerankerServicer
 
     core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
-                        **settings.batcher_limits())
-    return Wiring(GrpcService(SERVICE, settings, register(core), probe=core.probe), core, core.warmup, core.close)
+                        limits=settings.batcher_limits())
+    return wire_model(SERVICE, settings, core, RerankerServicer(core), reranker_pb2_grpc.add_RerankerServicer_to_server,
+                      reranker_pb2.DESCRIPTOR.services_by_name["Reranker"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    return serve(SERVICE, RerankerSettings, build, argv)
-
+main = service_main(SERVICE, RerankerSettings, build)
 
 if __name__ == "__main__":
     sys.exit(main())

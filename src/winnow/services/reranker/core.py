@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from winnow.common.batcher import BatchLimits
 from winnow.common.errors import InvalidArgument
 from winnow.models.scorer import Candidate, PreparedPair, Scorer
 from winnow.services.model_core import ModelCore
@@ -34,17 +35,12 @@ class RerankResult:
 class RerankerCore(ModelCore[PreparedPair, float]):
     """Validates requests and scores their pairs through the shared micro-batcher on one model executor."""
 
-    warmup_error = "warm-up returned a bad score"
-
-    def __init__(self, scorer: Scorer, *, max_candidates: int = 512, max_batch_size: int = 128,
-                 max_wait_ms: float = 2.0, max_batch_tokens: int = 32768, max_queue: int = 8192,
-                 sub_batch_tokens: int = 0, stall_s: float = 60.0) -> None:
+    def __init__(self, scorer: Scorer, *, max_candidates: int = 512,
+                 limits: BatchLimits = BatchLimits(max_batch_size=128, max_batch_tokens=32768)) -> None:
         self.scorer = scorer
         self.max_candidates = max_candidates
         super().__init__(SERVICE, scorer.forward, model_id=scorer.model_id, placement=scorer.placement,
-                         scorer=scorer.name, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         max_batch_tokens=max_batch_tokens, max_queue=max_queue,
-                         sub_batch_tokens=sub_batch_tokens, stall_s=stall_s)
+                         limits=limits, scorer=scorer.name, warmup_error="warm-up returned a bad score")
 
     def validate(self, query: str, candidates: Sequence[Candidate], top_n: int) -> None:
         """Raise InvalidArgument with an actionable message for a bad request."""
@@ -79,6 +75,11 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         timings = self.timings(out, start, prepared, batched)
         results = [Hit(candidates[i].id, float(scores[i]), i, pairs[i].truncated) for i in order]
         return RerankResult(results, self.scorer.model_id, self.scorer.name, timings)
+
+    async def close(self) -> None:
+        """Stop batching, then let the scorer release what it holds (e.g. flush its token-vector store)."""
+        await super().close()
+        self.scorer.close()
 
     def probe_once(self) -> bool:
         """Score one tiny pair (touches the model); True if the score is a number."""

@@ -19,12 +19,3 @@ class RerankerServicer(pb_grpc.RerankerServicer):
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802
         return convert.info_to_proto(self.core)
 
-
-def register(core: RerankerCore):
-    """A GrpcService `register` callback: adds the servicer, returns its full service name."""
-
-    def _register(server) -> list[str]:
-        pb_grpc.add_RerankerServicer_to_server(RerankerServicer(core), server)
-        return [pb.DESCRIPTOR.services_by_name["Reranker"].full_name]
-
-    return _register

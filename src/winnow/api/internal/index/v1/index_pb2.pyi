@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Document(_message.Message):
-    __slots__ = ("id", "vector", "text", "metadata_json")
+    __slots__ = ("id", "vector", "text", "metadata_json", "vector_f32")
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_F32_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: _containers.RepeatedScalarFieldContainer[float]
     text: str
     metadata_json: str
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+    vector_f32: bytes
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., vector_f32: _Optional[bytes] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("documents",)
@@ -96,7 +98,7 @@ class SearchParams(_message.Message):
     def __init__(self, nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads", "min_applied_seq")
+    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads", "min_applied_seq", "vector_f32")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     QUERY_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class SearchRequest(_message.Message):
     COARSE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     MIN_APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_F32_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     query_text: str
@@ -117,7 +120,8 @@ class SearchRequest(_message.Message):
     coarse_candidates: int
     include_payloads: bool
     min_applied_seq: int
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., min_applied_seq: _Optional[int] = ...) -> None: ...
+    vector_f32: bytes
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., min_applied_seq: _Optional[int] = ..., vector_f32: _Optional[bytes] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json")
@@ -153,7 +157,7 @@ class SearchResponse(_message.Message):
     def __init__(self, dense: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., lexical: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
-    __slots__ = ("vector", "threshold", "page_size", "filters", "coarse_dim", "include_payloads", "max_results", "params")
+    __slots__ = ("vector", "threshold", "page_size", "filters", "coarse_dim", "include_payloads", "max_results", "params", "vector_f32")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +166,7 @@ class RangeSearchRequest(_message.Message):
     INCLUDE_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_F32_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     threshold: float
     page_size: int
@@ -170,7 +175,8 @@ class RangeSearchRequest(_message.Message):
     include_payloads: bool
     max_results: int
     params: SearchParams
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., coarse_dim: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., max_results: _Optional[int] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ...) -> None: ...
+    vector_f32: bytes
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., coarse_dim: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., max_results: _Optional[int] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., vector_f32: _Optional[bytes] = ...) -> None: ...
 
 class RangeSearchPage(_message.Message):
     __slots__ = ("hits", "page", "last", "total", "generation", "timings_ms")
