@@ -61,7 +61,9 @@ def _query_vector(req: pb.SearchRequest, space: VectorSpace, retrieval: Retrieva
     if not len(req.query_vector):
         if req.vector_model:
             raise InvalidArgument("vector_model is set but query_vector is empty: send the vector it names")
-        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+        # space.model "" = the embedder has not answered yet: not the caller's fault; the embed call decides
+        # (UNAVAILABLE for dense, the BM25 fallback for hybrid).
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable and space.model:
             raise InvalidArgument(
                 f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
                 f"embedder does not make (or use RETRIEVAL_LEXICAL)")
