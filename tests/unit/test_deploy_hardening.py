@@ -29,13 +29,15 @@ def test_tls_overlay_validates_and_mounts_a_certificate_in_every_service(docs):
     certs = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Certificate"}
     assert certs["winnow-ca"]["isCA"] is True
     assert "client auth" in certs["winnow-gateway-tls"]["usages"]
-    assert "*.index-shard" in certs["winnow-internal-tls"]["dnsNames"]
-    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("winnow-config"))
+    config = config["data"]
+    assert config["WINNOW_GATEWAY_INTERNAL_TLS_SERVER_NAME"] in certs["winnow-internal-tls"]["dnsNames"]
     for svc in ("EMBEDDER", "RERANKER", "INDEX"):  # internal services: TLS and client certificates required
         assert config[f"WINNOW_{svc}_TLS_CLIENT_CA_FILE"] == "/etc/winnow/tls/ca.crt"
     assert config["WINNOW_GATEWAY_INTERNAL_TLS_CERT_FILE"] == "/etc/winnow/tls/tls.crt"
-    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] != "redis"]
-    assert len(workloads) == 4
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")
+                 and d["metadata"]["name"] not in ("redis", "nats")]
+    assert {w["metadata"]["name"] for w in workloads} >= {"embedder", "reranker", "gateway", "winnow-index-0"}
     for w in workloads:
         pod = w["spec"]["template"]["spec"]
         secret = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}["tls"]
