@@ -113,7 +113,7 @@ def test_an_internal_service_refuses_anyone_without_the_gateways_credential(secu
     with grpc.secure_channel(f"localhost:{port}", creds) as ch:
         stub = index_pb2_grpc.IndexShardStub(ch)
         with pytest.raises(grpc.RpcError) as err:
-            stub.Delete(index_pb2.DeleteRequest(ids=["a"]), timeout=5)
+            stub.Get(index_pb2.GetRequest(ids=["a"]), timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         ok = stub.Stats(index_pb2.StatsRequest(), timeout=5,
                         metadata=(("authorization", f"Bearer {INTERNAL_TOKEN}"),))
