@@ -62,7 +62,7 @@ def _status(address: str) -> int:
 
 
 def test_health_stays_serving_through_a_full_ingest_and_deletes(cluster):
-    names = ["embedder", "reranker", "shard-0", "shard-1", "gateway"]
+    names = ["embedder", "reranker", "gateway", *(n for n, p in cluster.procs.items() if p.kind == "index")]
     seen: dict[str, set[int]] = {n: set() for n in names}
     stop = threading.Event()
 
