@@ -53,6 +53,9 @@ class ClusterConfig:
     # Only the log and the shard replicas (no embedder, reranker or gateway): fault tests and benches that write
     # precomputed vectors straight to the log.
     replicas_only: bool = False
+    # The embedder without a model (hashed bag of words, dimension 32: `winnow.bench.replica_cluster`), for tests
+    # and benches about the cluster rather than the model; index replicas then need --dim 32.
+    fake_embedder: bool = False
     start_timeout_s: float = 300.0
     # Extra CLI flags per service kind ("embedder", "reranker", "index", "gateway").
     service_args: dict[str, list[str]] = field(default_factory=dict)
@@ -203,8 +206,10 @@ class LocalCluster:
         ready = run / f"{name}.ready.json"
         ready.unlink(missing_ok=True)
         log_path = self.data_dir / "logs" / f"{name}.log"
+        module = ["winnow.bench.replica_cluster", "fake-embedder"] if kind == "embedder" and self.config.fake_embedder \
+            else [f"winnow.services.{kind}"]
         cmd = [
-            sys.executable, "-m", f"winnow.services.{kind}",
+            sys.executable, "-m", *module,
             "--host", self.config.host, "--port", str(port), "--metrics-port", "0", "--ready-file", str(ready),
             *args, *([] if raw else self.config.service_args.get(kind, [])),
         ]
