@@ -13,7 +13,7 @@ import time
 import grpc
 
 from winnow.cluster.launcher import ClusterConfig, LocalCluster
-from winnow.cluster.reshard import reshard
+from winnow.cli import main
 from winnow.client import WinnowClient
 
 N = 80
@@ -92,9 +92,10 @@ def test_reshard_two_to_three_under_load_keeps_every_document_findable(tmp_path)
                              for i in range(N)]).upserted == N
         with Load(cluster.gateway) as load:
             load.wait(30)
-            new = reshard(cluster, 3, quiet_s=1.0)
+            assert main(["reshard", "--data-dir", str(cfg.data_dir), "--shards", "3"]) == 0  # as an operator would
             load.wait(30)
-        assert new == "L1" and cluster.layout == "L1" and cluster.shards == 3
+        attached = LocalCluster.attach(cfg.data_dir)  # what the reshard left: the state file says
+        assert attached.layout == "L1" and attached.shards == 3
         assert load.failures == [] and load.misses == [] and load.partial == 0, (
             load.failures[:3], load.misses[:3], load.partial)
         assert load.layouts == {"L0", "L1"} and len(load.written) > 10
@@ -104,5 +105,8 @@ def test_reshard_two_to_three_under_load_keeps_every_document_findable(tmp_path)
             ids = [f"d{i}" for i in range(N)] + load.written
             assert list(w.get(ids).missing) == []
         registry = (cluster.data_dir / "registry.json").read_text()
-        assert '"layout": "L1"' in registry and all(p.layout == "L1" for p in cluster.procs.values()
-                                                   if p.kind == "index")
+        assert '"layout": "L1"' in registry
+        assert sorted(p.shard for p in attached.procs.values() if p.kind == "index") == [0, 1, 2]
+        assert all(p.layout == "L1" and p.alive() for p in attached.procs.values() if p.kind == "index")
+        assert not any(p.alive() for p in cluster.procs.values() if p.kind == "index")  # the old layout retired
+        attached.stop(grace=5, names=[n for n, p in attached.procs.items() if p.kind == "index"])
