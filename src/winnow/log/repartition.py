@@ -120,3 +120,49 @@ class Repartitioner:
                 raise
             self._last[subject] = ack.seq
             self.progress.copied += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m winnow.log.repartition --log-url URL --from L0:2 --to L1:3`: copy until SIGTERM (a Kubernetes
+    Job during a reshard, docs/log.md); prints progress every few seconds."""
+    import argparse
+    import signal
+    import sys
+
+    from winnow.log.client import LogConfig
+
+    ap = argparse.ArgumentParser(prog="python -m winnow.log.repartition", description=main.__doc__)
+    ap.add_argument("--log-url", required=True, help="nats:// URLs, comma-separated")
+    ap.add_argument("--from", dest="src", required=True, help="old layout and shard count, e.g. L0:2")
+    ap.add_argument("--to", dest="dst", required=True, help="new layout and shard count, e.g. L1:3")
+    ap.add_argument("--stream-replicas", type=int, default=1, help="JetStream replicas of the new streams")
+    ap.add_argument("--tombstone-ttl-s", type=int, default=7 * 24 * 3600)
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    (old, old_n), (new, new_n) = [(s.split(":")[0], int(s.split(":")[1])) for s in (args.src, args.dst)]
+
+    async def run() -> None:
+        doc_log = DocumentLog(LogConfig(url=args.log_url, stream_replicas=args.stream_replicas,
+                                        tombstone_ttl_s=args.tombstone_ttl_s, client_name="winnow-repartition"))
+        copier = Repartitioner(doc_log, names.check_layout(old), old_n, names.check_layout(new), new_n,
+                               args.tombstone_ttl_s)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await copier.start()
+        while not stop.is_set():
+            p = copier.progress
+            print(f"copied {p.copied} skipped_newer {p.skipped_newer} lag {p.lag} caught_up {p.caught_up}",
+                  flush=True)
+            try:
+                await asyncio.wait_for(stop.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+        await copier.stop()
+        await doc_log.close()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
