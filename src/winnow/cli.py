@@ -3,6 +3,7 @@
     winnow up [--detach]      start nats-server, embedder, reranker, shard replicas and gateway on loopback;
                               ingest the sample once
     winnow down | status      stop / inspect a detached cluster
+    winnow reshard --shards M re-partition a detached cluster's log into M shards while it serves
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline
@@ -215,6 +216,22 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_reshard(args) -> int:
+    from winnow.cluster.launcher import ClusterError, LocalCluster
+    from winnow.cluster.reshard import reshard
+
+    try:
+        cluster = LocalCluster.attach(Path(args.data_dir))
+        print(f"resharding {cluster.layout} ({cluster.shards} shards) into {args.shards} shards; searches and "
+              "writes go on ...", file=sys.stderr)
+        layout = reshard(cluster, args.shards)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"now serving layout {layout} with {args.shards} shards", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args, rest: list[str]) -> int:
     import importlib
 
@@ -293,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(de)
     de.add_argument("ids", nargs="+")
     de.set_defaults(func=cmd_delete)
+
+    rs = sub.add_parser("reshard", help="re-partition a running local cluster to --shards M (no re-embedding)")
+    common(rs, target=False)
+    rs.add_argument("--shards", type=int, required=True)
+    rs.set_defaults(func=cmd_reshard)
 
     sv = sub.add_parser("serve", help="run one service in the foreground (flags pass through)")
     sv.add_argument("service", choices=["embedder", "reranker", "index", "gateway"])

@@ -86,6 +86,12 @@ COVERAGE = Histogram(
 RERANK_FALLBACK = Counter(
     "winnow_rerank_fallback_total", "Searches served in first-stage order because the reranker failed.", ["reason"]
 )
+GATEWAY_REPLICAS = Gauge(
+    "winnow_gateway_replicas",
+    "Replicas of each shard as this gateway sees them, by state: serving, unknown (health stream reconnecting), "
+    "out (ejected after failures, draining, or down).",
+    ["shard", "state"],
+)
 REPLICA_FAILOVERS = Counter(
     "winnow_replica_failovers_total",
     "Shard calls sent to another replica: after an error (error), after the hedge delay (hedge), or once "
@@ -106,6 +112,7 @@ ALL = [
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
     INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_LOG_LAG, INDEX_INFO, WRITES_LOGGED,
     CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, DENSE_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
+    GATEWAY_REPLICAS,
 ]
 
 
