@@ -8,6 +8,7 @@
     winnow delete ID ...      delete documents
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline (--report DIR: run files, summary, picture)
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
+    winnow reshard --shards M re-partition a detached cluster's log into M shards while it serves
     winnow bench models|index|gateway|replicas|peers|log
     winnow serve SERVICE ...  run one service in the foreground (containers); `winnow serve gateway --help`
 
@@ -256,6 +257,23 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_reshard(args) -> int:
+    from winnow.cluster.launcher import ClusterError, LocalCluster
+    from winnow.cluster.reshard import reshard
+
+    try:
+        cluster = LocalCluster.attach(Path(args.data_dir))
+    except ClusterError as exc:
+        raise CliError(str(exc), Exit.UNAVAILABLE) from None
+    print(f"resharding {cluster.layout} ({cluster.shards} shards) into {args.shards} shards; searches and "
+          "writes go on ...", file=sys.stderr)
+    layout = reshard(cluster, args.shards)
+    print(f"now serving layout {layout} with {args.shards} shards", file=sys.stderr)
+    if args.json:
+        _emit(args, {"layout": layout, "shards": args.shards})
+    return 0
+
+
 def cmd_delete(args) -> int:
     client, _ = _client(args)
     with client:
@@ -358,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="your own document vectors (.npy or JSON matrix), one row per document in file order")
     ing.add_argument("--vector-model", default="", help="the model that made the vectors ('' = the collection's)")
     ing.set_defaults(func=cmd_ingest)
+
+    rs = add("reshard", "re-partition a running local cluster to --shards M (no re-embedding)", connection=False)
+    rs.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data, logs and state of the local cluster")
+    rs.add_argument("--shards", type=int, required=True, help="the new number of shards")
+    rs.set_defaults(func=cmd_reshard)
 
     de = add("delete", "delete documents by id")
     de.add_argument("ids", nargs="+", help="document ids")

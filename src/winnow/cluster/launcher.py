@@ -53,6 +53,9 @@ class ClusterConfig:
     # Only the log and the shard replicas (no embedder, reranker or gateway): fault tests and benches that write
     # precomputed vectors straight to the log.
     replicas_only: bool = False
+    # The embedder without a model (hashed bag of words, dimension 32: `winnow.bench.replica_cluster`), for tests
+    # and benches about the cluster rather than the model; index replicas then need --dim 32.
+    fake_embedder: bool = False
     start_timeout_s: float = 300.0
     # Extra CLI flags per service kind ("embedder", "reranker", "index", "gateway").
     service_args: dict[str, list[str]] = field(default_factory=dict)
@@ -71,6 +74,13 @@ class Proc:
     ready_path: Path | None = None
     shard: int = -1      # index replicas: the shard (= log partition) they serve
     layout: str = ""     # index replicas: the layout the partition belongs to
+    env: dict[str, str] = field(default_factory=dict)  # secrets and per-service settings: env, never argv
+    pid: int | None = None  # a process another launcher started (an attached cluster): no Popen handle here
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.pid is not None and _alive(self.pid)
 
 
 class LocalCluster:
@@ -126,12 +136,13 @@ class LocalCluster:
                 "--embedder", self.procs["embedder"].address,
                 "--reranker", self.procs["reranker"].address if self.config.reranker else "",
                 "--shard-registry", str(self.data_dir / REGISTRY_FILE),
-                "--redis-url", self.config.redis_url,
                 "--cache", self.config.cache,
                 "--log-url", self.log_url,
                 "--layout", self.layout,
             ]
-            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port)
+            # A secret (the Redis URL may hold a password) goes by env, never argv: argv shows in `ps`.
+            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port,
+                             env={"WINNOW_GATEWAY_REDIS_URL": self.config.redis_url})
             self._wait([gw])
         except BaseException:
             self.stop(grace=2.0)
@@ -173,7 +184,7 @@ class LocalCluster:
         self.registry_version += 1
         shards: dict[str, list[str]] = {}
         for p in sorted(self.procs.values(), key=lambda p: p.name):
-            if p.kind == "index" and p.layout == self.layout and p.address and p.popen and p.popen.poll() is None:
+            if p.kind == "index" and p.layout == self.layout and p.address and p.alive():
                 shards.setdefault(str(p.shard), []).append(p.address)
         _atomic_write(self.data_dir / REGISTRY_FILE,
                       {"version": self.registry_version, "layout": self.layout, "shards": shards})
@@ -191,32 +202,37 @@ class LocalCluster:
             data = Path(old.args[old.args.index("--data-dir") + 1])
             shutil.rmtree(data, ignore_errors=True)
         port = int(old.args[old.args.index("--port") + 1])
-        proc = self._spawn(name, old.kind, old.args[old.args.index("--ready-file") + 2:], port=port, raw=True)
+        proc = self._spawn(name, old.kind, old.args[old.args.index("--ready-file") + 2:], port=port, raw=True,
+                           env=old.env)
         proc.shard, proc.layout = old.shard, old.layout
         self._wait([proc])
         self.write_registry()
         self._write_state()
         return proc
 
-    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0, raw: bool = False) -> Proc:
+    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0, raw: bool = False,
+               env: dict[str, str] | None = None) -> Proc:
         run = self.data_dir / "run"
         ready = run / f"{name}.ready.json"
         ready.unlink(missing_ok=True)
         log_path = self.data_dir / "logs" / f"{name}.log"
+        module = ["winnow.bench.replica_cluster", "fake-embedder"] if kind == "embedder" and self.config.fake_embedder \
+            else [f"winnow.services.{kind}"]
         cmd = [
-            sys.executable, "-m", f"winnow.services.{kind}",
+            sys.executable, "-m", *module,
             "--host", self.config.host, "--port", str(port), "--metrics-port", "0", "--ready-file", str(ready),
             *args, *([] if raw else self.config.service_args.get(kind, [])),
         ]
         # Offline model loading is forced by the services themselves (importing winnow.models does it).
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.config.env}
+        own_env = dict(env or {})
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.config.env, **own_env}
         logf = open(log_path, "ab")  # noqa: SIM115 - the child owns it
         # Own session: Ctrl-C in the terminal reaches the launcher only (it stops the services in order), and a
         # detached cluster outlives the command that started it.
         popen = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)
         logf.close()
-        proc = Proc(name, kind, cmd, popen, log_path=log_path, ready_path=ready)
+        proc = Proc(name, kind, cmd, popen, log_path=log_path, ready_path=ready, env=own_env)
         self.procs[name] = proc
         return proc
 
@@ -249,11 +265,18 @@ class LocalCluster:
         # Gateway first, so it stops taking traffic before its dependencies go; the log last.
         targets.sort(key=lambda p: (p.kind == "nats", p.kind != "gateway"))
         for p in targets:
-            if p.popen is not None and p.popen.poll() is None:
-                p.popen.send_signal(signal.SIGTERM)
+            if p.alive():
+                if p.popen is not None:
+                    p.popen.send_signal(signal.SIGTERM)
+                else:
+                    os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
         end = time.monotonic() + grace
         for p in targets:
             if p.popen is None:
+                while p.alive() and time.monotonic() < end:
+                    time.sleep(0.05)
+                if p.alive():
+                    os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 continue
             try:
                 p.popen.wait(timeout=max(0.1, end - time.monotonic()))
@@ -291,13 +314,36 @@ class LocalCluster:
     def _write_state(self) -> None:
         state = {
             "gateway": self.procs["gateway"].address if "gateway" in self.procs else "",
+            "log_url": self.log_url,
+            "replicas": self.config.replicas,
+            "service_args": self.config.service_args,  # new replicas (a reshard) start like the first ones
+            "fake_embedder": self.config.fake_embedder,
             "services": {
-                n: {"kind": p.kind, "pid": p.popen.pid if p.popen else None, "address": p.address,
-                    "metrics_port": p.metrics_port, "log": str(p.log_path)}
+                n: {"kind": p.kind, "pid": p.popen.pid if p.popen else p.pid, "address": p.address,
+                    "metrics_port": p.metrics_port, "log": str(p.log_path), "shard": p.shard, "layout": p.layout}
                 for n, p in self.procs.items()
             },
         }
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        _atomic_write(self.data_dir / STATE_FILE, state)
+
+    @classmethod
+    def attach(cls, data_dir: Path) -> "LocalCluster":
+        """The cluster a `winnow up --detach` left running, from its state file (to reshard it, for example)."""
+        state = read_state(data_dir)
+        if state is None:
+            raise ClusterError(f"no cluster is running from {data_dir} (winnow up --detach first)")
+        saved = Path(data_dir) / LAYOUT_FILE
+        shards = int(json.loads(saved.read_text())["shards"]) if saved.exists() else 2
+        c = cls(ClusterConfig(data_dir=Path(data_dir), shards=shards, replicas=int(state.get("replicas", 1)),
+                              log_url=state.get("log_url", ""), service_args=state.get("service_args", {}),
+                              fake_embedder=bool(state.get("fake_embedder", False))))
+        for name, s in state["services"].items():
+            c.procs[name] = Proc(name, s["kind"], [], None, address=s["address"], metrics_port=s["metrics_port"],
+                                 log_path=Path(s["log"]), shard=int(s.get("shard", -1)), layout=s.get("layout", ""),
+                                 pid=s["pid"])
+        c.registry_version = int(json.loads((c.data_dir / REGISTRY_FILE).read_text()).get("version", 0)) \
+            if (c.data_dir / REGISTRY_FILE).exists() else 0
+        return c
 
 
 def read_state(data_dir: Path) -> dict | None:

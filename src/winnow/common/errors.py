@@ -62,7 +62,7 @@ class Unauthenticated(WinnowError):
 
 class Overloaded(WinnowError):
     """Admission control or a full queue refused the request before any work was done; retry with backoff
-    (RetryInfo says how long)."""
+    (RetryInfo / `retry-after-ms` trailing metadata say how long)."""
 
     kind = "resource_exhausted"
     default_reason = "OVERLOADED"

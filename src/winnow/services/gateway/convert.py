@@ -6,7 +6,6 @@ Names say the direction: `x_from_proto` reads a message into the domain, `x_to_p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +16,7 @@ from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2
 from winnow.api.internal.index.v1 import index_pb2
 from winnow.api.internal.reranker.v1 import reranker_pb2
-
+from winnow.common import limits
 from winnow.common.errors import InvalidArgument
 from winnow.rpc.protovalues import struct_to_dict, to_value
 from winnow.services.gateway.consistency import decode_token
@@ -40,20 +39,21 @@ def search_result_to_bytes(r: SearchResult) -> bytes:
     return pb.SearchResponse(
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker, served_at=r.served_at,
+        dense_skipped_reason=r.dense_skipped_reason,
     ).SerializeToString()
 
 
-def _filter_value(f: pb.Filter, i: int = 0) -> Any:
+def _filter_value(f: pb.Filter, index: int = 0) -> Any:
     kind = f.equals.WhichOneof("kind")
     if kind == "string_value":
         return f.equals.string_value
     if kind == "number_value":
-        return f.equals.number_value
+        return limits.filter_number(f.equals.number_value, f"filters[{index}] ({f.field!r})")
     if kind == "bool_value":
         return f.equals.bool_value
     raise InvalidArgument(
-        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})",
-        field=f"filters[{i}].equals", reason="BAD_FILTER",
+        f"filters[{index}] ({f.field!r}): value must be a string, number or bool (got {kind or 'nothing'})",
+        field=f"filters[{index}].equals", reason="BAD_FILTER",
     )
 
 
@@ -67,7 +67,9 @@ def _query_vector(req, space: VectorSpace, retrieval: Retrieval, query: str, mod
         if req.vector_model:
             raise _invalid("vector_model is set but query_vector is empty: send the vector it names", "vector_model",
                            "VECTOR_MODEL_WITHOUT_VECTOR")
-        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+        # space.model "" = the embedder has not answered yet: not the caller's fault; the embed call decides
+        # (UNAVAILABLE for dense, the BM25 fallback for hybrid).
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable and space.model:
             raise _invalid(
                 f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
                 f"embedder does not make (or use RETRIEVAL_LEXICAL)", "query_vector", "QUERY_VECTOR_REQUIRED")
@@ -95,7 +97,7 @@ def _common(req, s: GatewaySettings) -> tuple[str, tuple[tuple[str, Any], ...]]:
     filters = []
     for i, f in enumerate(req.filters):
         if not f.field:
-            raise _invalid("a filter has an empty field name", f"filters[{i}].field", "BAD_FILTER")
+            raise _invalid(f"filters[{i}].field is empty", f"filters[{i}].field", "BAD_FILTER")
         filters.append((f.field, _filter_value(f, i)))
     return query, tuple(filters)
 
@@ -136,6 +138,8 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings,
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
         raise _invalid("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL", "mrl_dim",
                        "MRL_WITH_LEXICAL")
+    limits.search_params(s.limits(), ef_search=req.ef_search, nprobe=req.nprobe)
+    limits.mrl_dim(req.mrl_dim, space.dimension)
     token_layout, token_seqs = _write_token(req)
     return SearchOptions(
         query=query, mode=Mode.PRECISION, k=k, window=window, rerank=rerank,
@@ -201,14 +205,15 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str, field: str) -> Non
     if len(ids) > s.max_write_docs:
         raise _invalid(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request", field,
                        "TOO_MANY_ITEMS", limit=s.max_write_docs)
+    lim = s.limits()
     for i, doc_id in enumerate(ids):
+        where = f"{field}[{i}]" + (".id" if field == "documents" else "")
         if not doc_id.strip():
-            raise _invalid(f"{what}: item {i} has an empty id", f"{field}[{i}]" + (".id" if field == "documents" else ""),
-                           "EMPTY_ID")
-        if len(doc_id.encode()) > s.max_id_bytes:
-            raise _invalid(f"{what}: item {i} id is longer than {s.max_id_bytes} bytes (max_id_bytes)",
-                           f"{field}[{i}]" + (".id" if field == "documents" else ""), "ID_TOO_LONG",
-                           limit=s.max_id_bytes)
+            raise _invalid(f"{what}: item {i} has an empty id", where, "EMPTY_ID")
+        try:
+            limits.doc_id(doc_id, f"{what}: {where}", lim)
+        except InvalidArgument as exc:
+            raise _invalid(str(exc), where, "ID_TOO_LONG", limit=s.max_id_bytes) from None
 
 
 def _metadata_json(d: pb.Document, i: int) -> str:
@@ -244,8 +249,10 @@ def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
 
 def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
                                space: VectorSpace | None = None) -> list[WriteDocument]:
-    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors."""
+    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors, with the shards'
+    own limits (winnow.common.limits), so a batch with one bad document writes nothing."""
     _check_ids([d.id for d in req.documents], s, "upsert", "documents")
+    lim = s.limits()
     space = space or VectorSpace("", 0)
     if req.vector_model:
         if not any(len(d.vector) for d in req.documents):
@@ -265,6 +272,10 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
         if size > s.max_doc_bytes:
             raise _invalid(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}",
                            f"documents[{i}]", "DOCUMENT_TOO_LARGE", limit=s.max_doc_bytes)
+        try:
+            limits.document(d.id, d.text, meta, f"upsert: documents[{i}]", lim)  # the shards' own checks, here
+        except InvalidArgument as exc:
+            raise _invalid(str(exc), f"documents[{i}]", "BAD_DOCUMENT") from None
         docs.append(WriteDocument(d.id, d.text, meta, _doc_vector(i, d, space)))
     return docs
 
@@ -319,7 +330,7 @@ def search_result_to_proto(r: SearchResult, request_id: str) -> pb.SearchRespons
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
         request_id=request_id, model=r.model, reranker=r.reranker, served_at=r.served_at,
-        consistency_unmet=r.consistency_unmet,
+        consistency_unmet=r.consistency_unmet, dense_skipped_reason=r.dense_skipped_reason,
     )
 
 
