@@ -110,6 +110,7 @@ class SearchResult:
     reranker: str
     served_at: str = ""          # the log position every answering shard was at (write-token form)
     consistency_unmet: str = ""  # why the request's write_token could not be honoured ("" = it was, or none)
+    dense_skipped_reason: str = ""  # why the dense list was skipped (embedder down: answered from BM25 alone)
     raw: pb.SearchResponse = field(repr=False, compare=False, default_factory=pb.SearchResponse)
 
     @property
@@ -123,7 +124,8 @@ class SearchResult:
             hits=[Hit.from_proto(h) for h in r.hits], coverage=Coverage.from_proto(r.coverage), reranked=r.reranked,
             rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit,
             timings=StageTimings.from_map(r.timings_ms), request_id=r.request_id, model=r.model, reranker=r.reranker,
-            served_at=r.served_at, consistency_unmet=r.consistency_unmet, raw=r,
+            served_at=r.served_at, consistency_unmet=r.consistency_unmet, dense_skipped_reason=r.dense_skipped_reason,
+            raw=r,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -131,7 +133,7 @@ class SearchResult:
                 "reranked": self.reranked, "rerank_skipped_reason": self.rerank_skipped_reason,
                 "cache_hit": self.cache_hit, "timings_ms": self.timings_ms, "request_id": self.request_id,
                 "model": self.model, "reranker": self.reranker, "served_at": self.served_at,
-                "consistency_unmet": self.consistency_unmet}
+                "consistency_unmet": self.consistency_unmet, "dense_skipped_reason": self.dense_skipped_reason}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Names say the direction: `x_from_proto` reads a message into the domain, `x_to_p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -174,6 +175,8 @@ def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings,
         raise _invalid("bulk search is dense (cosine similarity >= threshold): leave retrieval unset or DENSE",
                        "retrieval", "BULK_IS_DENSE")
     vector = _query_vector(req, space, Retrieval.DENSE, query, Mode.BULK)
+    limits.search_params(s.limits(), ef_search=req.ef_search, nprobe=req.nprobe)
+    limits.mrl_dim(req.mrl_dim, space.dimension)
     if not -1.0 <= req.threshold <= 1.0:
         raise _invalid(f"threshold={req.threshold} is outside [-1, 1] (cosine similarity)", "threshold",
                        "THRESHOLD_OUT_OF_RANGE")
@@ -193,7 +196,7 @@ def bulk_options_from_proto(req: pb.BulkSearchRequest, s: GatewaySettings,
 def limits_to_proto(s: GatewaySettings) -> pb.ServerLimits:
     """What one request may ask for (ClusterInfo.limits), read from the settings."""
     return pb.ServerLimits(
-        max_write_docs=s.max_write_docs, max_message_bytes=s.max_message_bytes, max_doc_bytes=s.max_doc_bytes,
+        max_write_docs=s.max_write_docs, max_message_bytes=s.max_message_bytes, max_doc_bytes=s.payload_max_bytes,
         max_k=s.max_k, max_window=s.max_window, max_page_size=s.max_page_size, max_bulk_results=s.max_bulk_results,
         max_query_chars=s.max_query_chars,
     )
@@ -209,7 +212,7 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str, field: str) -> Non
     for i, doc_id in enumerate(ids):
         where = f"{field}[{i}]" + (".id" if field == "documents" else "")
         if not doc_id.strip():
-            raise _invalid(f"{what}: item {i} has an empty id", where, "EMPTY_ID")
+            raise _invalid(f"{what}: {where} is empty: every document needs an id", where, "EMPTY_ID")
         try:
             limits.doc_id(doc_id, f"{what}: {where}", lim)
         except InvalidArgument as exc:
@@ -229,8 +232,8 @@ def _metadata_json(d: pb.Document, i: int) -> str:
     try:
         meta = json.loads(d.metadata_json)
     except json.JSONDecodeError as exc:
-        raise _invalid(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})", f"documents[{i}].metadata_json",
-                       "BAD_METADATA") from None
+        raise _invalid(f"upsert: documents[{i}].metadata_json is not valid JSON ({exc})",
+                       f"documents[{i}].metadata_json", "BAD_METADATA") from None
     if not isinstance(meta, dict):
         raise _invalid(f"upsert: document {d.id!r} metadata_json must be a JSON object",
                        f"documents[{i}].metadata_json", "BAD_METADATA")
@@ -266,16 +269,15 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
             raise _invalid(f"upsert: id {d.id!r} appears twice in one request", f"documents[{i}].id", "DUPLICATE_ID")
         seen.add(d.id)
         if not d.text.strip():
-            raise _invalid(f"upsert: document {d.id!r} has no text", f"documents[{i}].text", "EMPTY_TEXT")
+            raise _invalid(f"upsert: documents[{i}].text is empty (document {d.id!r})", f"documents[{i}].text",
+                           "EMPTY_TEXT")
         meta = _metadata_json(d, i)
-        size = len(d.text.encode()) + len(meta.encode())
-        if size > s.max_doc_bytes:
-            raise _invalid(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}",
-                           f"documents[{i}]", "DOCUMENT_TOO_LARGE", limit=s.max_doc_bytes)
         try:
             limits.document(d.id, d.text, meta, f"upsert: documents[{i}]", lim)  # the shards' own checks, here
         except InvalidArgument as exc:
-            raise _invalid(str(exc), f"documents[{i}]", "BAD_DOCUMENT") from None
+            too_big = "payload_max_bytes" in str(exc)
+            raise _invalid(str(exc), f"documents[{i}]", "DOCUMENT_TOO_LARGE" if too_big else "BAD_DOCUMENT",
+                           **({"limit": lim.payload_max_bytes} if too_big else {})) from None
         docs.append(WriteDocument(d.id, d.text, meta, _doc_vector(i, d, space)))
     return docs
 
