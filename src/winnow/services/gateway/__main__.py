@@ -6,11 +6,13 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from winnow.common.deadline import Deadline
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
 from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
+from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
 from winnow.services.gateway.server import GatewayServicer
@@ -60,12 +62,26 @@ async def build(s: GatewaySettings) -> Wiring:
 
 
 async def wait_for_dependencies(search: SearchCore, attempts: int = 150) -> None:
-    """Follow discovery and the replicas; bounded wait for the embedder so cache keys carry its model version."""
+    """Follow discovery and the replicas; bounded wait for the embedder so cache keys carry its model version;
+    then warm the search path (channels, every stage's code) before this gateway reports ready."""
     await search.topology.start(first_within_s=10.0)
     for _ in range(attempts):
         if await search.refresh_models():
+            await warm_up(search)
             return
         await asyncio.sleep(0.2)
+
+
+async def warm_up(search: SearchCore, searches: int = 6) -> None:
+    """Uncached searches through the whole pipeline (embed, every shard, fusion, rerank), so the first real ones
+    find the channels connected and the code paths warm. Failures only mean a dependency is still coming up."""
+    texts = ["aspirin and the heart", "vitamin d deficiency in older adults", "statins lower cholesterol",
+             "gene expression in cancer cells", "effect of exercise on blood pressure", "viral infection immunity"]
+    for i in range(searches):
+        try:
+            await search.search(SearchOptions(query=texts[i % len(texts)], k=10, no_cache=True), Deadline(10.0))
+        except Exception:  # noqa: BLE001 - warm-up is best effort; readiness is the probe's call
+            return
 
 
 main = service_main(SERVICE, GatewaySettings, build)

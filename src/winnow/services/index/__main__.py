@@ -15,6 +15,7 @@ from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
+from winnow.services.index.warmup import warm
 
 
 def build(settings: IndexSettings) -> Wiring:
@@ -27,9 +28,12 @@ def build(settings: IndexSettings) -> Wiring:
 
 
 async def load(servicer: IndexShardServicer) -> None:
-    """Open the shard (snapshot + log replay) off the event loop, then publish its gauges."""
+    """Open the shard (snapshot + log replay) off the event loop, warm it (BM25 built, index walked) on the
+    search threads, then publish its gauges. Health says SERVING only after all of it."""
     shard = servicer.shard
-    await asyncio.get_running_loop().run_in_executor(servicer.writer, shard.open)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(servicer.writer, shard.open)
+    await loop.run_in_executor(servicer.readers, warm, shard)
     stats = shard.stats()
     metrics.INDEX_INFO.labels(stats.shard_id, stats.index_factory, stats.device).set(1)
     servicer._gauges(stats.generation)
