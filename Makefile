@@ -37,6 +37,7 @@ bench: setup
 	$(VENV)/bin/winnow bench models
 	$(VENV)/bin/winnow bench index
 	$(VENV)/bin/winnow bench gateway
+	$(VENV)/bin/winnow bench log
 
 eval: setup
 	$(VENV)/bin/winnow eval --dataset ../shared/datasets/scifact

@@ -89,3 +89,20 @@ def sample_qrels() -> dict[str, set[str]]:
         q, d, _ = line.split("\t")
         out.setdefault(q, set()).add(d)
     return out
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory):
+    """A private nats-server with JetStream on free ports (never the machine's own on 4222). Tests sharing it
+    use their own layout ids, so their streams never meet."""
+    from winnow.cluster.nats import single
+
+    node = single(tmp_path_factory.mktemp("nats")).start().wait()
+    yield node
+    node.stop()
+
+
+def unique_layout() -> str:
+    import uuid
+
+    return "T" + uuid.uuid4().hex[:12]

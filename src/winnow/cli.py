@@ -1,12 +1,14 @@
 """`winnow`: run the local cluster, search, ingest, evaluate and benchmark.
 
-    winnow up [--detach]      start embedder, reranker, shards and gateway on loopback; ingest the sample once
+    winnow up [--detach]      start nats-server, embedder, reranker, shard replicas and gateway on loopback;
+                              ingest the sample once
     winnow down | status      stop / inspect a detached cluster
+    winnow reshard --shards M re-partition a detached cluster's log into M shards while it serves
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
-    winnow bench models|index|gateway|replicas|peers
+    winnow bench models|index|gateway|replicas|peers|log
     winnow serve SERVICE ...  run one service in the foreground (containers)
 """
 
@@ -43,10 +45,10 @@ def cmd_up(args) -> int:
     if read_state(Path(args.data_dir)):
         print(f"a cluster is already running from {args.data_dir} (winnow status / winnow down)", file=sys.stderr)
         return 1
-    cfg = ClusterConfig(data_dir=Path(args.data_dir), shards=args.shards, gateway_port=args.port,
-                        redis_url=args.redis_url, cache=args.cache)
-    print(f"starting {args.shards} shard(s), embedder, reranker and gateway (logs: {args.data_dir}/logs) ...",
-          file=sys.stderr)
+    cfg = ClusterConfig(data_dir=Path(args.data_dir), shards=args.shards, replicas=args.replicas,
+                        gateway_port=args.port, redis_url=args.redis_url, cache=args.cache, log_url=args.log_url)
+    print(f"starting nats-server, {args.shards} shard(s) x {args.replicas} replica(s), embedder, reranker and "
+          f"gateway (logs: {args.data_dir}/logs) ...", file=sys.stderr)
     cluster = LocalCluster(cfg).start()
     try:
         with WinnowClient(cluster.gateway) as client:
@@ -214,6 +216,22 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_reshard(args) -> int:
+    from winnow.cluster.launcher import ClusterError, LocalCluster
+    from winnow.cluster.reshard import reshard
+
+    try:
+        cluster = LocalCluster.attach(Path(args.data_dir))
+        print(f"resharding {cluster.layout} ({cluster.shards} shards) into {args.shards} shards; searches and "
+              "writes go on ...", file=sys.stderr)
+        layout = reshard(cluster, args.shards)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"now serving layout {layout} with {args.shards} shards", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args, rest: list[str]) -> int:
     import importlib
 
@@ -240,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the local cluster")
     common(up, target=False)
     up.add_argument("--shards", type=int, default=2)
+    up.add_argument("--replicas", type=int, default=1, help="replicas per shard, each following the shard's log")
+    up.add_argument("--log-url", default="", help="use this NATS JetStream (nats://...) instead of starting one")
     up.add_argument("--port", type=int, default=50050, help="gateway port (0 = any free port)")
     up.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     up.add_argument("--cache", default="auto", choices=["auto", "redis", "memory", "off"])
@@ -291,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("ids", nargs="+")
     de.set_defaults(func=cmd_delete)
 
+    rs = sub.add_parser("reshard", help="re-partition a running local cluster to --shards M (no re-embedding)")
+    common(rs, target=False)
+    rs.add_argument("--shards", type=int, required=True)
+    rs.set_defaults(func=cmd_reshard)
+
     sv = sub.add_parser("serve", help="run one service in the foreground (flags pass through)")
     sv.add_argument("service", choices=["embedder", "reranker", "index", "gateway"])
     sv.set_defaults(func=None, passthrough="serve")
@@ -301,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the second stage (see winnow train reranker --help)", add_help=False)
     tr.set_defaults(func=None, passthrough="winnow.train.cli")
 
-    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas, peers")
-    be.add_argument("what", choices=["models", "index", "gateway", "replicas", "peers"])
+    be = sub.add_parser("bench", help="benchmarks: models, index, gateway, replicas, peers, log")
+    be.add_argument("what", choices=["models", "index", "gateway", "replicas", "peers", "log"])
     be.set_defaults(func=None, passthrough="bench")
     return p
 

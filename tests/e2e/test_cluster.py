@@ -154,6 +154,33 @@ def test_redis_down_serves_uncached(cluster, client, redis_server):
     assert a.hits and not b.cache_hit and [h.id for h in a.hits] == [h.id for h in b.hits]
 
 
+def test_log_outage_fails_writes_fast_and_loses_no_acknowledged_write(cluster, client):
+    import time
+
+    first = client.upsert([{"id": "before-outage", "text": "acknowledged just before nats-server died"}]).write_token
+    cluster.kill("nats")  # kill -9
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        client.upsert([{"id": "during-outage", "text": "never acknowledged"}])
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "document log" in err.value.details()
+    assert time.monotonic() - t0 < 5
+    assert client.search("acknowledged before nats died", k=3, rerank=False).hits  # searches go on
+    cluster.restart("nats")
+    end = time.monotonic() + 30
+    while True:  # the gateway's log client reconnects by itself
+        try:
+            token = client.upsert([{"id": "after-outage", "text": "written once nats-server was back"}]).write_token
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < end, "writes did not resume after nats-server came back"
+            time.sleep(0.2)
+    for t in (first, token):  # read-your-writes: answered by replicas that applied both
+        r = client.search("acknowledged just before nats-server died", k=5, rerank=False, write_token=t)
+        assert not r.consistency_unmet
+    got = client.get(["before-outage", "during-outage", "after-outage"])
+    assert [d.id for d in got.documents] == ["before-outage", "after-outage"]
+
+
 def test_stopped_reranker_gives_flagged_first_stage_results(cluster, client):
     cluster.stop(names=["reranker"])
     r = client.search(sample_queries()["1"], k=10, no_cache=True)
@@ -162,7 +189,7 @@ def test_stopped_reranker_gives_flagged_first_stage_results(cluster, client):
 
 
 def test_killed_shard_gives_partial_coverage(cluster, client):
-    cluster.kill("shard-1")
+    cluster.kill("shard-1-r0")
     r = client.search(sample_queries()["3"], k=10, no_cache=True, rerank=False)
     assert (r.coverage.shards_asked, r.coverage.shards_answered) == (2, 1)
     assert r.coverage.failed_shards and r.hits

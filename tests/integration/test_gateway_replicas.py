@@ -136,3 +136,18 @@ def test_write_tokens_are_checked_and_every_answer_says_where_it_was_served(clus
         with pytest.raises(grpc.RpcError) as err:
             w.search("topic3 words", write_token="not-a-token")
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_read_your_writes_with_the_write_token(cluster):
+    """Upsert through the log, then search at once with the token: the replicas answering have applied it."""
+    with WinnowClient(cluster.gateway.address, timeout=10) as w:
+        for i in range(8):
+            doc_id, word = f"ryw{i}", f"freshword{i}"
+            token = w.upsert([{"id": doc_id, "text": f"just written {word}"}]).write_token
+            assert token.startswith("v1.L1.")
+            r = w.search(word, k=3, rerank=False, no_cache=True, retrieval="lexical", write_token=token)
+            assert not r.consistency_unmet, r.consistency_unmet
+            assert r.hits and r.hits[0].id == doc_id, [h.id for h in r.hits]
+            gone = w.delete([doc_id]).write_token
+            r = w.search(word, k=3, rerank=False, no_cache=True, retrieval="lexical", write_token=gone)
+            assert not r.consistency_unmet and doc_id not in [h.id for h in r.hits]

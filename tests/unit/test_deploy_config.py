@@ -111,7 +111,14 @@ def test_compose_config_accepts_the_file_and_wires_health_and_order():
     gateway = services["gateway"]
     assert gateway["environment"]["WINNOW_GATEWAY_SHARDS"] == ",".join(f"{n}:50053" for n in sorted(shards))
     assert {d for d, c in gateway["depends_on"].items() if c["condition"] == "service_healthy"} == {
-        "redis", "embedder", "reranker", *shards}
+        "redis", "nats", "embedder", "reranker", *shards}
+    # One JetStream node (on a volume) is the document log; shards and gateway point at it; shard i = partition i.
+    assert "--jetstream" in services["nats"]["command"] and services["nats"]["volumes"]
+    assert gateway["environment"]["WINNOW_GATEWAY_LOG_URL"] == "nats://nats:4222"
+    for i, n in enumerate(sorted(shards)):
+        env = services[n]["environment"]
+        assert env["WINNOW_INDEX_LOG_URL"] == "nats://nats:4222" and env["WINNOW_INDEX_PARTITION"] == str(i)
+        assert services[n]["depends_on"]["nats"]["condition"] == "service_healthy"
 
 
 def test_compose_prometheus_scrapes_every_service():
@@ -165,20 +172,46 @@ def test_overlay_workloads_probes_and_discovery(rendered):
     overlay, docs = rendered
     deployments, statefulsets = _by_kind(docs, "Deployment"), _by_kind(docs, "StatefulSet")
     assert {"embedder", "reranker", "gateway"} <= set(deployments)
-    shard = statefulsets["shard"]
-    headless = _by_kind(docs, "Service")[shard["spec"]["serviceName"]]
-    assert headless["spec"]["clusterIP"] == "None"
-    assert shard["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("winnow-config"))
-    expected = [f"shard-{i}.{headless['metadata']['name']}:50053" for i in range(shard["spec"]["replicas"])]
-    assert config["data"]["WINNOW_GATEWAY_SHARDS"].split(",") == expected
-    shard_env = {e["name"]: e for e in shard["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert shard_env["WINNOW_INDEX_SHARD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    data = config["data"]
+    services, pdbs = _by_kind(docs, "Service"), _by_kind(docs, "PodDisruptionBudget")
+    shards = sorted(n for n in statefulsets if n.startswith("winnow-index-"))
+    assert shards == [f"winnow-index-{s}" for s in range(len(shards))] and len(shards) >= 2
+    # One StatefulSet per shard, its replicas found through a headless Service of the same name (the gateway
+    # resolves every A record: only ready, i.e. caught-up, replicas are listed).
+    assert data["WINNOW_GATEWAY_SHARDS"].split(",") == [f"{n}:50053" for n in shards]
+    assert data["WINNOW_GATEWAY_SHARD_DNS"] == "true"
+    for s, name in enumerate(shards):
+        sts = statefulsets[name]
+        assert sts["spec"]["replicas"] >= 2 and sts["spec"]["serviceName"] == name
+        headless = services[name]
+        assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is False
+        labels = sts["spec"]["selector"]["matchLabels"]
+        assert labels["winnow.io/shard"] == str(s) and headless["spec"]["selector"] == labels
+        assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["WINNOW_INDEX_PARTITION"]["value"] == str(s) and env["WINNOW_INDEX_SHARD_ID"]["value"] == f"shard-{s}"
+        assert env["WINNOW_INDEX_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        # Two replicas of a shard never on one node; a drain takes at most one of them.
+        anti = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert anti[0]["topologyKey"] == "kubernetes.io/hostname" and anti[0]["labelSelector"]["matchLabels"] == labels
+        assert pdbs[name]["spec"]["maxUnavailable"] == 1 and pdbs[name]["spec"]["selector"]["matchLabels"] == labels
+    # The document log: a 3-node JetStream cluster, R3 streams, one node at a time, never two on one machine.
+    nats = statefulsets["nats"]
+    assert nats["spec"]["replicas"] == 3 and services["nats"]["spec"]["clusterIP"] == "None"
+    assert pdbs["nats"]["spec"]["maxUnavailable"] == 1
+    assert nats["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    conf = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("nats-config"))
+    routes = [f"nats-route://nats-{i}.nats:6222" for i in range(3)]
+    assert "jetstream" in conf["data"]["nats.conf"] and all(r in conf["data"]["nats.conf"] for r in routes)
+    urls = ",".join(f"nats://nats-{i}.nats:4222" for i in range(3))
+    for prefix in ("WINNOW_GATEWAY_", "WINNOW_INDEX_"):
+        assert data[prefix + "LOG_URL"] == urls and data[prefix + "LOG_STREAM_REPLICAS"] == "3"
 
     for name, workload in {**deployments, **statefulsets}.items():
         pod = workload["spec"]["template"]["spec"]
         container = pod["containers"][0]
-        if name == "redis":
+        if name in ("redis", "nats"):
             continue
         kind = container["command"][-1].rsplit(".", 1)[-1]
         assert container["readinessProbe"]["grpc"]["port"] == PORTS[kind], name

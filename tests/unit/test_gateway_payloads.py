@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from tests.unit.test_gateway_search import DOCS, FakeEmbedder, FakeReranker, FakeShard
+from tests.unit.test_gateway_search import DOCS, FakeEmbedder, FakeLog, FakeReranker, FakeShard
 from winnow.common.deadline import Deadline
 from winnow.common.errors import Unavailable
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
@@ -35,7 +35,7 @@ class IdsOnlyShard(FakeShard):
 
 async def _core():
     emb, shards = FakeEmbedder(), [IdsOnlyShard("shard-0"), IdsOnlyShard("shard-1")]
-    await WriteCore(emb, shards).upsert([WriteDocument(i, t) for i, t in DOCS], Deadline(10))
+    await WriteCore(emb, shards, log=FakeLog(shards)).upsert([WriteDocument(i, t) for i, t in DOCS], Deadline(10))
     core = SearchCore(emb, shards, FakeReranker(), ResultCache(MemoryBackend(), ttl_s=60),
                       PipelineConfig(payloads="final"))
     await core.refresh_models()

@@ -13,6 +13,9 @@ from winnow.services.gateway.cache import MemoryBackend, ResultCache
 from winnow.services.gateway.model import Mode, Retrieval, SearchOptions, SearchResult, WriteDocument
 from winnow.services.gateway.ports import Hit, ShardResult, ShardStats
 from winnow.services.gateway.search import SearchCore
+from winnow.log import codec
+from winnow.log.client import AppendResult
+from winnow.services.gateway.consistency import decode_token
 from winnow.services.gateway.writes import WriteCore
 
 DIM = 16
@@ -66,19 +69,6 @@ class FakeShard:
         for i in range(0, len(hits), q.page_size):
             yield hits[i:i + q.page_size]
 
-    async def upsert(self, records, timeout):
-        if self.fail:
-            raise Unavailable(f"{self.name} down")
-        for r in records:
-            self.docs[r.id] = (r.vector, r.text, r.metadata_json)
-        self.generation += 1
-        return self.generation
-
-    async def delete(self, ids, timeout):
-        n = sum(self.docs.pop(i, None) is not None for i in ids)
-        self.generation += 1
-        return n, self.generation
-
     async def watch(self):
         raise Unavailable("no generation stream in this fake")
 
@@ -89,6 +79,30 @@ class FakeShard:
         if self.fail:
             raise Unavailable(f"{self.name} down")
         return ShardStats(self.name, len(self.docs), self.generation)
+
+
+class FakeLog:
+    """The document log in-process: appending to partition p applies to shard p at once (a replica that is
+    never behind); partitions in `down` acknowledge nothing."""
+
+    def __init__(self, shards):
+        self.shards = shards
+        self.down: set[int] = set()
+        self.seq = {}
+
+    async def append(self, layout, partition, messages, timeout):
+        if partition in self.down:
+            return AppendResult(partition, 0, len(messages), 0, "partition down")
+        shard = self.shards[partition]
+        for m in messages:
+            r = codec.decode(m.body)
+            if r.op == codec.OP_UPSERT:
+                shard.docs[r.id] = (r.vector, r.text, r.metadata_json)
+            else:
+                shard.docs.pop(r.id, None)
+            self.seq[partition] = self.seq.get(partition, 0) + 1
+        shard.generation = self.seq[partition]
+        return AppendResult(partition, len(messages), len(messages), self.seq[partition])
 
 
 class FakeReranker:
@@ -122,7 +136,7 @@ DOCS = [
 async def world():
     emb, rr = FakeEmbedder(), FakeReranker()
     shards = [FakeShard("shard-0"), FakeShard("shard-1")]
-    writes = WriteCore(emb, shards)
+    writes = WriteCore(emb, shards, log=FakeLog(shards))
     await writes.upsert([WriteDocument(i, t) for i, t in DOCS], Deadline(10))
     core = SearchCore(emb, shards, rr, ResultCache(MemoryBackend(), ttl_s=60))
     await core.refresh_models()
@@ -134,6 +148,17 @@ async def test_writes_route_by_stable_hash(world):
     for doc_id, _ in DOCS:
         assert doc_id in shards[routing.shard_for(doc_id, 2)].docs
     assert sum(len(s.docs) for s in shards) == len(DOCS)
+
+
+async def test_writes_return_a_token_of_partition_sequences(world):
+    _, writes, shards, _ = world
+    n, _, token = await writes.upsert([WriteDocument("t1", "one"), WriteDocument("t2", "two")], Deadline(5))
+    layout, seqs = decode_token(token)
+    assert n == 2 and layout == "L0"
+    assert seqs == {p: writes.log.seq[p] for p in {routing.shard_for(i, 2) for i in ("t1", "t2")}}
+    deleted, _, token = await writes.delete(["t1"], Deadline(5))
+    assert deleted == 1 and decode_token(token)[1] == {routing.shard_for("t1", 2): writes.log.seq[routing.shard_for("t1", 2)]}
+    assert "t1" not in shards[routing.shard_for("t1", 2)].docs
 
 
 async def test_precision_search_reranks_and_reports_ranks(world):
@@ -229,12 +254,19 @@ async def test_bulk_returns_everything_above_threshold_in_pages(world):
 
 async def test_partial_write_failure_says_what_was_written(world):
     _, writes, shards, _ = world
-    shards[1].fail = True
+    writes.log.down.add(1)
     docs = [WriteDocument(f"n{i}", f"new doc {i}") for i in range(20)]
     with pytest.raises(Unavailable) as err:
         await writes.upsert(docs, Deadline(5))
     on_ok = sum(routing.shard_for(d.id, 2) == 0 for d in docs)
-    assert f"only {on_ok} of 20" in str(err.value) and "shard-1" in str(err.value)
+    assert f"only {on_ok} of 20" in str(err.value) and "partition 1: 0 of" in str(err.value)
+
+
+async def test_write_with_no_log_reachable_writes_nothing(world):
+    _, writes, shards, _ = world
+    writes.log.down.update({0, 1})
+    with pytest.raises(Unavailable, match="nothing was upserted"):
+        await writes.upsert([WriteDocument("x1", "x")], Deadline(5))
 
 
 async def test_concurrent_identical_misses_compute_once(world):

@@ -139,7 +139,7 @@ def test_ivf_trains_on_demand(tmp_path):
     assert not shard.stats().trained
     assert shard.search(SearchQuery(vec(3), 1)).dense[0].id == "d3"  # exact until trained
     trained, gen = shard.train()
-    assert trained and gen == 2 and shard.stats().trained
+    assert trained and gen == 1 and shard.stats().trained  # training is local: no log message, same generation
     assert shard.search(SearchQuery(vec(3), 1, nprobe=4)).dense[0].id == "d3"
     shard.close()
 
@@ -221,3 +221,41 @@ def test_not_loaded_is_unavailable(tmp_path):
     shard.close()
     with pytest.raises(Unavailable):
         shard.get(["d1"])
+
+
+def _rec(op, i, seq, **kw):
+    from winnow.log import codec
+
+    if op == "up":
+        return codec.LogRecord(codec.OP_UPSERT, f"d{i}", vec(i), kw.get("text", f"document {i}"), "{}", seq)
+    return codec.LogRecord(codec.OP_DELETE, f"d{i}", seq=seq)
+
+
+def test_apply_follows_the_log_and_generation_is_the_applied_sequence(tmp_path):
+    shard = make_shard(tmp_path)
+    res = shard.apply([_rec("up", 1, 5), _rec("up", 2, 9), _rec("del", 1, 12), _rec("up", 3, 13)])
+    assert shard.generation == 13 and res.generation == 13
+    assert shard.get(["d1", "d2", "d3"])[1] == ["d1"]
+    shard.close()
+    again = make_shard(tmp_path)  # the snapshot written at close records the applied sequence
+    assert again.generation == 13 and again.state.count == 2
+    again.close()
+
+
+def test_apply_skips_an_invalid_message_instead_of_stopping(tmp_path):
+    from winnow.log import codec
+
+    shard = make_shard(tmp_path)
+    bad = codec.LogRecord(codec.OP_UPSERT, "bad", np.ones(DIM + 1, np.float32), "x", "{}", 2)
+    shard.apply([_rec("up", 1, 1), bad, _rec("up", 2, 3)])
+    assert shard.generation == 3 and shard.state.count == 2 and shard.skipped == 1
+    shard.close()
+
+
+def test_reset_forgets_state_and_snapshots(tmp_path):
+    shard = make_shard(tmp_path)
+    shard.apply([_rec("up", 1, 1)])
+    shard.snapshot_now()
+    shard.reset()
+    assert shard.generation == 0 and shard.state.count == 0 and not list((tmp_path / "shard").glob("snap-*"))
+    shard.close()

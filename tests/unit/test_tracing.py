@@ -225,7 +225,8 @@ async def test_one_search_gives_one_child_span_per_stage(exporter, backends):
     procs = backends.procs
     settings = GatewaySettings(
         host="127.0.0.1", port=0, embedder=procs["embedder"].address, reranker=procs["reranker"].address,
-        shards=[procs["shard-0"].address, procs["shard-1"].address], cache="memory",
+        shards=[procs["shard-0-r0"].address, procs["shard-1-r0"].address], cache="memory",
+        log_url=backends.log_url,
     )
     wiring = await build(settings)
     svc = wiring.service

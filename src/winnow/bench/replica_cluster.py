@@ -1,6 +1,7 @@
 """A small replicated cluster as real processes for the replica tests and `winnow bench replicas`.
 
-N shards x R index replicas (`python -m winnow.services.index`, each on port 0 with its own data dir), a gateway
+A nats-server (the document log, JetStream on free ports), N shards x R index replicas (`python -m
+winnow.services.index`, each on port 0 with its own data dir, following its log partition), a gateway
 (`python -m winnow.services.gateway`) that follows a registry file (the format of the local launcher's), and a
 hash bag-of-words embedder (the embedder service with its model-free FakeEncoder: plumbing only, no quality) so
 the measurements are about the read path, not the model. Every start waits on the service's ready file.
@@ -52,12 +53,20 @@ class ReplicaCluster:
         self.index: dict[tuple[int, int], Service] = {}
         self.embedder: Service | None = None
         self.gateway: Service | None = None
+        self.nats = None
         self.extra: list[Service] = []  # processes of other layouts and extra gateways
+
+    @property
+    def log_url(self) -> str:
+        return self.nats.url if self.nats is not None else ""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> "ReplicaCluster":
+        from winnow.cluster.nats import single
+
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.nats = single(self.workdir).start().wait()
         self.embedder = self._spawn("embedder", [sys.executable, "-m", "winnow.bench.replica_cluster",
                                                  "fake-embedder"])
         for s in range(self.shards):
@@ -68,6 +77,7 @@ class ReplicaCluster:
         self.gateway = self._spawn("gateway", [
             sys.executable, "-m", "winnow.services.gateway", "--embedder", self.embedder.address, "--reranker", "",
             "--shard-registry", str(self.registry), "--cache", "off", "--drain-grace-s", "0.5",
+            "--log-url", self.log_url,
             *self.gateway_args])
         self._wait([self.gateway])
         return self
@@ -83,6 +93,8 @@ class ReplicaCluster:
             except subprocess.TimeoutExpired:
                 p.popen.kill()  # type: ignore[union-attr]
                 p.popen.wait(timeout=5)  # type: ignore[union-attr]
+        if self.nats is not None:
+            self.nats.stop(grace=5)
 
     def __enter__(self) -> "ReplicaCluster":
         return self.start()
@@ -136,7 +148,8 @@ class ReplicaCluster:
         """Another gateway on `registry` (e.g. to write into a new layout before searches switch to it)."""
         assert self.embedder is not None
         g = self._spawn(name, [sys.executable, "-m", "winnow.services.gateway", "--embedder", self.embedder.address,
-                               "--reranker", "", "--shard-registry", str(registry), "--cache", "off", *args])
+                               "--reranker", "", "--shard-registry", str(registry), "--cache", "off",
+                               "--log-url", self.log_url, *args])
         self._wait([g])
         self.extra.append(g)
         return g
@@ -148,7 +161,8 @@ class ReplicaCluster:
         return self._spawn(f"shard{tag}-{shard}-r{replica}", [
             sys.executable, "-m", "winnow.services.index", "--shard-id", f"shard-{shard}", "--data-dir", str(data),
             "--dim", str(DIM), "--no-fsync", "--index-factory", "Flat", "--drain-grace-s", "0.5",
-            "--health-interval-s", "0.5", *self.index_args])
+            "--health-interval-s", "0.5", "--log-url", self.log_url, "--layout", tag or self.layout,
+            "--partition", str(shard), "--replica-id", f"shard-{shard}-r{replica}", *self.index_args])
 
     def _spawn(self, name: str, cmd: list[str]) -> Service:
         ready = self.workdir / "logs" / f"{name}.ready.json"

@@ -161,7 +161,8 @@ def main(argv: list[str]) -> int:
     with ReplicaCluster(Path(tempfile.mkdtemp(prefix="winnow-bench-replicas-")), shards=2, replicas=2) as c:
         hedged: Service = c._spawn("gateway-hedged", [
             sys.executable, "-m", "winnow.services.gateway", "--embedder", c.embedder.address, "--reranker", "",
-            "--shard-registry", str(c.registry), "--cache", "off", "--hedge-after-ms", str(args.hedge_ms)])
+            "--shard-registry", str(c.registry), "--cache", "off", "--hedge-after-ms", str(args.hedge_ms),
+            "--log-url", c.log_url])
         c._wait([hedged])
         plain, hedge = WinnowClient(c.gateway.address, timeout=30), WinnowClient(hedged.address, timeout=30)
         try:

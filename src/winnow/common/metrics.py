@@ -55,7 +55,13 @@ MODEL_INFO = Gauge(
 
 # Index shard.
 INDEX_DOCUMENTS = Gauge("winnow_index_documents", "Documents in the shard.", ["shard"])
-INDEX_GENERATION = Gauge("winnow_index_generation", "Write generation of the shard (bumped by every write).", ["shard"])
+INDEX_GENERATION = Gauge(
+    "winnow_index_generation", "Applied log sequence of the replica (its partition's stream sequence).", ["shard"])
+INDEX_LOG_LAG = Gauge(
+    "winnow_index_log_lag", "Log messages of the replica's partition not yet applied (at the last check).", ["shard"])
+WRITES_LOGGED = Counter(
+    "winnow_log_writes_total", "Documents the gateway appended to the document log, by outcome (acked, failed).",
+    ["outcome"])
 INDEX_INFO = Gauge("winnow_index_info", "The shard's index (value 1).", ["shard", "index_factory", "device"])
 
 # Gateway.
@@ -87,7 +93,7 @@ SEARCH_RESULTS = Histogram(
 ALL = [
     REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, FAILURES,
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
-    INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_INFO,
+    INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_LOG_LAG, INDEX_INFO, WRITES_LOGGED,
     CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
 ]
 

@@ -172,6 +172,7 @@ class LateInteractionScorer(Scorer):
         skip_special: bool = False,
         cache_bytes: int = 1 << 30,
         query_cache: int = 1024,
+        store=None,
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {fusion!r}")
@@ -187,6 +188,18 @@ class LateInteractionScorer(Scorer):
         self._queries = TokenVectorCache(max(query_cache, 1) * 64 * 1024)
         special = getattr(encoder, "special_ids", None)
         self._special = np.array(sorted(special()), dtype=np.int64) if (skip_special and special) else None
+        self.store = store  # a TokenVectorStore: vectors survive restarts; warmed into the LRU now
+        if store is not None:
+            store.warm(self.cache)
+
+    def _cached(self, key: tuple[str, str]) -> tuple[np.ndarray, bool] | None:
+        """Memory first, then the persistent store (promoted into memory)."""
+        hit = self.cache.get(key)
+        if hit is None and self.store is not None:
+            hit = self.store.get(key)
+            if hit is not None:
+                self.cache.put(key, hit[0], hit[1])
+        return hit
 
     def _keep(self, p: PreparedText, vectors: np.ndarray) -> np.ndarray:
         """Drop special-token rows ([CLS], [SEP]): they match everything and blur MaxSim."""
@@ -198,7 +211,7 @@ class LateInteractionScorer(Scorer):
 
     def prepare(self, query: str, candidates: Sequence[Candidate]) -> list[PreparedPair]:
         keys = [text_key(c.id, c.text) for c in candidates]
-        cached = [self.cache.get(k) for k in keys]
+        cached = [self._cached(k) for k in keys]
         missing = [i for i, hit in enumerate(cached) if hit is None]
         docs = dict(zip(missing, self.encoder.prepare([candidates[i].text for i in missing], "document")))
         out = []
@@ -235,7 +248,7 @@ class LateInteractionScorer(Scorer):
         for it in items:
             if it.key in vectors or it.key in todo:
                 continue
-            hit = self.cache.get(it.key) if it.doc is None else None
+            hit = self._cached(it.key) if it.doc is None else None
             if hit is not None:
                 vectors[it.key] = hit[0]
             else:  # not tokenised yet (evicted since prepare) or never cached
@@ -246,6 +259,8 @@ class LateInteractionScorer(Scorer):
             for k, p, vec in zip(keys, prepared, self.encoder.token_vectors(prepared)):
                 kept = self._keep(p, vec)
                 self.cache.put(k, kept, p.truncated)
+                if self.store is not None:
+                    self.store.put(k, kept, p.truncated)
                 vectors[k] = kept
         qvecs = self._query_vectors(sorted({it.query for it in items}))
         scores = np.zeros(len(items), dtype=np.float32)
@@ -255,6 +270,10 @@ class LateInteractionScorer(Scorer):
         for q, idx in by_query.items():
             scores[idx] = maxsim(qvecs[q], [vectors[items[i].key] for i in idx])
         return scores.tolist()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
     def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
         ranks = [c.first_stage_rank for c in candidates]

@@ -60,6 +60,9 @@ class Scorer(ABC):
         """Per-request final scores from the raw pair scores (default: the raw scores)."""
         return list(raw)
 
+    def close(self) -> None:
+        """Release what the scorer holds (default: nothing)."""
+
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         """In-process convenience: prepare + forward + finish in one call (tests, benchmarks, studies)."""
         return self.finish(candidates, self.forward(self.prepare(query, candidates)))

@@ -7,6 +7,7 @@ import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.common.deadline import Deadline
+from winnow.log.client import DocumentLog, LogConfig
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
@@ -46,8 +47,10 @@ async def build(s: GatewaySettings) -> Wiring:
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
         payloads=s.payloads), encode=convert.search_result_to_bytes)
-    writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size))
-
+    doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
+                                    tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
+                                    client_name="winnow-gateway"))
+    writes = WriteCore(embedder, topology, WriteConfig(embed_batch_size=s.embed_batch_size), log=doc_log)
 
     async def probe() -> bool:
         # Serving needs the embedder and at least one shard; a missing reranker or shard only degrades.

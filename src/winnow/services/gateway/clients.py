@@ -20,7 +20,7 @@ from winnow.rpc.channels import make_channel
 from winnow.rpc.status import from_rpc_error
 from winnow.services.gateway import convert
 from winnow.services.gateway.model import Candidate
-from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
+from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 
 
 class _Client:
@@ -107,13 +107,6 @@ class GrpcShard(_Client):
     async def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[Hit]]:
         async for page in self.stream(self.stub.RangeSearch, convert.range_query_to_proto(query), timeout):
             yield convert.hits_from_proto(page.hits)
-
-    async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int:
-        return (await self.call(self.stub.Upsert, convert.upsert_request_to_proto(records), timeout)).generation
-
-    async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
-        resp = await self.call(self.stub.Delete, index_pb2.DeleteRequest(ids=ids), timeout)
-        return resp.deleted, resp.generation
 
     async def watch(self) -> AsyncIterator[int]:
         # Long-lived by design: no deadline.

@@ -22,7 +22,7 @@ from winnow.rpc.protovalues import to_value
 from winnow.services.gateway.model import (
     Candidate, Coverage, Fusion, Mode, Retrieval, SearchOptions, SearchResult, WriteDocument,
 )
-from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats, WriteRecord
+from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.vectors import VectorSpace, check_model, unit_vector
 
@@ -136,6 +136,8 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
     for i, doc_id in enumerate(ids):
         if not doc_id.strip():
             raise InvalidArgument(f"{what}: item {i} has an empty id")
+        if len(doc_id.encode()) > s.max_id_bytes:
+            raise InvalidArgument(f"{what}: item {i} id is longer than {s.max_id_bytes} bytes (max_id_bytes)")
 
 
 def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
@@ -225,12 +227,12 @@ def bulk_page_to_proto(page, request_id: str) -> pb.BulkSearchPage:
     )
 
 
-def upsert_result_to_proto(n: int, timings: dict[str, float], request_id: str) -> pb.UpsertResponse:
-    return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id)
+def upsert_result_to_proto(n: int, timings: dict[str, float], request_id: str, token: str = "") -> pb.UpsertResponse:
+    return pb.UpsertResponse(upserted=n, timings_ms=timings, request_id=request_id, write_token=token)
 
 
-def delete_result_to_proto(n: int, timings: dict[str, float], request_id: str) -> pb.DeleteResponse:
-    return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id)
+def delete_result_to_proto(n: int, timings: dict[str, float], request_id: str, token: str = "") -> pb.DeleteResponse:
+    return pb.DeleteResponse(deleted=n, timings_ms=timings, request_id=request_id, write_token=token)
 
 
 def get_result_to_proto(found: list[Candidate], missing: list[str]) -> pb.GetResponse:
@@ -336,13 +338,6 @@ def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
 def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
     return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation,
                        applied_seq=resp.applied_seq or resp.generation)
-
-
-def upsert_request_to_proto(records: list[WriteRecord]) -> index_pb2.UpsertRequest:
-    return index_pb2.UpsertRequest(documents=[
-        index_pb2.Document(id=r.id, vector_f32=_f32(r.vector), text=r.text, metadata_json=r.metadata_json)
-        for r in records
-    ])
 
 
 def shard_stats_from_proto(name: str, s: index_pb2.StatsResponse) -> ShardStats:

@@ -71,14 +71,6 @@ class ShardStats:
     dimension: int = 0
 
 
-@dataclass
-class WriteRecord:
-    id: str
-    vector: np.ndarray
-    text: str
-    metadata_json: str
-
-
 class EmbedderPort(Protocol):
     async def embed(self, texts: list[str], *, query: bool, timeout: float | None) -> np.ndarray:
         """Unit vectors, one row per text, at the model's full dimension."""
@@ -92,10 +84,6 @@ class ShardPort(Protocol):
 
     async def search(self, query: ShardQuery, timeout: float | None) -> ShardResult: ...
     def range_search(self, query: ShardRangeQuery, timeout: float | None) -> AsyncIterator[list[Hit]]: ...
-    async def upsert(self, records: list[WriteRecord], timeout: float | None) -> int:
-        """The shard's generation once the records are durable."""
-    async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
-        """(documents deleted, generation after the delete)"""
     async def get(self, ids: list[str], timeout: float | None) -> tuple[list[Hit], list[str]]: ...
     async def stats(self, timeout: float | None) -> ShardStats: ...
     def watch(self) -> AsyncIterator[int]:

@@ -314,15 +314,6 @@ class ReplicaSet:
         out = await asyncio.gather(*(r.port.stats(timeout) for r in rs), return_exceptions=True)
         return [(r.target, s) for r, s in zip(rs, out)]
 
-    async def upsert(self, records: list, timeout: float | None) -> int:
-        """Without a shared log every replica takes the write itself; acknowledged when all of them did."""
-        gens = await self._everywhere(lambda p: p.upsert(records, timeout))
-        return max(gens)
-
-    async def delete(self, ids: list[str], timeout: float | None) -> tuple[int, int]:
-        out = await self._everywhere(lambda p: p.delete(ids, timeout))
-        return max(d for d, _ in out), max(g for _, g in out)
-
     async def watch(self) -> AsyncIterator[int]:
         raise NotImplementedError("a replica set reports known_seq(); watch its replicas instead")
         yield 0  # pragma: no cover

@@ -44,13 +44,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def Upsert(self, request, context):
         docs = convert.write_documents_from_proto(request, self.s, self.search_core.space)
-        n, timings = await self.writes.upsert(docs, self._deadline(context))
-        return convert.upsert_result_to_proto(n, timings, request_id_var.get())
+        n, timings, token = await self.writes.upsert(docs, self._deadline(context))
+        return convert.upsert_result_to_proto(n, timings, request_id_var.get(), token)
 
     async def Delete(self, request, context):
         ids = convert.ids_from_proto(request.ids, self.s, "delete")
-        n, timings = await self.writes.delete(ids, self._deadline(context))
-        return convert.delete_result_to_proto(n, timings, request_id_var.get())
+        n, timings, token = await self.writes.delete(ids, self._deadline(context))
+        return convert.delete_result_to_proto(n, timings, request_id_var.get(), token)
 
     async def Get(self, request, context):
         ids = convert.ids_from_proto(request.ids, self.s, "get")

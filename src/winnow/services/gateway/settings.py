@@ -83,7 +83,23 @@ class GatewaySettings(ServiceSettings):
     max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
     max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
-    max_doc_bytes: int = Field(1 << 20, ge=1, description="Largest text + metadata of one document, bytes.")
+    max_doc_bytes: int = Field(
+        64 * 1024, ge=1,
+        description="Largest text + metadata of one document, bytes (keep it <= the shards' payload_max_bytes: "
+        "a document the replicas would refuse must be refused here, before it reaches the log).")
+    max_id_bytes: int = Field(512, ge=1, description="Longest document id, UTF-8 bytes (= the shards' max_id_bytes).")
+    log_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server(s) of the document log, comma-separated nats:// URLs (JetStream enabled).")
+    layout: str = Field("L0", description="Shard layout id: names the log streams writes go to.")
+    log_stream_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream replicas of each partition stream when the gateway creates it "
+        "(3 in Kubernetes: an acknowledged write is then on a quorum of disks).")
+    tombstone_ttl_s: int = Field(
+        7 * 24 * 3600, ge=1,
+        description="Lifetime of a delete's tombstone in the log (then it compacts away); = the shards' setting.")
+    log_connect_timeout_s: float = Field(
+        2.0, gt=0, description="How long a write waits to connect to an unreachable log before UNAVAILABLE.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder call during upserts.")
     payloads: Literal["inline", "final"] = Field(
         "inline", description="Where hit payloads (text, metadata) come from: inline = every shard sends them with "

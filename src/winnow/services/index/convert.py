@@ -9,7 +9,7 @@ from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.common.errors import InvalidArgument
 from winnow.services.index import validate
 from winnow.services.index.model import (
-    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardResult, ShardStats, WriteResult,
+    FilterTerm, Hit, RangePage, RangeQuery, ReplicaStatus, SearchQuery, ShardResult, ShardStats,
 )
 
 
@@ -18,11 +18,6 @@ def _packed(raw: bytes) -> np.ndarray:
     if len(raw) % 4:
         raise InvalidArgument(f"vector_f32 is {len(raw)} bytes, not a whole number of float32 values")
     return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
-
-
-def docs_from_proto(req: pb.UpsertRequest) -> list[Doc]:
-    return [Doc(d.id, _packed(d.vector_f32) if d.vector_f32 else np.asarray(d.vector, np.float32), d.text,
-                d.metadata_json) for d in req.documents]
 
 
 def _filters(filters) -> list[FilterTerm]:
@@ -71,14 +66,6 @@ def _add_hits(container, hits: list[Hit]) -> None:
             out.metadata_json = h.metadata_json
 
 
-def upsert_result_to_proto(r: WriteResult) -> pb.UpsertResponse:
-    return pb.UpsertResponse(upserted=r.count, generation=r.generation, timings_ms=r.timings_ms)
-
-
-def delete_result_to_proto(r: WriteResult) -> pb.DeleteResponse:
-    return pb.DeleteResponse(deleted=r.count, generation=r.generation, timings_ms=r.timings_ms)
-
-
 def get_result_to_proto(found: list[Hit], missing: list[str]) -> pb.GetResponse:
     out = pb.GetResponse(missing=missing)
     _add_hits(out.documents, found)
@@ -86,7 +73,7 @@ def get_result_to_proto(found: list[Hit], missing: list[str]) -> pb.GetResponse:
 
 
 def shard_result_to_proto(r: ShardResult) -> pb.SearchResponse:
-    out = pb.SearchResponse(generation=r.generation, timings_ms=r.timings_ms)
+    out = pb.SearchResponse(generation=r.generation, applied_seq=r.generation, timings_ms=r.timings_ms)
     _add_hits(out.dense, r.dense)
     _add_hits(out.lexical, r.lexical)
     return out
@@ -98,10 +85,11 @@ def range_page_to_proto(p: RangePage) -> pb.RangeSearchPage:
     return out
 
 
-def stats_to_proto(s: ShardStats) -> pb.StatsResponse:
+def stats_to_proto(s: ShardStats, r: ReplicaStatus) -> pb.StatsResponse:
     return pb.StatsResponse(
         shard_id=s.shard_id, count=s.count, generation=s.generation, dimension=s.dimension,
-        index_factory=s.index_factory, trained=s.trained, device=s.device,
+        index_factory=s.index_factory, trained=s.trained, device=s.device, applied_seq=s.generation,
+        caught_up=r.caught_up, partition=r.partition, replica_id=r.replica_id, layout=r.layout, lag=r.lag,
     )
 
 
@@ -110,4 +98,4 @@ def train_result_to_proto(trained: bool, generation: int) -> pb.TrainResponse:
 
 
 def watch_event_to_proto(generation: int, count: int) -> pb.WatchResponse:
-    return pb.WatchResponse(generation=generation, count=count)
+    return pb.WatchResponse(generation=generation, count=count, applied_seq=generation)

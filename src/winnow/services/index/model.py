@@ -135,3 +135,15 @@ class ShardStats:
     index_factory: str
     trained: bool
     device: str
+
+
+@dataclass
+class ReplicaStatus:
+    """Where a replica stands against its log partition."""
+
+    partition: int
+    replica_id: str
+    layout: str
+    caught_up: bool
+    lag: int
+    log_connected: bool

@@ -1,4 +1,5 @@
-"""The gRPC edge of the index shard: decode, run the core in an executor, encode. No logic of its own."""
+"""The gRPC edge of one index shard replica: decode, run the core in an executor, encode. No logic of its own.
+Writes do not arrive here: the replica's `LogFollower` applies its log partition on the writer thread."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import grpc
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.common import metrics
+from winnow.common.errors import FailedPrecondition
 from winnow.services.index import convert
-from winnow.services.index.model import WriteResult
+from winnow.services.index.follower import LogFollower
+from winnow.services.index.model import ReplicaStatus
 from winnow.services.index.shard import Shard
 from winnow.services.index.vectors import set_omp_threads
 
@@ -25,8 +28,11 @@ SERVICE = "index"
 class IndexShardServicer(pb_grpc.IndexShardServicer):
     """Writes run on one writer thread (they are serialised anyway); reads on a pool of search threads."""
 
-    def __init__(self, shard: Shard, search_threads: int = 2, omp_threads: int = 1) -> None:
+    def __init__(self, shard: Shard, search_threads: int = 2, omp_threads: int = 1,
+                 max_consistency_wait_s: float = 2.0) -> None:
         self.shard = shard
+        self.follower: LogFollower | None = None  # set by __main__ once the log is wired
+        self.max_consistency_wait_s = max_consistency_wait_s
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")  # builds keep FAISS's OpenMP default
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
@@ -45,29 +51,24 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         result = await asyncio.get_running_loop().run_in_executor(pool, call)
         return result, round((started[0] - submitted) * 1000, 3)
 
-    def _gauges(self, generation: int) -> None:
-        """After a write: publish the gauges and wake every Watch stream."""
+    def applied(self) -> None:
+        """After a batch of the log was applied: publish the gauges and wake every Watch stream."""
         sid = self.shard.s.shard_id
-        metrics.INDEX_GENERATION.labels(sid).set(generation)
+        metrics.INDEX_GENERATION.labels(sid).set(self.shard.generation)
         metrics.INDEX_DOCUMENTS.labels(sid).set(self.shard.state.count)
+        if self.follower is not None:
+            metrics.INDEX_LOG_LAG.labels(sid).set(max(self.follower.lag, 0))
         written, self._written = self._written, asyncio.Event()
         written.set()
 
-    async def _write(self, fn: Callable[[], WriteResult]) -> WriteResult:
-        """One write on the writer thread: its queue time in the timings, metrics, gauges, Watch wake-up."""
-        result, queued = await self._run(self.writer, fn)
-        result.timings_ms["queue"] = queued
-        metrics.observe_timings(SERVICE, result.timings_ms)
-        self._gauges(result.generation)
-        return result
-
-    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
-        docs = convert.docs_from_proto(request)
-        return convert.upsert_result_to_proto(await self._write(lambda: self.shard.upsert(docs)))
-
-    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
-        ids = list(request.ids)
-        return convert.delete_result_to_proto(await self._write(lambda: self.shard.delete(ids)))
+    async def _consistent(self, seq: int, context: grpc.aio.ServicerContext) -> None:
+        """Read-your-writes: wait (bounded) until this replica applied `seq`, else FAILED_PRECONDITION."""
+        if seq <= self.shard.generation or self.follower is None:
+            return
+        left = context.time_remaining()
+        wait = self.max_consistency_wait_s if left is None else max(0.0, min(self.max_consistency_wait_s, left - 0.05))
+        if not await self.follower.wait_applied(seq, wait):
+            raise FailedPrecondition(f"replica at seq {self.shard.generation}, needs {seq}")
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
         ids = list(request.ids)
@@ -76,6 +77,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         query = convert.search_query_from_proto(request)
+        await self._consistent(request.min_applied_seq, context)
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
@@ -92,15 +94,19 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
 
     async def Stats(self, request: pb.StatsRequest, context: grpc.aio.ServicerContext) -> pb.StatsResponse:
         stats, _ = await self._run(self.readers, self.shard.stats)
-        return convert.stats_to_proto(stats)
+        return convert.stats_to_proto(stats, self.status())
+
+    def status(self) -> ReplicaStatus:
+        if self.follower is not None:
+            return self.follower.status()
+        return ReplicaStatus(0, self.shard.s.shard_id, "", True, 0, False)
 
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext) -> pb.TrainResponse:
         (trained, generation), _ = await self._run(self.writer, self.shard.train)
-        self._gauges(generation)
         return convert.train_result_to_proto(trained, generation)
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext):
-        """The generation (and count) now, then again after every write, until the caller goes away."""
+        """The applied sequence (and count) now, then again after every applied batch, until the caller goes away."""
         last = None
         while True:
             written = self._written  # taken before reading, so a write landing in between is not missed
@@ -111,7 +117,9 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
             await written.wait()
 
     async def probe(self) -> bool:
-        """Health watcher probe: a real search through the index on a search thread."""
+        """Health watcher probe: caught up with the log once, and a real search through the index answers."""
+        if self.follower is not None and not self.follower.caught_up:
+            return False
         ok, _ = await self._run(self.readers, self.shard.probe)
         return ok
 

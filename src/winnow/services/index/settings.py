@@ -12,13 +12,34 @@ from winnow.services.index.model import ShardConfig
 
 
 class IndexSettings(ServiceSettings):
-    """One shard: FAISS vectors + BM25 + payloads, made durable by a write-ahead log and snapshots."""
+    """One replica of one shard: FAISS vectors + BM25 + payloads, fed by its partition of the document log."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_INDEX_"})
 
     shard_id: str = Field("0", description="Name of this shard, reported by Stats and used as the metrics label.")
     data_dir: str = Field(
-        "./data/index-0", description="Directory of the shard's snapshots and write-ahead log (created if missing)."
+        "./data/index-0", description="Directory of this replica's snapshots (created if missing; deleting it "
+        "makes the replica rebuild from the log)."
+    )
+    log_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server(s) of the document log, comma-separated nats:// URLs (JetStream enabled).",
+    )
+    layout: str = Field("L0", description="Shard layout id: names the log streams this replica reads.")
+    partition: int = Field(0, ge=0, description="The log partition (= shard index) this replica follows.")
+    replica_id: str = Field("", description="Name of this replica, reported by Stats (default: shard_id).")
+    log_stream_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream replicas of a partition stream, if this replica has to create it.")
+    tombstone_ttl_s: int = Field(
+        7 * 24 * 3600, ge=1,
+        description="How long a delete's tombstone stays in the log. A snapshot older than this may have missed "
+        "a delete whose tombstone is gone, so the replica discards it and rebuilds from the log instead.",
+    )
+    apply_batch: int = Field(1024, ge=1, description="Most log messages applied under one write lock.")
+    max_consistency_wait_s: float = Field(
+        2.0, ge=0,
+        description="Longest a search with min_applied_seq waits for this replica to apply it (capped by its "
+        "deadline) before failing FAILED_PRECONDITION so the gateway tries another replica.",
     )
     dim: int = Field(384, ge=1, le=65536, description="Vector dimension; every vector written or searched has it.")
     index_factory: str = Field(
@@ -47,13 +68,14 @@ class IndexSettings(ServiceSettings):
     )
     max_id_bytes: int = Field(512, ge=1, description="Longest document id, in UTF-8 bytes.")
     snapshot_every: int = Field(
-        10_000, ge=1, description="Write a snapshot (and start a fresh log) after this many acknowledged writes."
+        10_000, ge=1, description="Write a snapshot after this many applied log messages (a restart replays "
+        "at most this many)."
     )
     compact_dead_fraction: float = Field(
         0.25, gt=0, le=1, description="At snapshot time, rebuild the index without deleted slots above this share."
     )
     fsync: bool = Field(
-        True, description="fsync the log before acknowledging a write (off only for benchmarks and throwaway data)."
+        True, description="fsync snapshot files before renaming them into place (off only for benchmarks)."
     )
     coarse_dims: Annotated[list[int], NoDecode] = Field(
         [64, 128], description="MRL sweep dimensions kept pre-normalised in memory (others are computed per request)."

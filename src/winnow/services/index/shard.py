@@ -1,13 +1,16 @@
-"""The index shard core (no grpc): validated writes made durable before they apply, and the search modes.
+"""The index shard core (no grpc): one replica's view of its log partition, and the search modes.
 
-Write path (one writer at a time): validate -> append the record to the log and fsync -> apply under the write
-lock -> bump the generation -> maybe snapshot. Searches take the read lock, so they see either all of a write or
-none of it. Blocking calls: run them in an executor, never on the event loop.
+Write path: the replica's log follower hands `apply` the partition's messages in order; a batch applies under the
+write lock (searches see all of it or none of it) and the generation becomes the last message's sequence, so the
+generation *is* the applied sequence of the partition. Snapshots record it; a restart loads the newest snapshot
+and the follower replays the log after it. The log (NATS JetStream) is the only durable copy of the documents:
+the shard keeps no write-ahead log of its own. Blocking calls: run them in an executor, never on the event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from winnow.common.errors import Internal, InvalidArgument, Unavailable
-from winnow.services.index import snapshot, validate, wal
+from winnow.log import codec
+from winnow.services.index import snapshot, validate
 from winnow.services.index.lexical import Bm25Index
 from winnow.services.index.model import (
-    Doc, ShardConfig, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardResult, ShardStats, WriteResult,
+    Doc, FilterTerm, Hit, RangePage, RangeQuery, SearchQuery, ShardConfig, ShardResult, ShardStats, WriteResult,
 )
 from winnow.services.index.rwlock import RWLock
 from winnow.services.index.state import ShardState
@@ -33,7 +37,8 @@ def _ms(start: float) -> float:
 
 
 class Shard:
-    """One shard. `open()` loads the latest snapshot and replays the log; `close()` snapshots and closes."""
+    """One replica of one shard. `open()` loads the newest snapshot; `apply()` follows the log; `close()`
+    snapshots what was applied since the last one."""
 
     def __init__(self, config: ShardConfig) -> None:
         self.s = config
@@ -42,9 +47,11 @@ class Shard:
         self.generation = 0
         self._rw = RWLock()
         self._write_mutex = threading.Lock()
-        self._wal = wal.WriteAheadLog(self.data_dir, fsync=config.fsync)
         self._since_snapshot = 0
         self.loaded = False
+        self.skipped = 0  # log messages that could not be applied (unreadable or invalid), logged one by one
+        self.log_meta: dict = {}  # identity of the log partition, recorded in snapshots (set by the follower)
+        self.snapshot_log: dict = {}  # the log identity the loaded snapshot recorded
 
     def _empty_state(self) -> ShardState:
         s = self.s
@@ -53,7 +60,7 @@ class Shard:
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def open(self) -> None:
-        """Load the newest snapshot, replay the log after it (truncating a torn tail), open the log for appends."""
+        """Load the newest snapshot (if any); the log after its generation is the follower's to replay."""
         start = time.perf_counter()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         snap_path = snapshot.latest(self.data_dir)
@@ -66,94 +73,108 @@ class Shard:
                 log.warning("index_factory changed: rebuilding the index from the snapshot's vectors")
             self.state.restore(snap, reuse_index=reuse)  # `snap` (and the index its vectors may view) lives here
             self.generation = snap.generation
-        replayed = 0
-        for rec in wal.replay(self.data_dir, self.generation, self.s.dim):
-            if rec.generation != self.generation + 1:
-                raise Internal(f"write-ahead log skips from generation {self.generation} to {rec.generation}")
-            self._apply(rec)
-            self.generation = rec.generation
-            replayed += 1
-        segs = wal.segments(self.data_dir)
-        self._wal.open_segment(wal.segment_base(segs[-1]) if segs else self.generation)
-        self._since_snapshot = replayed
+            self.snapshot_log = snap.log
         self.loaded = True
         log.info("shard loaded", extra={"fields": {
             "shard": self.s.shard_id, "documents": self.state.count, "generation": self.generation,
-            "replayed": replayed, "snapshot": snap_path.name if snap_path else None, "ms": _ms(start)}})
+            "snapshot": snap_path.name if snap_path else None, "ms": _ms(start)}})
+
+    def reset(self) -> None:
+        """Forget everything (snapshots included): the follower rebuilds this replica from the log's start."""
+        with self._write_mutex, self._rw.write():
+            self.state = self._empty_state()
+            self.generation = 0
+            self._since_snapshot = 0
+            self.snapshot_log = {}
+            for p in self.data_dir.glob("snap-*"):
+                shutil.rmtree(p, ignore_errors=True)
+        log.warning("replica reset: rebuilding from the log", extra={"fields": {"shard": self.s.shard_id}})
 
     def close(self) -> None:
-        """Snapshot pending writes (so the next start replays nothing) and close the log."""
+        """Snapshot what was applied since the last snapshot, so the next start replays less."""
         with self._write_mutex:
             if self.loaded and self._since_snapshot:
                 self._snapshot()
-            self._wal.close()
             self.loaded = False
 
     def _ready(self) -> None:
         if not self.loaded:
-            raise Unavailable(f"shard {self.s.shard_id} is loading its snapshot and log (or closed); retry shortly")
+            raise Unavailable(f"shard {self.s.shard_id} is loading its snapshot (or closed); retry shortly")
 
     # ---- writes -------------------------------------------------------------------------------------
+    def apply(self, records: list[codec.LogRecord]) -> WriteResult:
+        """Apply log messages in order; the generation becomes the last one's sequence. A message that fails
+        validation (it cannot, through the gateway) is skipped and logged rather than stopping the partition."""
+        self._ready()
+        if not records:
+            return WriteResult(0, self.generation, {})
+        t0 = time.perf_counter()
+        runs: list[tuple[int, list]] = []
+        for r in records:
+            item = self._checked(r)
+            if item is None:
+                continue
+            if runs and runs[-1][0] == r.op:
+                runs[-1][1].append(item)
+            else:
+                runs.append((r.op, [item]))
+        with self._write_mutex:
+            count = 0
+            with self._rw.write():
+                for op, items in runs:
+                    count += self.state.upsert(items) if op == codec.OP_UPSERT else self.state.delete(items)
+                self.generation = max(self.generation, records[-1].seq)
+            timings = {"apply": _ms(t0)}
+            self._since_snapshot += len(records)
+            if self._since_snapshot >= self.s.snapshot_every:
+                t1 = time.perf_counter()
+                self._snapshot()
+                timings["snapshot"] = _ms(t1)
+            return WriteResult(count, self.generation, timings)
+
+    def _checked(self, r: codec.LogRecord) -> Doc | str | None:
+        try:
+            if r.op == codec.OP_UPSERT:
+                return validate.document(r.id, r.vector, r.text, r.metadata_json, self.s)
+            if r.op == codec.OP_DELETE:
+                return validate.doc_id(r.id, self.s.max_id_bytes)
+        except InvalidArgument as exc:
+            log.error("skipping an invalid log message", extra={"fields": {"seq": r.seq, "error": str(exc)}})
+        self.skipped += 1
+        return None
+
     def upsert(self, docs: list[Doc]) -> WriteResult:
-        """Insert or replace documents; returns once the write is durable."""
+        """Insert or replace documents directly, bypassing the log (benchmarks and tests of the core only:
+        nothing applied this way survives a restart without a snapshot)."""
         self._ready()
         checked = [validate.document(d.id, d.vector, d.text, d.metadata_json, self.s) for d in docs]
         if not checked:
             return WriteResult(0, self.generation, {})
-        return self._write(wal.Record(0, wal.OP_UPSERT, checked, []))
+        return self.apply([codec.LogRecord(codec.OP_UPSERT, d.id, d.vector, d.text, d.metadata_json,
+                                           self.generation + 1) for d in checked])
 
     def delete(self, ids: list[str]) -> WriteResult:
-        """Delete documents by id (missing ids are fine); `count` = ids that existed."""
+        """Delete documents by id directly, bypassing the log (see `upsert`); `count` = ids that existed."""
         self._ready()
         for i in ids:
             validate.doc_id(i, self.s.max_id_bytes)
         if not ids:
             return WriteResult(0, self.generation, {})
-        return self._write(wal.Record(0, wal.OP_DELETE, [], list(ids)))
+        return self.apply([codec.LogRecord(codec.OP_DELETE, i, seq=self.generation + 1) for i in ids])
 
     def train(self) -> tuple[bool, int]:
-        """Train an untrained index (IVF, PQ) now on the live vectors; (trained, generation)."""
+        """Train an untrained index (IVF, PQ) now on the live vectors; (trained, generation). Local to this
+        replica: every replica trains by itself once `train_min_vectors` exist."""
         self._ready()
         with self._write_mutex:
-            if self.state.vectors.index.is_trained:
-                return True, self.generation
-            with self._rw.write():
-                self.state.vectors.train()  # raises FailedPrecondition before anything is logged
-            gen = self.generation + 1
-            self._wal.append(gen, wal.encode(wal.OP_TRAIN))
-            self.generation = gen
-            return True, gen
+            if not self.state.vectors.index.is_trained:
+                with self._rw.write():
+                    self.state.vectors.train()  # raises FailedPrecondition when there is too little data
+            return True, self.generation
 
-    def _write(self, rec: wal.Record) -> WriteResult:
-        body = wal.encode(rec.op, docs=rec.docs, ids=rec.ids)
+    def snapshot_now(self) -> None:
         with self._write_mutex:
-            self._ready()  # close() may have run while this write waited
-            t0 = time.perf_counter()
-            gen = self.generation + 1
-            self._wal.append(gen, body)
-            timings = {"wal": _ms(t0)}
-            t1 = time.perf_counter()
-            with self._rw.write():
-                count = self._apply(rec)
-                self.generation = gen
-            timings["apply"] = _ms(t1)
-            self._since_snapshot += 1
-            if self._since_snapshot >= self.s.snapshot_every:
-                t2 = time.perf_counter()
-                self._snapshot()
-                timings["snapshot"] = _ms(t2)
-            return WriteResult(count, gen, timings)
-
-    def _apply(self, rec: wal.Record) -> int:
-        if rec.op == wal.OP_UPSERT:
-            return self.state.upsert(rec.docs)
-        if rec.op == wal.OP_DELETE:
-            return self.state.delete(rec.ids)
-        try:
-            self.state.vectors.train()
-        except Exception:  # noqa: BLE001 - a logged Train only ever succeeded; replay tolerates less data
-            log.warning("replayed Train failed; searches stay exact until enough vectors exist", exc_info=True)
-        return 0
+            self._snapshot()
 
     def _snapshot(self) -> None:
         """Caller holds the write mutex: no write can interleave; searches continue under the read lock."""
@@ -163,11 +184,9 @@ class Shard:
             with self._rw.write():
                 self.state = fresh
         with self._rw.read():
-            path = snapshot.write(self.data_dir, self.state.to_snapshot(self.generation), fsync=self.s.fsync)
-        self._wal.open_segment(self.generation)
-        for seg in wal.segments(self.data_dir):
-            if wal.segment_base(seg) < self.generation:
-                seg.unlink()
+            snap = self.state.to_snapshot(self.generation)
+            snap.log = {**self.log_meta, "written_at": time.time()}
+            path = snapshot.write(self.data_dir, snap, fsync=self.s.fsync)
         snapshot.prune(self.data_dir, path)
         self._since_snapshot = 0
         log.info("snapshot written", extra={"fields": {"generation": self.generation, "documents": self.state.count}})
@@ -281,7 +300,7 @@ class Shard:
                               bool(v.index.is_trained), v.device)
 
     def probe(self) -> bool:
-        """Health: the shard is loaded, its log open, and a real search through the index answers."""
+        """Health: the shard is loaded and a real search through the index answers."""
         if not self.loaded:
             return False
         with self._rw.read():

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from winnow.services.index.vectors import storage_view
-from winnow.services.index.wal import fsync_dir
 
 FORMAT = 1
 
@@ -36,6 +35,16 @@ class SnapshotData:
     metas: list[str]
     index: faiss.Index | None  # None when untrained
     vectors_in_index: bool = False  # `vectors` is a view of `index`'s flat storage: keep the index alive with it
+    log: dict = field(default_factory=dict)  # which log the generation (= applied sequence) belongs to, and when
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename/creation in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -59,7 +68,7 @@ def write(data_dir: Path, snap: SnapshotData, fsync: bool = True) -> Path:
     if snap.index is not None:
         faiss.write_index(snap.index, str(tmp / "faiss.index"))
     meta = {"format": FORMAT, "generation": snap.generation, "dim": snap.dim, "index_factory": snap.index_factory,
-            "slots": int(snap.vectors.shape[0]), "trained": snap.index is not None, "vectors_in_index": in_index}
+            "slots": int(snap.vectors.shape[0]), "trained": snap.index is not None, "vectors_in_index": in_index, "log": snap.log}
     (tmp / "meta.json").write_text(json.dumps(meta))
     if fsync:
         for p in tmp.iterdir():
@@ -108,7 +117,7 @@ def load(path: Path) -> SnapshotData:
     else:
         vectors = np.load(path / "vectors.npy", mmap_mode="r")  # copied only where the store needs its own matrix
     return SnapshotData(meta["generation"], meta["dim"], meta["index_factory"], vectors, live, ids, texts, metas,
-                        index, in_index)
+                        index, in_index, meta.get("log", {}))
 
 
 def prune(data_dir: Path, keep: Path) -> None:

@@ -27,9 +27,15 @@ def build_scorer(settings: RerankerSettings):
     from winnow.models.late_interaction import LateInteractionScorer
 
     encoder = SentenceTransformerEncoder(settings.model_dir or None, settings.device)
+    store = None
+    if settings.token_store_dir:
+        from winnow.models.token_store import TokenVectorStore
+
+        variant = f"L{encoder.max_seq_length}{'-nospecial' if settings.skip_special_tokens else ''}"
+        store = TokenVectorStore(settings.token_store_dir, encoder.model_id, variant)
     return LateInteractionScorer(encoder, fusion=settings.fusion, weight=settings.fusion_weight,
                                  rrf_k=settings.fusion_rrf_k, skip_special=settings.skip_special_tokens,
-                                 cache_bytes=settings.cache_mb << 20)
+                                 cache_bytes=settings.cache_mb << 20, store=store)
 
 
 def build(settings: RerankerSettings, scorer=None) -> Wiring:

@@ -85,6 +85,11 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         for n in (8, 80):
             await self.rerank("does aspirin help the heart", [Candidate(f"w{i}", doc) for i in range(n)])
 
+    async def close(self) -> None:
+        """Stop batching, then let the scorer release what it holds (e.g. flush its token-vector store)."""
+        await super().close()
+        self.scorer.close()
+
     def probe_once(self) -> bool:
         """Score one tiny pair (touches the model); True if the score is a number."""
         scores = self.scorer.forward(self.scorer.prepare("health probe", [Candidate("probe", "health probe document")]))

@@ -64,5 +64,10 @@ class RerankerSettings(ModelServiceSettings):
     skip_special_tokens: bool = Field(
         False, description="late-interaction: leave [CLS]/[SEP] out of MaxSim (slightly worse on SciFact train).",
     )
+    token_store_dir: str = Field(
+        "", description="late-interaction: directory of a persistent store of document token vectors (one "
+        "append-only file per model); warmed into memory at start, so a restart has no cold cache. Empty = memory "
+        "only. The local cluster puts it under its data directory.",
+    )
     cache_mb: int = Field(1024, ge=0, description="late-interaction: memory for cached document token vectors "
                           "(fp16, LRU by doc id + text hash), in MiB.")

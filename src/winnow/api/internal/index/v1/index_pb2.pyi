@@ -21,52 +21,6 @@ class Document(_message.Message):
     vector_f32: bytes
     def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., vector_f32: _Optional[bytes] = ...) -> None: ...
 
-class UpsertRequest(_message.Message):
-    __slots__ = ("documents",)
-    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
-    documents: _containers.RepeatedCompositeFieldContainer[Document]
-    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
-
-class UpsertResponse(_message.Message):
-    __slots__ = ("upserted", "generation", "timings_ms")
-    class TimingsMsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: float
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    UPSERTED_FIELD_NUMBER: _ClassVar[int]
-    GENERATION_FIELD_NUMBER: _ClassVar[int]
-    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
-    upserted: int
-    generation: int
-    timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, upserted: _Optional[int] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
-
-class DeleteRequest(_message.Message):
-    __slots__ = ("ids",)
-    IDS_FIELD_NUMBER: _ClassVar[int]
-    ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class DeleteResponse(_message.Message):
-    __slots__ = ("deleted", "generation", "timings_ms")
-    class TimingsMsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: float
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    DELETED_FIELD_NUMBER: _ClassVar[int]
-    GENERATION_FIELD_NUMBER: _ClassVar[int]
-    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
-    deleted: int
-    generation: int
-    timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, deleted: _Optional[int] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
-
 class GetRequest(_message.Message):
     __slots__ = ("ids",)
     IDS_FIELD_NUMBER: _ClassVar[int]
@@ -206,7 +160,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("shard_id", "count", "generation", "dimension", "index_factory", "trained", "device")
+    __slots__ = ("shard_id", "count", "generation", "dimension", "index_factory", "trained", "device", "applied_seq", "caught_up", "partition", "replica_id", "layout", "lag")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +168,12 @@ class StatsResponse(_message.Message):
     INDEX_FACTORY_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
     shard_id: str
     count: int
     generation: int
@@ -221,7 +181,13 @@ class StatsResponse(_message.Message):
     index_factory: str
     trained: bool
     device: str
-    def __init__(self, shard_id: _Optional[str] = ..., count: _Optional[int] = ..., generation: _Optional[int] = ..., dimension: _Optional[int] = ..., index_factory: _Optional[str] = ..., trained: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    applied_seq: int
+    caught_up: bool
+    partition: int
+    replica_id: str
+    layout: str
+    lag: int
+    def __init__(self, shard_id: _Optional[str] = ..., count: _Optional[int] = ..., generation: _Optional[int] = ..., dimension: _Optional[int] = ..., index_factory: _Optional[str] = ..., trained: _Optional[bool] = ..., device: _Optional[str] = ..., applied_seq: _Optional[int] = ..., caught_up: _Optional[bool] = ..., partition: _Optional[int] = ..., replica_id: _Optional[str] = ..., layout: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ()
@@ -240,9 +206,11 @@ class WatchRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WatchResponse(_message.Message):
-    __slots__ = ("generation", "count")
+    __slots__ = ("generation", "count", "applied_seq")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     generation: int
     count: int
-    def __init__(self, generation: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+    applied_seq: int
+    def __init__(self, generation: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...

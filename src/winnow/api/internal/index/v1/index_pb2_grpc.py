@@ -34,16 +34,6 @@ class IndexShardStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Upsert = channel.unary_unary(
-                '/winnow.index.v1.IndexShard/Upsert',
-                request_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertRequest.SerializeToString,
-                response_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertResponse.FromString,
-                _registered_method=True)
-        self.Delete = channel.unary_unary(
-                '/winnow.index.v1.IndexShard/Delete',
-                request_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteResponse.FromString,
-                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/winnow.index.v1.IndexShard/Get',
                 request_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.GetRequest.SerializeToString,
@@ -78,18 +68,6 @@ class IndexShardStub:
 
 class IndexShardServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Upsert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Delete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -130,16 +108,6 @@ class IndexShardServicer:
 
 def add_IndexShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Upsert': grpc.unary_unary_rpc_method_handler(
-                    servicer.Upsert,
-                    request_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertRequest.FromString,
-                    response_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertResponse.SerializeToString,
-            ),
-            'Delete': grpc.unary_unary_rpc_method_handler(
-                    servicer.Delete,
-                    request_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteRequest.FromString,
-                    response_serializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteResponse.SerializeToString,
-            ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.GetRequest.FromString,
@@ -180,60 +148,6 @@ def add_IndexShardServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class IndexShard:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Upsert(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/winnow.index.v1.IndexShard/Upsert',
-            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertRequest.SerializeToString,
-            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.UpsertResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Delete(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/winnow.index.v1.IndexShard/Delete',
-            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteRequest.SerializeToString,
-            winnow_dot_api_dot_internal_dot_index_dot_v1_dot_index__pb2.DeleteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Get(request,

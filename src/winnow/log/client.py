@@ -1,0 +1,284 @@
+"""The JetStream client of the document log: streams per partition, acknowledged appends, ordered replay.
+
+Writers (the gateway, a reshard) call `append`; it returns only once JetStream acknowledged every message, and
+says how many it acknowledged when it could not get them all. Readers (shard replicas) open a `PartitionReader`
+at a sequence and receive every message after it in order. A log that cannot be reached fails fast with
+`Unavailable`: the connection is made lazily, and a client that is reconnecting refuses writes instead of
+buffering them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import nats
+import nats.aio.client
+import nats.errors
+import nats.js.errors
+from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+
+from winnow.common.errors import Unavailable
+from winnow.log import codec, names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Message:
+    """One message to append: the document id (routing and subject) and its encoded body."""
+
+    doc_id: str
+    body: bytes
+    tombstone: bool = False
+
+
+@dataclass
+class AppendResult:
+    """How much of one partition's batch JetStream acknowledged, and the last acknowledged sequence."""
+
+    partition: int
+    acked: int
+    total: int
+    last_seq: int = 0
+    error: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.acked == self.total and not self.error
+
+
+@dataclass
+class Head:
+    """The state of one partition's stream."""
+
+    first_seq: int
+    last_seq: int
+    messages: int
+    bytes: int = 0
+
+
+@dataclass
+class LogConfig:
+    """Plain values the log client needs (every service maps its settings onto these)."""
+
+    url: str = "nats://127.0.0.1:4222"
+    stream_replicas: int = 1
+    tombstone_ttl_s: int = 7 * 24 * 3600
+    connect_timeout_s: float = 2.0
+    max_stream_bytes: int = -1
+    client_name: str = "winnow"
+    servers: list[str] = field(default_factory=list)
+
+    def server_list(self) -> list[str]:
+        return self.servers or [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+class DocumentLog:
+    """One NATS connection, shared by every partition a process writes or reads."""
+
+    def __init__(self, config: LogConfig) -> None:
+        self.config = config
+        self._nc: nats.aio.client.Client | None = None
+        self._js = None
+        self._lock = asyncio.Lock()
+        self._streams: set[str] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def _errored(self, exc: Exception) -> None:
+        log.debug("log connection: %s", exc)
+
+    async def _disconnected(self) -> None:
+        log.warning("document log disconnected; reconnecting", extra={"fields": {"url": self.config.url}})
+
+    async def _reconnected(self) -> None:
+        log.info("document log reconnected", extra={"fields": {"url": self.config.url}})
+
+    async def jetstream(self):
+        """The JetStream context, connecting on first use; Unavailable at once when the log cannot be reached."""
+        if self._nc is not None and not self._nc.is_closed:
+            if not self._nc.is_connected:
+                raise Unavailable(f"the document log ({self.config.url}) is unreachable (reconnecting); "
+                                  "nothing was written, retry shortly")
+            return self._js
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                nc = nats.aio.client.Client()
+                try:
+                    # nats-py retries a first connect forever when reconnects are on: bound it ourselves.
+                    await asyncio.wait_for(nc.connect(
+                        servers=self.config.server_list(), name=self.config.client_name,
+                        connect_timeout=self.config.connect_timeout_s, allow_reconnect=True,
+                        max_reconnect_attempts=-1, reconnect_time_wait=0.25, error_cb=self._errored,
+                        disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
+                    ), self.config.connect_timeout_s * 2)
+                except Exception as exc:  # noqa: BLE001 - every connect failure means the same to a caller
+                    try:
+                        await asyncio.wait_for(nc.close(), 1)
+                    except Exception:  # noqa: BLE001 - it never connected
+                        pass
+                    raise Unavailable(f"the document log ({self.config.url}) is unreachable "
+                                      f"({type(exc).__name__}); nothing was written, retry shortly") from None
+                self._nc = nc
+                self._js = self._nc.jetstream()
+        return self._js
+
+    async def ensure_stream(self, layout: str, partition: int) -> str:
+        """Create the partition's stream if missing (idempotent); returns its name."""
+        name = names.stream(layout, partition)
+        if name in self._streams:
+            return name
+        js = await self.jetstream()
+        cfg = StreamConfig(
+            name=name, subjects=[names.prefix(layout, partition) + ".>"], storage=StorageType.FILE,
+            max_msgs_per_subject=1, allow_msg_ttl=True, discard=DiscardPolicy.OLD,
+            num_replicas=self.config.stream_replicas, max_bytes=self.config.max_stream_bytes,
+        )
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(cfg)
+            except nats.js.errors.BadRequestError as exc:
+                if "already in use" not in str(exc):  # another writer created it first
+                    raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError) as exc:
+            raise Unavailable(f"the document log has no JetStream available ({type(exc).__name__}); "
+                              "nothing was written, retry shortly") from None
+        self._streams.add(name)
+        return name
+
+    async def append(self, layout: str, partition: int, messages: list[Message], timeout: float) -> AppendResult:
+        """Publish `messages` to the partition and wait for every acknowledgement (at most `timeout` seconds)."""
+        result = AppendResult(partition, 0, len(messages))
+        if not messages:
+            return result
+        futures: list[asyncio.Future] = []
+        try:
+            await self.ensure_stream(layout, partition)
+            js = await self.jetstream()
+            stream = names.stream(layout, partition)
+            for m in messages:
+                futures.append(await js.publish_async(
+                    names.subject(layout, partition, m.doc_id), m.body, stream=stream,
+                    msg_ttl=self.config.tombstone_ttl_s if m.tombstone else None, wait_stall=timeout))
+        except Unavailable as exc:
+            result.error = str(exc)
+            return result
+        except Exception as exc:  # noqa: BLE001 - a failed publish is reported as partial, never raised raw
+            result.error = f"publishing failed ({type(exc).__name__})"
+        if futures:
+            done, pending = await asyncio.wait(futures, timeout=timeout)
+            for f in pending:
+                f.cancel()
+            # Acknowledgements are counted in publish order: a message after an unacknowledged one may also be in
+            # the log, but only a prefix is promised to the caller.
+            for f in futures:
+                if f in done and not f.cancelled() and f.exception() is None:
+                    result.acked += 1
+                    result.last_seq = max(result.last_seq, f.result().seq)
+                elif not result.error:
+                    exc = None if f.cancelled() or f not in done else f.exception()
+                    result.error = (f"JetStream did not acknowledge within {timeout:.1f}s" if exc is None
+                                    else f"JetStream refused a message ({type(exc).__name__}: {exc})")
+        return result
+
+    async def head(self, layout: str, partition: int) -> Head:
+        """The partition's first/last sequence and message count."""
+        js = await self.jetstream()
+        try:
+            info = await js.stream_info(names.stream(layout, partition))
+        except nats.js.errors.NotFoundError:
+            return Head(0, 0, 0)
+        st = info.state
+        return Head(st.first_seq, st.last_seq, st.messages, st.bytes)
+
+    async def delete_stream(self, layout: str, partition: int) -> None:
+        js = await self.jetstream()
+        try:
+            await js.delete_stream(names.stream(layout, partition))
+        except nats.js.errors.NotFoundError:
+            pass
+        self._streams.discard(names.stream(layout, partition))
+
+    def reader(self, layout: str, partition: int) -> "PartitionReader":
+        return PartitionReader(self, layout, partition)
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.close(), 5)
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+        self._nc = None
+
+
+class PartitionReader:
+    """Every message of one partition after a sequence, in order (an ordered push consumer, re-created on
+    failures); `lag` is the number of messages the log holds that this reader has not delivered yet."""
+
+    def __init__(self, log_: DocumentLog, layout: str, partition: int) -> None:
+        self.log = log_
+        self.layout = layout
+        self.partition = partition
+        self._sub = None
+        self.lag: int | None = None  # unknown until the first message or the first check
+
+    async def open(self, after_seq: int) -> None:
+        """Start delivering at `after_seq + 1`."""
+        await self.close()
+        js = await self.log.jetstream()
+        await self.log.ensure_stream(self.layout, self.partition)
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1)
+        self._sub = await js.subscribe(
+            names.prefix(self.layout, self.partition) + ".>", stream=names.stream(self.layout, self.partition),
+            ordered_consumer=True, config=cfg, idle_heartbeat=1.0, pending_msgs_limit=65536,
+            pending_bytes_limit=512 * 1024 * 1024)
+        self.lag = None
+
+    async def batch(self, max_messages: int, wait_s: float) -> list[codec.LogRecord]:
+        """The next messages (at most `max_messages`), waiting up to `wait_s` for the first one."""
+        assert self._sub is not None, "open() first"
+        out: list[codec.LogRecord] = []
+        try:
+            msg = await self._sub.next_msg(timeout=wait_s)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return out
+        end = time.monotonic() + 0.05
+        while True:
+            md = msg.metadata
+            out.append(_decode(msg.data, md.sequence.stream))
+            self.lag = md.num_pending
+            if len(out) >= max_messages or self._sub.pending_msgs == 0 or time.monotonic() > end:
+                break
+            msg = await self._sub.next_msg(timeout=1.0)
+        return out
+
+    async def pending(self) -> int:
+        """Messages not yet delivered, asked of the server (used when nothing arrives)."""
+        assert self._sub is not None
+        info = await self._sub.consumer_info()
+        self.lag = int(info.num_pending) + self._sub.pending_msgs
+        return self.lag
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may already be gone
+                pass
+            self._sub = None
+
+
+def _decode(data: bytes, seq: int) -> codec.LogRecord:
+    try:
+        return codec.decode(data, seq)
+    except codec.CodecError as exc:
+        # A message no replica can read must not stop the partition: it is skipped, loudly, and counted.
+        log.error("skipping an unreadable log message", extra={"fields": {"seq": seq, "error": str(exc)}})
+        return codec.LogRecord(0, "", seq=seq)
