@@ -18,7 +18,7 @@ import numpy as np
 
 from winnow.common import metrics, tracing
 from winnow.common.deadline import Deadline
-from winnow.common.errors import DeadlineExceeded, InvalidArgument, Unavailable, short
+from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, short
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.consistency import encode_token, satisfies
@@ -127,7 +127,7 @@ class SearchCore:
             if shared:  # computed once for several identical concurrent requests
                 result = dataclasses.replace(result, cache_hit=True, timings_ms=dict(timings))
             elif (result.coverage.complete and (result.reranked or not opts.rerank) and not result.consistency_unmet
-                  and result.served_seqs):  # degraded answers are never cached
+                  and not result.dense_skipped_reason and result.served_seqs):  # degraded answers are never cached
                 # Keyed on what it was served at: a later lookup hits only while that is the newest data.
                 self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
         result.timings_ms["total"] = _ms(t0)
@@ -155,8 +155,9 @@ class SearchCore:
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
                        layout: ShardLayout, required: dict[int, int], unmet: list[str]) -> SearchResult:
+        degraded: list[str] = []
         candidates, coverage, served, owner = await self._first_stage(opts, deadline, timings, opts.window, layout,
-                                                                      required, unmet)
+                                                                      required, unmet, degraded)
         # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
         candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
                                                 layout, deadline, coverage, timings)
@@ -172,7 +173,7 @@ class SearchCore:
             hits=hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=reason,
             timings_ms=timings, model=self.models["embedder"], reranker=self.models["reranker"] if reranked else "",
             served_at=encode_token(layout.id, served), consistency_unmet="; ".join(unmet),
-            served_seqs=served if coverage.complete else {},
+            served_seqs=served if coverage.complete else {}, dense_skipped_reason="; ".join(degraded),
         )
 
     async def _embed_query(self, query: str, deadline: Deadline, timings: dict[str, float]) -> np.ndarray:
@@ -183,15 +184,24 @@ class SearchCore:
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
-                           window: int, layout: ShardLayout, required: dict[int, int],
-                           unmet: list[str]) -> tuple[list[Candidate], Coverage, dict[int, int], dict[str, int]]:
+                           window: int, layout: ShardLayout, required: dict[int, int], unmet: list[str],
+                           degraded: list[str] | None = None,
+                           ) -> tuple[list[Candidate], Coverage, dict[int, int], dict[str, int]]:
         """The fused top `window` (payloads unless payloads=final), the coverage, the sequences served at, and
-        which partition each candidate came from."""
+        which partition each candidate came from. Hybrid with the embedder down or late falls back to BM25 alone,
+        the reason appended to `degraded`; dense-only has no fallback and fails."""
         if not layout.shards:
             raise Unavailable("no shard is known yet (discovery has not found any)")
         vector = opts.vector
         if vector is None and opts.retrieval.dense:
-            vector = await self._embed_query(opts.query, deadline, timings)
+            try:
+                vector = await self._embed_query(opts.query, deadline, timings)
+            except (Unavailable, DeadlineExceeded, Overloaded, TimeoutError) as exc:
+                if not opts.retrieval.lexical or degraded is None:
+                    raise
+                metrics.DENSE_FALLBACK.inc()
+                log.warning("embedder failed; answering from BM25 alone", extra={"fields": {"error": short(exc)}})
+                degraded.append(f"embedder failed: {short(exc)}; answered from BM25 alone")
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
@@ -213,6 +223,8 @@ class SearchCore:
         owner: dict[str, int] = {}
         payloads: dict[str, Hit] = {}
         for p, (shard, res) in enumerate(zip(layout.shards, results)):
+            if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
+                raise res
             if isinstance(res, BaseException):
                 coverage.failed.append(f"{shard.name}: {short(res)}")
                 continue
@@ -231,7 +243,9 @@ class SearchCore:
         t = time.perf_counter()
         dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
         lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
-        if opts.retrieval.dense and opts.retrieval.lexical:
+        if vector is None and opts.retrieval.lexical:
+            fused = fusion.single_list(lexical, window, False)
+        elif opts.retrieval.dense and opts.retrieval.lexical:
             if opts.fusion is Fusion.RRF:
                 fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window, dense_weight=self.config.dense_weight)
             else:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.common import limits
 from winnow.common.errors import Internal, InvalidArgument, Unavailable
 from winnow.log import codec
 from winnow.services.index import snapshot, validate
@@ -220,6 +221,7 @@ class Shard:
         k = validate.k(q.k, s.max_k) if vec is not None else 0
         lexical_k = validate.k(q.lexical_k or q.k, s.max_k, "lexical_k") if q.text else 0
         coarse = validate.coarse_dim(q.coarse_dim, s.dim)
+        limits.search_params(s.limits(), ef_search=q.ef_search, nprobe=q.nprobe)
         candidates = q.coarse_candidates or s.coarse_factor * k
         if coarse and vec is not None and not k <= candidates <= 100 * s.max_k:
             raise InvalidArgument(f"coarse_candidates {candidates} must be between k ({k}) and {100 * s.max_k}")
@@ -312,7 +314,7 @@ class Shard:
         if not self.loaded:
             return False
         with self._rw.read():
-            return self.state.vectors.probe()
+            return self.state.vectors.probe(self.s.default_nprobe, self.s.default_ef_search)
 
 
 def _kind(value: object) -> str:

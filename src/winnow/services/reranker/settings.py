@@ -38,6 +38,16 @@ class RerankerSettings(ModelServiceSettings):
     bf16: str = Field("auto", pattern="^(auto|on|off)$", description="cross-encoder on CPU: bf16 autocast. auto = "
                       "only where the CPU has native bf16 (AVX512-BF16/AMX); without it bf16 measured 1.5-4x slower "
                       "than fp32 here (docs/models.md).")
+    cascade_depth: int = Field(
+        0, ge=0, description="Cascade: when > 0, only the top cascade_depth candidates of the previous stage reach "
+        "the scorer (the rest follow in that stage's order): e.g. window 80 -> cross-encoder on the top 30. "
+        "0 = every candidate is scored.",
+    )
+    cascade_cheap: str = Field(
+        "", pattern=f"^({LATE_INTERACTION})?$", description="Cascade: a cheap stage run on every candidate before "
+        "the cascade cut ('' = the first-stage order; late-interaction = MaxSim over the packaged MiniLM, with the "
+        "fusion_* and token_store_dir settings).",
+    )
     max_candidates: int = Field(512, ge=1, description="Most candidates in one Rerank request.")
     # device, threads, max_wait_ms and max_queue: ModelServiceSettings; the two budgets below differ for pairs.
     max_batch_size: int = Field(
