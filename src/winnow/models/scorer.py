@@ -92,7 +92,7 @@ class CrossEncoderScorer(Scorer):
     name = "cross-encoder"
 
     def __init__(self, model_dir: str | Path, device: str = "auto", max_length: int = 512,
-                 fusion_weight: float = -1.0, fusion_rrf_k: float = 100.0, sub_batch: int = 16,
+                 fusion_weight: float = -1.0, fusion_rrf_k: float = 100.0, sub_batch: int = 128,
                  bf16: str = "auto") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
