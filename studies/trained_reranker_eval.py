@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
+# ../shared beside the checkout (main), or two levels up from a worktree under wt/
+DATA = next((p / "shared" / "datasets" / "scifact" for p in Path(__file__).resolve().parents[1:4]
+             if (p / "shared" / "datasets" / "scifact").is_dir()), Path("../shared/datasets/scifact"))
 
 
 def main(argv: list[str]) -> int:
@@ -32,6 +34,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--model", type=Path, action="append", required=True)
     p.add_argument("--depth", type=int, default=30, help="first-stage candidates the cross-encoder reranks.")
     p.add_argument("--queries", type=int, default=0, help="first N queries of the split only (0 = all).")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="stop reranking after this long and report every stage on the queries done (0 = all).")
     p.add_argument("--cache-dir", type=Path, default=Path(".winnow/cache"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
@@ -65,7 +69,11 @@ def main(argv: list[str]) -> int:
     for model in args.model:
         scorer = CrossEncoderScorer(model, device="cpu")
         alone, fused, times = {}, {}, []
+        began = time.perf_counter()
         for n, (q, hs) in enumerate(zip(qids, hits)):
+            if args.max_seconds and time.perf_counter() - began > args.max_seconds:
+                print(f"{model.name}: time is up after {n} queries", file=sys.stderr, flush=True)
+                break
             top = hs[: args.depth]
             cands = [Candidate(ids[h.row], texts[h.row], i + 1, h.score) for i, h in enumerate(top)]
             t = time.perf_counter()
@@ -79,11 +87,18 @@ def main(argv: list[str]) -> int:
                 print(f"{model.name}: {n + 1}/{len(qids)} queries, {statistics.median(times):.0f} ms/query",
                       file=sys.stderr, flush=True)
         name = f"{model.name} (w={scorer.weight:.2f})"
-        out["stages"][f"{name}: cross-encoder alone on top {args.depth}"] = mean_metrics(per_query(alone, qrels, (10, 80, 100)))
-        out["stages"][f"{name}: fused (served) on top {args.depth}"] = mean_metrics(per_query(fused, qrels, (10, 80, 100)))
-        qs = statistics.quantiles(times, n=10)
+        done = {q: qrels[q] for q in alone}
+        if len(done) < len(qids):
+            sub = {q: first[q] for q in done}
+            out["stages"][f"first stage on the {len(done)} queries {model.name} reached"] = mean_metrics(
+                per_query(sub, done, (10, 80, 100)))
+        qrels_m = done
+        out["stages"][f"{name}: cross-encoder alone on top {args.depth}"] = mean_metrics(per_query(alone, qrels_m, (10, 80, 100)))
+        out["stages"][f"{name}: fused (served) on top {args.depth}"] = mean_metrics(per_query(fused, qrels_m, (10, 80, 100)))
+        qs = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
         out.setdefault("rerank_ms", {})[name] = {"p50": round(statistics.median(times), 1), "p90": round(qs[8], 1),
-                                                 "pairs": args.depth, "max_length": scorer.max_length}
+                                                 "pairs": args.depth, "max_length": scorer.max_length,
+                                                 "queries": len(done)}
         print(json.dumps({k: v for k, v in out["stages"].items() if k.startswith(name)}, indent=1), file=sys.stderr,
               flush=True)
     text = json.dumps(out, indent=2)

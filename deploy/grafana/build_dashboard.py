@@ -156,6 +156,13 @@ def build() -> dict:
     g.add(timeseries("Gateway calls to shards by outcome", [
         target(f"sum by (shard, outcome) (rate(winnow_shard_requests_total[{RATE}]))", "{{shard}} {{outcome}}")],
         "ops", stack=True), w=8)
+    g.add(timeseries("Replicas per shard by state (gateway's view)", [
+        target('max by (shard, state) (winnow_gateway_replicas{state!="serving"})', "{{shard}} {{state}}"),
+        target('min by (shard) (winnow_gateway_replicas{state="serving"})', "{{shard}} serving", "B")], "short",
+        "serving: picked first; unknown: health stream reconnecting; out: ejected, draining or down."), w=8)
+    g.add(timeseries("Replica failovers by reason", [
+        target(f"sum by (shard, reason) (rate(winnow_replica_failovers_total[{RATE}]))", "{{shard}} {{reason}}")],
+        "ops", "Shard calls sent to a second replica: after an error, a hedge delay, or half the budget."), w=8)
     g.add(timeseries("Cache lookups and hit ratio", [
         target(f"sum by (result) (rate(winnow_cache_requests_total[{RATE}]))", "{{result}}"),
         target("job:winnow_cache_requests:hit_ratio_rate5m", "hit ratio", "B")], "ops"), w=8)

@@ -80,14 +80,27 @@ class WinnowClient:
     """Blocking client. Every call has a deadline (`timeout`, seconds)."""
 
     def __init__(self, target: str = "127.0.0.1:50050", timeout: float = 30.0, token: str = "",
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, tls_ca: str = "", tls_cert: str = "",
+                 tls_key: str = "", tls_server_name: str = "") -> None:
+        """`tls_ca` (a PEM file) turns TLS on; `tls_cert` + `tls_key` add a client certificate (mTLS)."""
         self.target = target
         self.timeout = timeout
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self.channel = grpc.insecure_channel(target, options=[
+        options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-        ])
+        ]
+        if tls_ca:
+            from pathlib import Path
+
+            creds = grpc.ssl_channel_credentials(
+                Path(tls_ca).read_bytes(), Path(tls_key).read_bytes() if tls_key else None,
+                Path(tls_cert).read_bytes() if tls_cert else None)
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
         self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
 
     def search(self, query: str, timeout: float | None = None, **options: Any) -> pb.SearchResponse:

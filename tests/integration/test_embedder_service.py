@@ -154,7 +154,12 @@ async def test_probe_touches_the_model(served) -> None:
 
     core.encoder.forward = spy  # type: ignore[method-assign]
     try:
+        # The probe never waits behind model work: it returns at once and runs its forward pass in the background.
         assert await core.probe() is True
+        for _ in range(200):
+            if calls:
+                break
+            await asyncio.sleep(0.02)
     finally:
         del core.encoder.forward
     assert calls == [1]

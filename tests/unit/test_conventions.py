@@ -18,7 +18,7 @@ def _modules(*folders: str) -> list[Path]:
 
 
 def _rel(path: Path) -> str:
-    return str(path.relative_to(SRC.parent))
+    return str(path.relative_to(SRC.parent)) if path.is_relative_to(SRC.parent) else str(path)
 
 
 def _catches_rpc_errors(tree: ast.AST) -> int:
@@ -71,3 +71,26 @@ def test_only_the_settings_read_the_environment():
     offenders = [f"{_rel(p)}:{line}" for p in _modules("services", "rpc", "common", "models") if p not in allowed
                  for line in _reads_environment(ast.parse(p.read_text()))]
     assert not offenders, "read env vars through a settings field (common/settings.py): " + ", ".join(offenders)
+
+
+def _message_constructions(path: Path) -> list[str]:
+    """Calls like `pb.SearchResponse(...)` on a generated `*_pb2` module imported into `path`."""
+    tree = ast.parse(path.read_text())
+    stubs = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and (node.module or "").startswith("winnow.api") for a in node.names if a.name.endswith("_pb2")}
+    return [f"{_rel(path)}:{node.lineno} {ast.unparse(node.func)}" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in stubs]
+
+
+def test_servicers_build_no_messages():
+    """STYLE.md 2: a servicer decodes, calls the core and encodes through its service's convert.py."""
+    offenders = [c for p in sorted((SRC / "services").glob("*/server.py")) for c in _message_constructions(p)]
+    assert not offenders, "build messages in the service's convert.py (x_to_proto): " + ", ".join(offenders)
+
+
+def test_the_message_check_sees_a_construction(tmp_path):
+    servicer = tmp_path / "server.py"
+    servicer.write_text("from winnow.api.gateway.v1 import gateway_pb2 as pb\n\n"
+                        "def Get(request):\n    return pb.GetResponse(missing=[])\n")
+    assert _message_constructions(servicer) == [f"{servicer}:4 pb.GetResponse"]

@@ -20,6 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"embedder": 50051, "reranker": 50052, "index": 50053, "gateway": 50050}
+HEALTH_PORT = 8086
 # Oldest Kubernetes the manifests target (gRPC probes GA and StatefulSet PVC retention from 1.27) and the newest
 # schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
@@ -214,8 +215,12 @@ def test_overlay_workloads_probes_and_discovery(rendered):
         if name in ("redis", "nats"):
             continue
         kind = container["command"][-1].rsplit(".", 1)[-1]
-        assert container["readinessProbe"]["grpc"]["port"] == PORTS[kind], name
-        assert "grpc" in container["startupProbe"] and container["livenessProbe"], name
+        # Probes: the plaintext health-only port; readiness apart from liveness (docs/hardening.md).
+        assert container["readinessProbe"]["grpc"] == {"port": HEALTH_PORT, "service": "readiness"}, name
+        for probe in ("startupProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": HEALTH_PORT, "service": "liveness"}, name
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["internal-token"] == "/etc/winnow/internal", name
         assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
@@ -229,8 +234,17 @@ def test_overlay_workloads_probes_and_discovery(rendered):
     assert hpas["gateway"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     for name in ("embedder", "reranker"):
         assert hpas[name]["spec"]["metrics"][0]["pods"]["metric"]["name"] == "winnow_queue_time_seconds_per_request"
-    secret = next(d for d in docs if d["kind"] == "Secret")
-    assert {"WINNOW_GATEWAY_REDIS_URL", "WINNOW_GATEWAY_AUTH_TOKEN"} <= set(secret["data"])
+    secrets = {d["metadata"]["name"].rsplit("-", 1)[0]: d for d in docs if d["kind"] == "Secret"}
+    assert {"WINNOW_GATEWAY_REDIS_URL", "WINNOW_GATEWAY_AUTH_TOKEN"} <= set(secrets["winnow-secrets"]["data"])
+    assert set(secrets["winnow-internal-token"]["data"]) == {"token"}
+    for svc in ("EMBEDDER", "RERANKER", "INDEX"):
+        assert config["data"][f"WINNOW_{svc}_AUTH_TOKEN_FILE"] == "/etc/winnow/internal/token"
+    assert config["data"]["WINNOW_GATEWAY_INTERNAL_TOKEN_FILE"] == "/etc/winnow/internal/token"
+    policies = _by_kind(docs, "NetworkPolicy")
+    assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
+    internal = policies["internal-from-gateway"]["spec"]
+    assert internal["podSelector"]["matchExpressions"][0]["values"] == ["embedder", "reranker", "index"]
+    assert internal["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
 
 
 # --- Grafana --------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from winnow.services.gateway import convert
 from winnow.services.gateway.model import Mode, Retrieval
 from winnow.services.gateway.settings import GatewaySettings
 
-S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, max_doc_bytes=100)
+S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, payload_max_bytes=100)
 
 
 def opts(**kw):
@@ -33,7 +33,7 @@ def test_defaults_filled_in():
     ({"query": "x", "retrieval": pb.RETRIEVAL_LEXICAL, "mrl_dim": 64}, "mrl_dim"),
     ({"query": "x", "filters": [pb.Filter(field="tags", equals=struct_pb2.Value(
         list_value=struct_pb2.ListValue()))]}, "string, number or bool"),
-    ({"query": "x", "filters": [pb.Filter(field="", equals=struct_pb2.Value(string_value="a"))]}, "empty field"),
+    ({"query": "x", "filters": [pb.Filter(field="", equals=struct_pb2.Value(string_value="a"))]}, "field is empty"),
 ])
 def test_bad_search_requests(kw, fragment):
     with pytest.raises(InvalidArgument) as err:
@@ -49,11 +49,11 @@ def test_filters_keep_types():
 
 @pytest.mark.parametrize("docs, fragment", [
     ([], "empty"),
-    ([pb.Document(id="", text="a")], "empty id"),
-    ([pb.Document(id="a", text=" ")], "no text"),
+    ([pb.Document(id="", text="a")], ".id is empty"),
+    ([pb.Document(id="a", text=" ")], ".text is empty"),
     ([pb.Document(id="a", text="t"), pb.Document(id="a", text="u")], "twice"),
     ([pb.Document(id="a", text="x" * 101)], "bytes"),
-    ([pb.Document(id="a", text="t", metadata_json="{bad")], "not JSON"),
+    ([pb.Document(id="a", text="t", metadata_json="{bad")], "not valid JSON"),
     ([pb.Document(id="a", text="t", metadata_json="[1]")], "JSON object"),
     ([pb.Document(id=str(i), text="t") for i in range(4)], "limit is 3"),
 ])

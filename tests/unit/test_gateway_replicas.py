@@ -234,3 +234,70 @@ async def test_an_ejected_replica_comes_back_only_after_a_health_check_answers()
     await asyncio.gather(*(rs.search(ShardQuery(None, 5), 1.0) for _ in range(6)))
     assert a.calls > 1
     await rs.stop()
+
+
+async def test_a_cache_hit_is_never_staler_than_the_freshest_replica():
+    """Answers are stored under the sequence they were served at; lookups use the newest sequence any replica
+    reported. A replica that moved on makes the old entry unreachable; a lagging replica's answer never hides it."""
+    import numpy as np
+
+    from winnow.common.deadline import Deadline
+    from winnow.services.gateway.cache import MemoryBackend, ResultCache
+    from winnow.services.gateway.model import Retrieval, SearchOptions
+    from winnow.services.gateway.search import SearchCore
+
+    class Embedder:
+        async def embed(self, texts, *, query, timeout):
+            return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+        async def describe(self, timeout):
+            return {"model": "m"}
+
+    class Pushing(FakeReplica):
+        def __init__(self, target, seq):
+            super().__init__(target, seq)
+            self.pushes: asyncio.Queue = asyncio.Queue()
+
+        async def watch(self):
+            yield self.seq
+            while True:
+                self.seq = await self.pushes.get()
+                yield self.seq
+
+        async def stats(self, timeout):
+            raise AssertionError("the key must come from the Watch streams, not a round trip")
+
+    a, b = Pushing("a", 5), Pushing("b", 5)
+    updates: asyncio.Queue = asyncio.Queue()
+
+    async def source():
+        while True:
+            yield await updates.get()
+
+    topo = ShardTopology(source(), {"a": a, "b": b}.__getitem__)
+    updates.put_nowait(Topology("L1", (("a", "b"),)))
+    await topo.start(first_within_s=1.0)
+    await _until(lambda: topo.current().seqs() == {0: 5})
+    core = SearchCore(Embedder(), topo, None, ResultCache(MemoryBackend(), ttl_s=60))
+    opts = SearchOptions(query="q", rerank=False, retrieval=Retrieval.DENSE)
+
+    first = await core.search(opts, Deadline(2))
+    assert not first.cache_hit and first.served_at == "v1.L1.0:5"
+    await asyncio.sleep(0.01)  # the cache write is in the background
+    assert (await core.search(opts, Deadline(2))).cache_hit
+
+    b.pushes.put_nowait(6)  # b applied a write; a has not
+    await _until(lambda: topo.current().seqs() == {0: 6})
+    topo.current().shards[0].replicas[1].outstanding = 1  # the picker goes to the lagging a
+    lagging = await core.search(opts, Deadline(2))
+    assert not lagging.cache_hit and lagging.served_at == "v1.L1.0:5"  # stored under 5: unreachable at 6
+    await asyncio.sleep(0.01)
+    assert not (await core.search(opts, Deadline(2))).cache_hit
+    topo.current().shards[0].replicas[1].outstanding = 0
+    topo.current().shards[0].replicas[0].outstanding = 1  # now b answers, at 6: that one is cached
+    fresh = await core.search(opts, Deadline(2))
+    assert fresh.served_at == "v1.L1.0:6"
+    await asyncio.sleep(0.01)
+    assert (await core.search(opts, Deadline(2))).cache_hit
+    topo.current().shards[0].replicas[0].outstanding = 0
+    await topo.stop()

@@ -74,6 +74,7 @@ class Proc:
     ready_path: Path | None = None
     shard: int = -1      # index replicas: the shard (= log partition) they serve
     layout: str = ""     # index replicas: the layout the partition belongs to
+    env: dict[str, str] = field(default_factory=dict)  # secrets and per-service settings: env, never argv
     pid: int | None = None  # a process another launcher started (an attached cluster): no Popen handle here
 
     def alive(self) -> bool:
@@ -135,12 +136,13 @@ class LocalCluster:
                 "--embedder", self.procs["embedder"].address,
                 "--reranker", self.procs["reranker"].address if self.config.reranker else "",
                 "--shard-registry", str(self.data_dir / REGISTRY_FILE),
-                "--redis-url", self.config.redis_url,
                 "--cache", self.config.cache,
                 "--log-url", self.log_url,
                 "--layout", self.layout,
             ]
-            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port)
+            # A secret (the Redis URL may hold a password) goes by env, never argv: argv shows in `ps`.
+            gw = self._spawn("gateway", "gateway", gw_args, port=self.config.gateway_port,
+                             env={"WINNOW_GATEWAY_REDIS_URL": self.config.redis_url})
             self._wait([gw])
         except BaseException:
             self.stop(grace=2.0)
@@ -200,14 +202,16 @@ class LocalCluster:
             data = Path(old.args[old.args.index("--data-dir") + 1])
             shutil.rmtree(data, ignore_errors=True)
         port = int(old.args[old.args.index("--port") + 1])
-        proc = self._spawn(name, old.kind, old.args[old.args.index("--ready-file") + 2:], port=port, raw=True)
+        proc = self._spawn(name, old.kind, old.args[old.args.index("--ready-file") + 2:], port=port, raw=True,
+                           env=old.env)
         proc.shard, proc.layout = old.shard, old.layout
         self._wait([proc])
         self.write_registry()
         self._write_state()
         return proc
 
-    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0, raw: bool = False) -> Proc:
+    def _spawn(self, name: str, kind: str, args: list[str], port: int = 0, raw: bool = False,
+               env: dict[str, str] | None = None) -> Proc:
         run = self.data_dir / "run"
         ready = run / f"{name}.ready.json"
         ready.unlink(missing_ok=True)
@@ -220,14 +224,15 @@ class LocalCluster:
             *args, *([] if raw else self.config.service_args.get(kind, [])),
         ]
         # Offline model loading is forced by the services themselves (importing winnow.models does it).
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.config.env}
+        own_env = dict(env or {})
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", **self.config.env, **own_env}
         logf = open(log_path, "ab")  # noqa: SIM115 - the child owns it
         # Own session: Ctrl-C in the terminal reaches the launcher only (it stops the services in order), and a
         # detached cluster outlives the command that started it.
         popen = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)
         logf.close()
-        proc = Proc(name, kind, cmd, popen, log_path=log_path, ready_path=ready)
+        proc = Proc(name, kind, cmd, popen, log_path=log_path, ready_path=ready, env=own_env)
         self.procs[name] = proc
         return proc
 

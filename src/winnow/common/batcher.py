@@ -4,8 +4,13 @@ Items from concurrent requests wait in one bounded queue; a worker task closes a
 `max_batch_size` items, when the oldest item has waited `max_wait_ms`, or when one more item would push the
 padded token cost (longest item x items) past `max_batch_tokens`. The batch is sorted by cost (so padding is
 small), computed in the given executor (never on the event loop), and every waiter gets its own result, or the
-batch's exception if the compute failed. Waiters whose future was cancelled (the caller went away) are dropped
-before compute. Past `max_queue` items the batcher refuses new work with `Overloaded` (RESOURCE_EXHAUSTED).
+batch's exception if the compute failed. Waiters whose future was cancelled (the caller went away, or its
+deadline passed) are dropped before compute, and a closed batch is computed in sub-batches of at most
+`sub_batch_tokens` padded tokens: between two, the waiters that left are dropped, so abandoned work stops at the
+next sub-batch boundary. Past `max_queue` items the batcher refuses new work with `Overloaded` (RESOURCE_EXHAUSTED).
+
+Progress markers (`busy_for()`, `idle`) let a health check tell "working" from "stuck" without queueing a
+forward pass behind the work.
 
 The queue and worker are created lazily inside the running loop (`start()` or the first `submit`).
 """
@@ -66,6 +71,8 @@ class BatchLimits:
     max_wait_ms: float = 2.0
     max_batch_tokens: int = 16384
     max_queue: int = 8192
+    sub_batch_tokens: int = 0  # 0 = a closed batch in one call; else slices, abandoned items dropped between them
+    stall_s: float = 60.0  # readiness: work but no progress this long = not ready (a model core's probe)
 
 
 class MicroBatcher(Generic[I, O]):
@@ -81,6 +88,7 @@ class MicroBatcher(Generic[I, O]):
         max_wait_ms: float = 2.0,
         max_batch_tokens: int = 16384,
         max_queue: int = 4096,
+        sub_batch_tokens: int = 0,
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("batch size, token budget and queue bound must be positive; max wait >= 0")
@@ -91,6 +99,10 @@ class MicroBatcher(Generic[I, O]):
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
+        # 0 = the whole batch in one call (no boundary to stop at).
+        self.sub_batch_tokens = sub_batch_tokens if sub_batch_tokens > 0 else max_batch_tokens
+        self._computing_since: float | None = None
+        self.last_progress = time.perf_counter()
         self._pending: deque[_Entry[I, O]] | None = None
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
@@ -121,6 +133,17 @@ class MicroBatcher(Generic[I, O]):
             if not entry.future.done():
                 entry.future.set_exception(Unavailable(f"{self.service} is shutting down"))
         metrics.QUEUE_DEPTH.labels(self.service).set(0)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing computing."""
+        return self._computing_since is None and not self.depth
+
+    def busy_for(self) -> float:
+        """Seconds since the batcher last made progress (a sub-batch finished) while it has work; 0 when idle."""
+        if self.idle:
+            return 0.0
+        return time.perf_counter() - max(self.last_progress, self._computing_since or 0.0)
 
     @property
     def depth(self) -> int:
@@ -217,6 +240,15 @@ class MicroBatcher(Generic[I, O]):
             if batch:
                 await self._execute(batch)
 
+    def _sub_batches(self, batch: list[_Entry[I, O]]) -> list[list[_Entry[I, O]]]:
+        """Consecutive slices (batch sorted by cost) whose padded cost stays within `sub_batch_tokens`."""
+        out: list[list[_Entry[I, O]]] = [[]]
+        for e in batch:
+            if out[-1] and e.cost * (len(out[-1]) + 1) > self.sub_batch_tokens:
+                out.append([])
+            out[-1].append(e)
+        return out
+
     async def _execute(self, batch: list[_Entry[I, O]]) -> None:
         batch.sort(key=lambda e: e.cost)
         batch_id = next(self._ids)
@@ -226,18 +258,29 @@ class MicroBatcher(Generic[I, O]):
         metrics.BATCH_SIZE.labels(self.service).observe(len(batch))
         metrics.BATCH_TOKENS.labels(self.service).observe(batch[-1].cost * len(batch))
         loop = asyncio.get_running_loop()
+        self._computing_since = start
         try:
-            results = await loop.run_in_executor(self._executor, self._compute, [e.item for e in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch compute returned {len(results)} results for {len(batch)} items")
-        except Exception as exc:  # noqa: BLE001 - the batch's error goes to every waiter
-            log.warning("batch failed", extra={"fields": {"items": len(batch), "error": repr(exc)}})
-            for e in batch:
-                if not e.future.done():
-                    e.future.set_exception(exc)
-            return
-        inference_ms = (time.perf_counter() - start) * 1000.0
-        for e, result in zip(batch, results):
-            if not e.future.done():
-                timing = ItemTiming((start - e.enqueued) * 1000.0, inference_ms, batch_id)
-                e.future.set_result((result, timing))
+            for part in self._sub_batches(batch):
+                live = [e for e in part if not e.future.done()]
+                if len(live) < len(part):
+                    metrics.DROPPED_ITEMS.labels(self.service).inc(len(part) - len(live))
+                if not live:  # every waiter of this slice left (cancelled or past its deadline): skip it
+                    continue
+                try:
+                    results = await loop.run_in_executor(self._executor, self._compute, [e.item for e in live])
+                    if len(results) != len(live):
+                        raise RuntimeError(f"batch compute returned {len(results)} results for {len(live)} items")
+                except Exception as exc:  # noqa: BLE001 - the batch's error goes to every waiter
+                    log.warning("batch failed", extra={"fields": {"items": len(live), "error": repr(exc)}})
+                    for e in batch:
+                        if not e.future.done():
+                            e.future.set_exception(exc)
+                    return
+                self.last_progress = time.perf_counter()
+                inference_ms = (self.last_progress - start) * 1000.0
+                for e, result in zip(live, results):  # a waiter whose items are all done need not wait for the rest
+                    if not e.future.done():
+                        e.future.set_result((result, ItemTiming((start - e.enqueued) * 1000.0, inference_ms, batch_id)))
+        finally:
+            self._computing_since = None
+            self.last_progress = time.perf_counter()

@@ -39,9 +39,14 @@ class Unauthenticated(WinnowError):
 
 
 class Overloaded(WinnowError):
-    """Admission control or a full queue refused the request before any work was done; retry with backoff."""
+    """Admission control or a full queue refused the request before any work was done; retry with backoff
+    (`retry_after_s`, when known, is sent to the caller as `retry-after-ms` trailing metadata)."""
 
     kind = "resource_exhausted"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(WinnowError):

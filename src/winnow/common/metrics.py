@@ -27,6 +27,10 @@ INFLIGHT = Gauge("winnow_inflight_requests", "RPCs being handled now.", ["servic
 ADMISSION_REJECTED = Counter(
     "winnow_admission_rejected_total", "RPCs refused with RESOURCE_EXHAUSTED by admission control.", ["service"]
 )
+ADMISSION_WAIT = Histogram(
+    "winnow_admission_wait_seconds", "Time an admitted or refused RPC waited for an admission slot.", ["service"],
+    buckets=_LATENCY,
+)
 FAILURES = Counter(
     "winnow_failures_total", "Failures by kind (status name or dependency failure).", ["service", "kind"]
 )
@@ -45,6 +49,9 @@ QUEUE_DEPTH = Gauge("winnow_queue_depth", "Items waiting in the micro-batcher qu
 QUEUE_TIME = Histogram(
     "winnow_queue_time_seconds", "Time an item waits in the batcher queue before its batch runs.", ["service"],
     buckets=_LATENCY,
+)
+DROPPED_ITEMS = Counter(
+    "winnow_dropped_items_total", "Batcher items dropped before compute because their caller left.", ["service"]
 )
 TRUNCATED_INPUTS = Counter(
     "winnow_truncated_inputs_total", "Inputs cut to the model's maximum sequence length.", ["service"]
@@ -79,6 +86,12 @@ COVERAGE = Histogram(
 RERANK_FALLBACK = Counter(
     "winnow_rerank_fallback_total", "Searches served in first-stage order because the reranker failed.", ["reason"]
 )
+GATEWAY_REPLICAS = Gauge(
+    "winnow_gateway_replicas",
+    "Replicas of each shard as this gateway sees them, by state: serving, unknown (health stream reconnecting), "
+    "out (ejected after failures, draining, or down).",
+    ["shard", "state"],
+)
 REPLICA_FAILOVERS = Counter(
     "winnow_replica_failovers_total",
     "Shard calls sent to another replica: after an error (error), after the hedge delay (hedge), or once "
@@ -90,11 +103,16 @@ SEARCH_RESULTS = Histogram(
     buckets=(0, 1, 10, 64, 100, 1000, 10000, 100000),
 )
 
+DENSE_FALLBACK = Counter(
+    "winnow_dense_fallback_total", "Hybrid searches answered from BM25 alone because the embedder failed."
+)
+
 ALL = [
-    REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, FAILURES,
+    REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, ADMISSION_WAIT, FAILURES,
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
     INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_LOG_LAG, INDEX_INFO, WRITES_LOGGED,
-    CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
+    CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, DENSE_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
+    GATEWAY_REPLICAS,
 ]
 
 

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any, Callable, Self, Sequence
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from winnow.common.batcher import BatchLimits
 
 log = logging.getLogger(__name__)
+
+#: Tokens that ship in examples and must never protect a real deployment: services refuse to start with them.
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "change_me", "placeholder", "replace-me", "secret", "token",
+                                "password", "todo", "xxx"})
+
+
+def check_token(token: str, what: str) -> str:
+    """Refuse a token from the examples: a placeholder protects nothing."""
+    if token and token.strip().lower() in PLACEHOLDER_TOKENS:
+        raise ValueError(f"{what} is the placeholder {token!r}: set a real secret (e.g. `openssl rand -hex 32`)")
+    return token
 
 
 def comma_list(value: Any, item: Callable[[str], Any] = str) -> Any:
@@ -56,6 +68,20 @@ class ServiceSettings(BaseSettings):
     max_inflight: int = Field(
         256, ge=1, description="Admission control: concurrent RPCs past this fail fast with RESOURCE_EXHAUSTED."
     )
+    max_concurrent: int = Field(
+        0, ge=0, description="Admission: RPCs of one method running at once; the rest wait (within "
+        "max_queue_wait_ms, queue_wait_factor and their deadline) or are refused at once with RESOURCE_EXHAUSTED "
+        "and a retry-after-ms hint. 0 = no gate (only max_inflight). See docs/hardening.md.",
+    )
+    max_queue_wait_ms: float = Field(
+        100.0, ge=0, description="Admission: the longest an RPC may wait for a slot (with max_concurrent > 0); "
+        "past it, RESOURCE_EXHAUSTED. Small, so a refusal comes back fast and an admitted request is not slowed "
+        "by queueing (docs/hardening.md).",
+    )
+    queue_wait_factor: float = Field(
+        1.0, ge=0, description="Admission: an RPC may wait at most this many times the method's recent service "
+        "time, so admitted latency stays within ~(1 + factor) x the service time on any machine.",
+    )
     max_message_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted or sent, in bytes."
     )
@@ -64,6 +90,9 @@ class ServiceSettings(BaseSettings):
     )
     health_interval_s: float = Field(
         5.0, gt=0, description="How often the health watcher probes the backend (model or index)."
+    )
+    health_failures_to_flip: int = Field(
+        2, ge=1, description="Readiness turns NOT_SERVING after this many failing health rounds in a row."
     )
     otel_exporter: str = Field(
         "none", description="OpenTelemetry span exporter: none, console or otlp (OTLP needs the exporter package)."
@@ -74,9 +103,30 @@ class ServiceSettings(BaseSettings):
         description="If set, every RPC but health and reflection must carry `authorization: Bearer <token>` "
         "metadata; others get UNAUTHENTICATED. Meant for the public gateway.",
     )
+    auth_token_file: str = Field(
+        "", description="File holding auth_token (e.g. a mounted Kubernetes Secret); wins over auth_token. "
+        "Secrets come from env vars or files, never from command-line flags (they show in `ps`).",
+    )
+    tls_cert_file: str = Field("", description="PEM server certificate (chain); with tls_key_file turns TLS on.")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = Field(
+        "", description="PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."
+    )
+    health_port: int = Field(
+        -1, ge=-1, le=65535, description="A plaintext port serving only grpc.health.v1 (Kubernetes gRPC probes "
+        "cannot speak TLS); -1 = none (health on the main port only), 0 = a free port.",
+    )
     ready_file: str = Field(
         "", description="If set, the service writes its bound gRPC/metrics ports here as JSON once SERVING."
     )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        """auth_token from its file; a placeholder token refuses to start (PLACEHOLDER_TOKENS)."""
+        if self.auth_token_file:
+            self.auth_token = SecretStr(Path(self.auth_token_file).read_text().strip())
+        check_token(self.auth_token.get_secret_value(), "auth_token")
+        return self
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None, **overrides: Any) -> Self:
@@ -110,7 +160,17 @@ class ModelServiceSettings(ServiceSettings):
         16384, ge=1, description="Micro-batcher: token budget per forward pass (longest input x inputs)."
     )
     max_queue: int = Field(8192, ge=1, description="Micro-batcher: inputs waiting past this are RESOURCE_EXHAUSTED.")
+    sub_batch_tokens: int = Field(
+        2048, ge=0, description="Micro-batcher: a closed batch runs in slices of at most this many padded tokens; "
+        "between slices, inputs whose caller left (cancelled, deadline passed) are dropped, so abandoned work "
+        "stops within one slice (about a tenth of a full reranker window on CPU). 0 = one slice (best on a GPU).",
+    )
+    stall_s: float = Field(
+        60.0, gt=0, description="Readiness: NOT_SERVING when the model has had work but finished nothing for this "
+        "long (a hung forward pass). A busy model that makes progress stays SERVING.",
+    )
 
     def batcher_limits(self) -> BatchLimits:
-        """The micro-batcher's budgets as the plain value a model core takes."""
-        return BatchLimits(self.max_batch_size, self.max_wait_ms, self.max_batch_tokens, self.max_queue)
+        """The micro-batcher's budgets (and the readiness stall limit) as the plain value a model core takes."""
+        return BatchLimits(self.max_batch_size, self.max_wait_ms, self.max_batch_tokens, self.max_queue,
+                           self.sub_batch_tokens, self.stall_s)

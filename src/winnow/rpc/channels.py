@@ -10,6 +10,7 @@ from winnow.common.deadline import Deadline
 from winnow.common.logs import request_id_var
 from winnow.rpc import tracing
 from winnow.rpc.server import REQUEST_ID_KEY
+from winnow.rpc.tls import PLAINTEXT, ChannelSecurity
 
 # Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
 # examples/python/retry recommends; every other code is returned to the caller.
@@ -60,9 +61,32 @@ class _RequestIdStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
     intercept_unary_stream = _RequestIdInterceptor.intercept_unary_stream
 
 
+class _BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Send this service's own credential (`authorization: Bearer <token>`) on every call."""
+
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), self._pair])
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
+class _BearerStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    _details = _BearerInterceptor._details
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+
 def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries: bool = True,
-                 reconnect_max_ms: int = 0) -> grpc.aio.Channel:
-    """An insecure grpc.aio channel to `target` (host:port).
+                 reconnect_max_ms: int = 0, security: ChannelSecurity = PLAINTEXT) -> grpc.aio.Channel:
+    """A grpc.aio channel to `target` (host:port): TLS/mTLS and a bearer token as `security` says.
 
     `reconnect_max_ms` > 0 caps the reconnect backoff (grpc's default grows to 120 s): a replica that comes back
     on its old address is then found within that long.
@@ -76,10 +100,14 @@ def make_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024, retries
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.enable_retries", 1 if retries else 0),
         ("grpc.service_config", _SERVICE_CONFIG),
+        *security.options(),
     ]
-    return grpc.aio.insecure_channel(
-        target, options=options, interceptors=[_RequestIdInterceptor(), _RequestIdStreamInterceptor(), *tracing.client_interceptors()]
-    )
+    interceptors = [_RequestIdInterceptor(), _RequestIdStreamInterceptor(), *tracing.client_interceptors()]
+    if security.token:
+        interceptors += [_BearerInterceptor(security.token), _BearerStreamInterceptor(security.token)]
+    if security.tls:
+        return grpc.aio.secure_channel(target, security.credentials(), options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
 def deadline_from_context(context: grpc.aio.ServicerContext | None, default_s: float) -> Deadline:

@@ -28,16 +28,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from winnow.common import metrics
-from winnow.rpc import tracing
+from winnow.common.admission import Admission
 from winnow.common.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind
-from winnow.rpc.status import status_for
 from winnow.common.logs import new_request_id, request_id_var, setup_logging
 from winnow.common.settings import ServiceSettings
+from winnow.rpc import tls, tracing
+from winnow.rpc.health import LIVENESS, READINESS, Readiness
+from winnow.rpc.status import status_for
 
 log = logging.getLogger(__name__)
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 REQUEST_ID_KEY = "x-request-id"
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata on RESOURCE_EXHAUSTED: when a retry may succeed
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -51,7 +54,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
     def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "",
-                 long_lived: frozenset[str] = frozenset()) -> None:
+                 long_lived: frozenset[str] = frozenset(), max_concurrent: int = 0,
+                 max_queue_wait_s: float = 1.0, queue_wait_factor: float = 1.0) -> None:
         self.service = service
         # Streams that stay open by design (IndexShard.Watch): not admitted against max_inflight nor counted
         # in the in-flight gauge, which would otherwise read as load.
@@ -60,6 +64,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.max_inflight = max_inflight
         self.max_message_bytes = max_message_bytes
         self.inflight = 0
+        # Per-method gates (core.admission): at most max_concurrent run, the rest wait within a time budget.
+        self.max_concurrent = max_concurrent
+        self.max_queue_wait_s = max_queue_wait_s
+        self.queue_wait_factor = queue_wait_factor
+        self._gates: dict[str, Admission] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)
@@ -107,12 +116,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff"
             )
 
+    def _gate(self, name: str) -> Admission | None:
+        if not self.max_concurrent:
+            return None
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = Admission(
+                self.service, name, self.max_concurrent, max(0, self.max_inflight - self.max_concurrent),
+                self.max_queue_wait_s, self.queue_wait_factor)
+        return gate
+
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
         code = status_for(exc)
+        retry = getattr(exc, "retry_after_s", None)
+        if retry is not None:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid), (RETRY_AFTER_KEY, str(int(retry * 1000)))))
         metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
-            log.info("request failed", extra={"fields": {"code": code.name, "error": message}})
+            # A refusal under overload is counted (metrics), not logged one by one: a log line per shed request
+            # would spend the CPU that shedding is meant to save.
+            level = logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO
+            log.log(level, "request failed", extra={"fields": {"code": code.name, "error": message}})
         else:
             log.exception("unhandled error")
             message = f"internal error; request id {rid}"
@@ -127,6 +152,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         admitted = False
+        gate = self._gate(name) if metered else None
+        gated = False
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
             self._authenticate(context)
@@ -135,6 +162,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 admitted = True
                 self.inflight += 1
                 metrics.INFLIGHT.labels(self.service).inc()
+            if gate is not None:
+                await gate.acquire(context.time_remaining())
+                gated = True
+                start_run = time.perf_counter()
             yield
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -146,6 +177,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             code = status_for(exc)
             await self._fail(context, exc, rid)
         finally:
+            if gated:
+                gate.release(time.perf_counter() - start_run, measured=code == grpc.StatusCode.OK)
             if admitted:
                 self.inflight -= 1
                 metrics.INFLIGHT.labels(self.service).dec()
@@ -191,8 +224,9 @@ class GrpcService:
     """One service's server: start on a port (0 = free), report health, drain on SIGTERM.
 
     `register(server)` adds the servicers and returns their full service names (for health and reflection).
-    `probe()` is awaited every `health_interval_s` once the service is ready; it must touch the backend
-    (run a tiny forward pass, read the index) and return False when it cannot serve.
+    Health: liveness and readiness apart (`winnow.rpc.health`). `probe()`, the readiness check named
+    "backend", and any added with `add_readiness_check` are evaluated every `health_interval_s` once the
+    service is warm; they must not wait behind the service's own work.
     """
 
     def __init__(
@@ -206,14 +240,18 @@ class GrpcService:
         self.service = service
         self.settings = settings
         self._register = register
-        self._probe = probe
         self._long_lived = frozenset(long_lived)
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.names: list[str] = []
         self.port = 0
         self.metrics_port = -1
+        self.health_port = -1
+        self._health_server: grpc.aio.Server | None = None
         self._ready = False
+        self.readiness = Readiness(settings.health_failures_to_flip)
+        if probe is not None:
+            self.readiness.add("backend", probe)
         self._draining = False
         self._watcher: asyncio.Task | None = None
         self._stopped = asyncio.Event()
@@ -225,7 +263,8 @@ class GrpcService:
         self.server = grpc.aio.server(
             interceptors=[
                 ServiceInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
-                                self._long_lived),
+                                   self._long_lived, s.max_concurrent, s.max_queue_wait_ms / 1000.0,
+                                   s.queue_wait_factor),
                 *tracing.server_interceptors(),
             ],
             options=[
@@ -238,50 +277,62 @@ class GrpcService:
             ],
         )
         self.names = list(self._register(self.server))
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        creds = tls.server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+        address = f"{s.host}:{s.port}"
+        self.port = self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
         if self.port == 0:
             raise OSError(f"{self.service}: could not bind {s.host}:{s.port}")
         await self.server.start()
+        if s.health_port >= 0:  # plaintext, health only: for probes that cannot speak TLS (Kubernetes gRPC probes)
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            self.health_port = self._health_server.add_insecure_port(f"{s.host}:{s.health_port}")
+            await self._health_server.start()
         if s.metrics_port >= 0:
             self.metrics_port = metrics.start_metrics_server(s.metrics_port, s.host)
         log.info(
             "listening",
-            extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names}},
+            extra={"fields": {"grpc_port": self.port, "metrics_port": self.metrics_port, "services": self.names,
+                              "tls": "mtls" if s.tls_client_ca_file else ("tls" if creds else "off"),
+                              "auth": bool(s.auth_token.get_secret_value()), "health_port": self.health_port}},
         )
         return self.port
+
+    def add_readiness_check(self, name: str, check) -> None:
+        """Another readiness condition (e.g. "caught_up": a replica has applied its log); see core.health."""
+        self.readiness.add(name, check)
 
     async def mark_ready(self) -> None:
         """The backend is warm: report SERVING and start the health watcher."""
         self._ready = True
         await self._set_all(health_pb2.HealthCheckResponse.SERVING)
-        if self._probe is not None and self._watcher is None:
+        if self.readiness and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-health-watcher")
         if self.settings.ready_file:
             Path(self.settings.ready_file).write_text(
-                json.dumps({"port": self.port, "metrics_port": self.metrics_port, "service": self.service})
+                json.dumps({"port": self.port, "metrics_port": self.metrics_port, "service": self.service,
+                            "health_port": self.health_port})
             )
         log.info("serving")
 
     async def _watch(self) -> None:
         while not self._draining:
             await asyncio.sleep(self.settings.health_interval_s)
-            try:
-                ok = await asyncio.wait_for(self._probe(), timeout=max(1.0, self.settings.health_interval_s))
-            except Exception:  # noqa: BLE001 - a probe that raises means unhealthy
-                log.warning("health probe failed", exc_info=True)
-                ok = False
+            ready = await self.readiness.evaluate(timeout_s=max(1.0, self.settings.health_interval_s))
             if not self._draining:
-                status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+                status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
                 await self._set_all(status)
 
     async def _set_all(self, status) -> None:
-        for name in ("", *self.names):
+        """Readiness names only: liveness stays SERVING until the process exits (see core.health)."""
+        for name in ("", READINESS, *self.names):
             await self.health.set(name, status)
 
     async def drain(self, grace: float | None = None) -> None:
@@ -297,6 +348,8 @@ class GrpcService:
             self._watcher.cancel()
         if self.server is not None:
             await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         self._stopped.set()
         log.info("stopped")
 

@@ -18,6 +18,7 @@ from winnow.api.internal.index.v1 import index_pb2, index_pb2_grpc
 from winnow.api.internal.reranker.v1 import reranker_pb2, reranker_pb2_grpc
 from winnow.rpc.channels import make_channel
 from winnow.rpc.status import from_rpc_error
+from winnow.rpc.tls import PLAINTEXT, ChannelSecurity
 from winnow.services.gateway import convert
 from winnow.services.gateway.model import Candidate
 from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
@@ -55,8 +56,8 @@ class _Client:
 
 
 class GrpcEmbedder(_Client):
-    def __init__(self, target: str) -> None:
-        super().__init__("embedder", target)
+    def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
+        super().__init__("embedder", target, security=security)
         self.stub = embedder_pb2_grpc.EmbedderStub(self.channel)
 
     async def embed(self, texts: list[str], *, query: bool, timeout: float | None) -> np.ndarray:
@@ -68,8 +69,8 @@ class GrpcEmbedder(_Client):
 
 
 class GrpcReranker(_Client):
-    def __init__(self, target: str) -> None:
-        super().__init__("reranker", target)
+    def __init__(self, target: str, security: ChannelSecurity = PLAINTEXT) -> None:
+        super().__init__("reranker", target, security=security)
         self.stub = reranker_pb2_grpc.RerankerStub(self.channel)
 
     async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
@@ -84,8 +85,9 @@ class GrpcShard(_Client):
     """One shard replica. No channel-level retries: the replica set fails over to another replica instead, and
     the reconnect backoff is capped so a replica back on its old address is found within `reconnect_max_ms`."""
 
-    def __init__(self, name: str, target: str, reconnect_max_ms: int = 1000) -> None:
-        super().__init__(name, target, retries=False, reconnect_max_ms=reconnect_max_ms)
+    def __init__(self, name: str, target: str, reconnect_max_ms: int = 1000,
+                 security: ChannelSecurity = PLAINTEXT) -> None:
+        super().__init__(name, target, retries=False, reconnect_max_ms=reconnect_max_ms, security=security)
         self.stub = index_pb2_grpc.IndexShardStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 

@@ -6,7 +6,6 @@ Names say the direction: `x_from_proto` reads a message into the domain, `x_to_p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +15,7 @@ from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2
 from winnow.api.internal.index.v1 import index_pb2
 from winnow.api.internal.reranker.v1 import reranker_pb2
+from winnow.common import limits
 from winnow.common.errors import InvalidArgument
 from winnow.services.gateway.consistency import decode_token
 from winnow.rpc.protovalues import to_value
@@ -39,19 +39,20 @@ def search_result_to_bytes(r: SearchResult) -> bytes:
     return pb.SearchResponse(
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, model=r.model, reranker=r.reranker, served_at=r.served_at,
+        dense_skipped_reason=r.dense_skipped_reason,
     ).SerializeToString()
 
 
-def _filter_value(f: pb.Filter) -> Any:
+def _filter_value(f: pb.Filter, index: int) -> Any:
     kind = f.equals.WhichOneof("kind")
     if kind == "string_value":
         return f.equals.string_value
     if kind == "number_value":
-        return f.equals.number_value
+        return limits.filter_number(f.equals.number_value, f"filters[{index}] ({f.field!r})")
     if kind == "bool_value":
         return f.equals.bool_value
     raise InvalidArgument(
-        f"filter on {f.field!r}: value must be a string, number or bool (got {kind or 'nothing'})"
+        f"filters[{index}] ({f.field!r}): value must be a string, number or bool (got {kind or 'nothing'})"
     )
 
 
@@ -60,7 +61,9 @@ def _query_vector(req: pb.SearchRequest, space: VectorSpace, retrieval: Retrieva
     if not len(req.query_vector):
         if req.vector_model:
             raise InvalidArgument("vector_model is set but query_vector is empty: send the vector it names")
-        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable:
+        # space.model "" = the embedder has not answered yet: not the caller's fault; the embed call decides
+        # (UNAVAILABLE for dense, the BM25 fallback for hybrid).
+        if (retrieval.dense or mode is Mode.BULK) and not space.embeddable and space.model:
             raise InvalidArgument(
                 f"query_vector is required: this collection holds vectors of {space.model!r}, which the "
                 f"embedder does not make (or use RETRIEVAL_LEXICAL)")
@@ -112,11 +115,13 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings, default
         raise InvalidArgument(f"page_size={page_size} is above the limit of {s.max_page_size}")
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
         raise InvalidArgument("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL")
+    limits.search_params(s.limits(), ef_search=req.ef_search, nprobe=req.nprobe)
+    limits.mrl_dim(req.mrl_dim, space.dimension)
     filters = []
-    for f in req.filters:
+    for i, f in enumerate(req.filters):
         if not f.field:
-            raise InvalidArgument("a filter has an empty field name")
-        filters.append((f.field, _filter_value(f)))
+            raise InvalidArgument(f"filters[{i}].field is empty")
+        filters.append((f.field, _filter_value(f, i)))
     token_layout, token_seqs = decode_token(req.write_token) if req.write_token else ("", {})
     return SearchOptions(
         query=query, mode=mode, k=k, window=window,
@@ -133,11 +138,9 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str) -> None:
         raise InvalidArgument(f"{what}: the list is empty")
     if len(ids) > s.max_write_docs:
         raise InvalidArgument(f"{what}: {len(ids)} items; the limit is {s.max_write_docs} per request")
+    lim = s.limits()
     for i, doc_id in enumerate(ids):
-        if not doc_id.strip():
-            raise InvalidArgument(f"{what}: item {i} has an empty id")
-        if len(doc_id.encode()) > s.max_id_bytes:
-            raise InvalidArgument(f"{what}: item {i} id is longer than {s.max_id_bytes} bytes (max_id_bytes)")
+        limits.doc_id(doc_id, f"{what}: ids[{i}]", lim)
 
 
 def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
@@ -152,8 +155,13 @@ def _doc_vector(i: int, d: pb.Document, space: VectorSpace):
 
 def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
                                space: VectorSpace | None = None) -> list[WriteDocument]:
-    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors."""
-    _check_ids([d.id for d in req.documents], s, "upsert")
+    """Validate a whole Upsert (all or nothing): ids, texts, metadata and any caller vectors, with the shards'
+    own limits (winnow.common.limits), so a batch with one bad document writes nothing."""
+    if not req.documents:
+        raise InvalidArgument("upsert: documents is empty")
+    if len(req.documents) > s.max_write_docs:
+        raise InvalidArgument(f"upsert: {len(req.documents)} documents; the limit is {s.max_write_docs} per request")
+    lim = s.limits()
     space = space or VectorSpace("", 0)
     if req.vector_model:
         if not any(len(d.vector) for d in req.documents):
@@ -162,21 +170,13 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
     seen: set[str] = set()
     docs = []
     for i, d in enumerate(req.documents):
+        field = f"upsert: documents[{i}]"
+        limits.document(d.id, d.text, d.metadata_json, field, lim)
         if d.id in seen:
-            raise InvalidArgument(f"upsert: id {d.id!r} appears twice in one request")
+            raise InvalidArgument(f"{field}.id {d.id!r} appears twice in one request")
         seen.add(d.id)
         if not d.text.strip():
-            raise InvalidArgument(f"upsert: document {d.id!r} has no text")
-        size = len(d.text.encode()) + len(d.metadata_json.encode())
-        if size > s.max_doc_bytes:
-            raise InvalidArgument(f"upsert: document {d.id!r} is {size} bytes; the limit is {s.max_doc_bytes}")
-        if d.metadata_json:
-            try:
-                meta = json.loads(d.metadata_json)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json is not JSON ({exc})") from None
-            if not isinstance(meta, dict):
-                raise InvalidArgument(f"upsert: document {d.id!r} metadata_json must be a JSON object")
+            raise InvalidArgument(f"{field}.text is empty (document {d.id!r})")
         docs.append(WriteDocument(d.id, d.text, d.metadata_json, _doc_vector(i, d, space)))
     return docs
 
@@ -214,7 +214,7 @@ def search_result_to_proto(r: SearchResult, request_id: str) -> pb.SearchRespons
         hits=[hit_to_proto(c) for c in r.hits], coverage=coverage_to_proto(r.coverage), reranked=r.reranked,
         rerank_skipped_reason=r.rerank_skipped_reason, cache_hit=r.cache_hit, timings_ms=r.timings_ms,
         request_id=request_id, model=r.model, reranker=r.reranker, served_at=r.served_at,
-        consistency_unmet=r.consistency_unmet,
+        consistency_unmet=r.consistency_unmet, dense_skipped_reason=r.dense_skipped_reason,
     )
 
 
@@ -319,6 +319,7 @@ def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
         k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
         coarse_dim=query.coarse_dim, include_payloads=query.include_payloads, min_applied_seq=query.min_applied_seq,
+        packed=query.packed, payload_top=query.payload_top,
     )
 
 
@@ -336,6 +337,13 @@ def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
 
 
 def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
+    if resp.packed:  # no per-hit message: two C-level copies per list
+        return ShardResult(
+            [], [], resp.generation, applied_seq=resp.applied_seq or resp.generation,
+            dense_pairs=list(zip(np.frombuffer(resp.dense_scores_f32, "<f4").tolist(), resp.dense_ids)),
+            lexical_pairs=list(zip(np.frombuffer(resp.lexical_scores_f32, "<f4").tolist(), resp.lexical_ids)),
+            payloads={h.id: Hit(h.id, 0.0, h.text, h.metadata_json) for h in resp.payloads},
+        )
     return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation,
                        applied_seq=resp.applied_seq or resp.generation)
 

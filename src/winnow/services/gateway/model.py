@@ -125,6 +125,7 @@ class SearchResult:
     served_at: str = ""          # the log sequence of every shard that answered (write-token form)
     consistency_unmet: str = ""  # why the request's write token could not be honoured ("" = it was, or none)
     served_seqs: dict[int, int] = field(default_factory=dict)  # served_at as numbers (complete answers only)
+    dense_skipped_reason: str = ""  # hybrid answered from BM25 alone: why (embedder down or late)
     # Set on a cache hit: the answer in the encoded form the cache stores (see SearchCore's `encode`); the
     # fields above are then left empty and the edge serves the payload as it is.
     payload: bytes | None = None
@@ -139,6 +140,7 @@ class SearchResult:
                 "model": self.model,
                 "reranker": self.reranker,
                 "served_at": self.served_at,
+                "dense_skipped_reason": self.dense_skipped_reason,
             }
         )
 
@@ -153,6 +155,7 @@ class SearchResult:
             model=d["model"],
             reranker=d["reranker"],
             served_at=d.get("served_at", ""),
+            dense_skipped_reason=d.get("dense_skipped_reason", ""),
         )
 
 

@@ -164,6 +164,15 @@ class Replica:
             except Exception:  # noqa: BLE001 - stream lost: health unknown until it is back
                 pass
             self.serving = None if self.serving else self.serving
+            if self.removed:
+                return
+            # Ask at once rather than wait for a search to find out: a replica that does not answer is out.
+            try:
+                ok = await self.port.check(self.policy.probe_timeout_s)
+            except Exception:  # noqa: BLE001 - no answer is a failed check
+                ok = False
+            if not ok:
+                self.serving = False
             await asyncio.sleep(self.policy.retry_s)
 
     async def _follow_seq(self) -> None:

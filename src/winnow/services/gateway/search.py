@@ -18,7 +18,7 @@ import numpy as np
 
 from winnow.common import metrics, tracing
 from winnow.common.deadline import Deadline
-from winnow.common.errors import DeadlineExceeded, InvalidArgument, Unavailable, short
+from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, short
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.consistency import encode_token, satisfies
@@ -127,7 +127,7 @@ class SearchCore:
             if shared:  # computed once for several identical concurrent requests
                 result = dataclasses.replace(result, cache_hit=True, timings_ms=dict(timings))
             elif (result.coverage.complete and (result.reranked or not opts.rerank) and not result.consistency_unmet
-                  and result.served_seqs):  # degraded answers are never cached
+                  and not result.dense_skipped_reason and result.served_seqs):  # degraded answers are never cached
                 # Keyed on what it was served at: a later lookup hits only while that is the newest data.
                 self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
         result.timings_ms["total"] = _ms(t0)
@@ -155,8 +155,9 @@ class SearchCore:
 
     async def _compute(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
                        layout: ShardLayout, required: dict[int, int], unmet: list[str]) -> SearchResult:
+        degraded: list[str] = []
         candidates, coverage, served, owner = await self._first_stage(opts, deadline, timings, opts.window, layout,
-                                                                      required, unmet)
+                                                                      required, unmet, degraded)
         # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
         candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
                                                 layout, deadline, coverage, timings)
@@ -172,7 +173,7 @@ class SearchCore:
             hits=hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=reason,
             timings_ms=timings, model=self.models["embedder"], reranker=self.models["reranker"] if reranked else "",
             served_at=encode_token(layout.id, served), consistency_unmet="; ".join(unmet),
-            served_seqs=served if coverage.complete else {},
+            served_seqs=served if coverage.complete else {}, dense_skipped_reason="; ".join(degraded),
         )
 
     async def _embed_query(self, query: str, deadline: Deadline, timings: dict[str, float]) -> np.ndarray:
@@ -183,19 +184,32 @@ class SearchCore:
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
-                           window: int, layout: ShardLayout, required: dict[int, int],
-                           unmet: list[str]) -> tuple[list[Candidate], Coverage, dict[int, int], dict[str, int]]:
+                           window: int, layout: ShardLayout, required: dict[int, int], unmet: list[str],
+                           degraded: list[str] | None = None,
+                           ) -> tuple[list[Candidate], Coverage, dict[int, int], dict[str, int]]:
         """The fused top `window` (payloads unless payloads=final), the coverage, the sequences served at, and
-        which partition each candidate came from."""
+        which partition each candidate came from. Hybrid with the embedder down or late falls back to BM25 alone,
+        the reason appended to `degraded`; dense-only has no fallback and fails."""
         if not layout.shards:
             raise Unavailable("no shard is known yet (discovery has not found any)")
         vector = opts.vector
         if vector is None and opts.retrieval.dense:
-            vector = await self._embed_query(opts.query, deadline, timings)
+            try:
+                vector = await self._embed_query(opts.query, deadline, timings)
+            except (Unavailable, DeadlineExceeded, Overloaded, TimeoutError) as exc:
+                if not opts.retrieval.lexical or degraded is None:
+                    raise
+                metrics.DENSE_FALLBACK.inc()
+                log.warning("embedder failed; answering from BM25 alone", extra={"fields": {"error": short(exc)}})
+                degraded.append(f"embedder failed: {short(exc)}; answered from BM25 alone")
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
-            include_payloads=self.config.payloads != "final",
+            # Packed (score, id) lists; payloads inline only for each list's top `need` (what the answer can
+            # use when fusion keeps the order), the rest fetched after fusion if it reaches them (payloads=final:
+            # all of them fetched).
+            include_payloads=False, packed=True,
+            payload_top=0 if self.config.payloads == "final" else (window if opts.rerank else min(opts.k, window)),
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -207,7 +221,10 @@ class SearchCore:
         served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
         owner: dict[str, int] = {}
+        payloads: dict[str, Hit] = {}
         for p, (shard, res) in enumerate(zip(layout.shards, results)):
+            if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
+                raise res
             if isinstance(res, BaseException):
                 coverage.failed.append(f"{shard.name}: {short(res)}")
                 continue
@@ -215,22 +232,30 @@ class SearchCore:
             served[p] = res.applied_seq or res.generation
             if res.consistency_unmet:
                 unmet.append(res.consistency_unmet)
-            dense_lists.append([(h.score, h.id, h) for h in res.dense])
-            lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
-            owner.update(dict.fromkeys([h.id for h in res.dense], p))
-            owner.update(dict.fromkeys([h.id for h in res.lexical], p))
+            d, lx = res.pairs(False), res.pairs(True)
+            dense_lists.append(d)
+            lexical_lists.append(lx)
+            owner.update(dict.fromkeys([i for _, i in d], p))
+            owner.update(dict.fromkeys([i for _, i in lx], p))
+            payloads.update(res.payload_map())
         if coverage.answered == 0:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         t = time.perf_counter()
-        dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
-        lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
-        if opts.retrieval.dense and opts.retrieval.lexical:
+        dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
+        lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
+        if vector is None and opts.retrieval.lexical:
+            fused = fusion.single_list(lexical, window, False)
+        elif opts.retrieval.dense and opts.retrieval.lexical:
             if opts.fusion is Fusion.RRF:
                 fused = fusion.rrf(dense, lexical, k=opts.rrf_k, window=window, dense_weight=self.config.dense_weight)
             else:
                 fused = fusion.convex(dense, lexical, alpha=self.config.dense_weight, window=window)
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
+        for c in fused:
+            h = payloads.get(c.id)
+            if h is not None:
+                c.text, c.metadata_json = h.text, h.metadata_json
         timings["merge"] = _ms(t)
         return fused, coverage, served, owner
 
@@ -387,15 +412,6 @@ async def _await_seqs(layout: ShardLayout, required: dict[int, int], deadline: D
 def _known_seq(shard: ShardPort) -> int | None:
     known = getattr(shard, "known_seq", None)  # replica sets know it; plain in-process shards do not
     return known() if known is not None else None
-
-
-def _cand(h: Hit, dense: bool) -> Candidate:
-    c = Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json)
-    if dense:
-        c.dense_score = h.score
-    else:
-        c.lexical_score = h.score
-    return c
 
 
 async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],

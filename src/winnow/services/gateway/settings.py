@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from typing import Annotated, Literal
 
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from winnow.common.settings import ServiceSettings, comma_list
+from winnow.common.limits import LimitSettings
+from winnow.common.settings import ServiceSettings, check_token, comma_list
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, LimitSettings):
+    """The public gateway; the input limits (LimitSettings) are the shards' own, checked here first."""
+
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_GATEWAY_"})
 
     embedder: str = Field("127.0.0.1:50051", description="Embedder address, host:port.")
@@ -55,6 +60,16 @@ class GatewaySettings(ServiceSettings):
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Result-cache Redis URL.")
     cache: str = Field("auto", description="Result cache: auto (Redis if reachable, else in-process), redis, memory, off.")
     cache_ttl_s: int = Field(300, ge=1, description="Cache entry lifetime, seconds.")
+    max_concurrent: int = Field(
+        4, ge=0, description="Admission: searches (per method) running at once; the rest wait up to "
+        "max_queue_wait_ms (and queue_wait_factor x the recent search time, and their deadline) or are refused at "
+        "once with RESOURCE_EXHAUSTED + retry-after-ms. 4 kept 128 concurrent clients' admitted p99 within 2x the "
+        "unloaded p99 (docs/hardening.md); 0 = no gate.",
+    )
+    embedder_wait_s: float = Field(
+        30.0, ge=0, description="At start-up, how long to wait for the embedder (its model version keys the cache) "
+        "before serving anyway (hybrid searches then fall back to BM25, flagged).",
+    )
     default_timeout_s: float = Field(
         10.0, gt=0, description="Deadline for a request whose caller set none (outgoing calls derive from it)."
     )
@@ -83,11 +98,6 @@ class GatewaySettings(ServiceSettings):
     max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
     max_query_chars: int = Field(4096, ge=1, description="Longest query text accepted.")
     max_write_docs: int = Field(1000, ge=1, description="Most documents (or ids) in one Upsert/Delete/Get.")
-    max_doc_bytes: int = Field(
-        64 * 1024, ge=1,
-        description="Largest text + metadata of one document, bytes (keep it <= the shards' payload_max_bytes: "
-        "a document the replicas would refuse must be refused here, before it reaches the log).")
-    max_id_bytes: int = Field(512, ge=1, description="Longest document id, UTF-8 bytes (= the shards' max_id_bytes).")
     log_url: str = Field(
         "nats://127.0.0.1:4222",
         description="NATS server(s) of the document log, comma-separated nats:// URLs (JetStream enabled).")
@@ -111,6 +121,28 @@ class GatewaySettings(ServiceSettings):
         "by a model other than the embedder's ('' = the embedder's model). Callers' vector_model must name it; "
         "text-only documents and dense queries are then refused, since the embedder cannot make such vectors. "
         "The shards' dimension must be that model's.")
+
+    internal_tls_ca_file: str = Field(
+        "", description="PEM CA that signed the internal services' certificates: TLS on the gateway's hops to the "
+        "embedder, reranker and shards (empty = plaintext).",
+    )
+    internal_tls_cert_file: str = Field("", description="PEM client certificate the gateway presents (mTLS).")
+    internal_tls_key_file: str = Field("", description="PEM private key of internal_tls_cert_file.")
+    internal_tls_server_name: str = Field(
+        "", description="Name to verify on the internal services' certificates instead of each target's host.",
+    )
+    internal_token: SecretStr = Field(
+        SecretStr(""), description="The gateway's own credential, sent as `authorization: Bearer` to the internal "
+        "services (set their auth_token to it), so internal auth can be on.",
+    )
+    internal_token_file: str = Field("", description="File holding internal_token (wins over it).")
+
+    @model_validator(mode="after")
+    def _internal_secret(self) -> "GatewaySettings":
+        if self.internal_token_file:
+            self.internal_token = SecretStr(Path(self.internal_token_file).read_text().strip())
+        check_token(self.internal_token.get_secret_value(), "internal_token")
+        return self
 
     @field_validator("shards", mode="before")
     @classmethod

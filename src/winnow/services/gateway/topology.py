@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from winnow.common import metrics
 from winnow.services.gateway.discovery import Topology
 from winnow.services.gateway.replicas import ReplicaPolicy, ReplicaPort, ReplicaSet
 
@@ -106,6 +107,7 @@ class ShardTopology:
         """Follow the source; optionally wait (bounded) for the first topology to be applied."""
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="shard-topology")
+            self._hold(self._publish())
         if first_within_s > 0 and not self._layout.shards:
             try:
                 await asyncio.wait_for(self.changed.wait(), first_within_s)
@@ -149,6 +151,23 @@ class ShardTopology:
                 self._hold(self._retire(cur))
         self.changed.set()
         self.changed = asyncio.Event()
+
+    async def _publish(self, every_s: float = 1.0) -> None:
+        """Replica states per shard into `winnow_gateway_replicas` (the picker's view, for dashboards/alerts)."""
+        shown: set[str] = set()
+        while True:
+            now = time.monotonic()
+            names = set()
+            for rs in self._layout.shards:
+                names.add(rs.name)
+                tiers = [r.tier(now) for r in rs.replicas if not r.removed]
+                for state, tier in (("serving", 0), ("unknown", 1), ("out", 2)):
+                    metrics.GATEWAY_REPLICAS.labels(rs.name, state).set(tiers.count(tier))
+            for gone in shown - names:  # a layout switch removed shards
+                for state in ("serving", "unknown", "out"):
+                    metrics.GATEWAY_REPLICAS.remove(gone, state)
+            shown = names
+            await asyncio.sleep(every_s)
 
     async def _until_serving(self, layout: ShardLayout) -> None:
         end = time.monotonic() + self.switch_timeout_s

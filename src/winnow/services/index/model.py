@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from winnow.common.limits import Limits
+
+
 @dataclass(frozen=True)
 class ShardConfig:
     """What one shard core needs, as plain values. `IndexSettings.shard_config()` builds it: the defaults and the
@@ -24,6 +27,9 @@ class ShardConfig:
     max_page_size: int
     payload_max_bytes: int
     max_id_bytes: int
+    max_metadata_depth: int
+    max_ef_search: int
+    max_nprobe: int
     snapshot_every: int
     compact_dead_fraction: float
     fsync: bool
@@ -34,6 +40,12 @@ class ShardConfig:
     exact_filter_fraction: float
     bm25_max_staleness_s: float
     use_gpu: bool
+
+    def limits(self) -> Limits:
+        """The input limits (shared with the gateway: winnow.common.limits)."""
+        return Limits(max_id_bytes=self.max_id_bytes, payload_max_bytes=self.payload_max_bytes,
+                      max_metadata_depth=self.max_metadata_depth, max_ef_search=self.max_ef_search,
+                      max_nprobe=self.max_nprobe)
 
 
 #: A filter value after validation: string, float (every JSON number) or bool.
@@ -82,6 +94,7 @@ class SearchQuery:
     coarse_dim: int = 0
     coarse_candidates: int = 0
     include_payloads: bool = False
+    payload_top: int = 0  # > 0: payloads for the first payload_top hits of each list only (include_payloads ignored)
 
 
 @dataclass

@@ -37,6 +37,9 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
         )
+        # Health probes get their own thread: behind a queue of searches they would time out and read as down.
+        self.prober = ThreadPoolExecutor(1, thread_name_prefix="index-probe", initializer=set_omp_threads,
+                                         initargs=(omp_threads,))
         self._written = asyncio.Event()  # set (and replaced) after every write: wakes the Watch streams
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> tuple[T, float]:
@@ -81,7 +84,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
-        return convert.shard_result_to_proto(result)
+        return convert.shard_result_to_proto(result, packed=request.packed)
 
     async def RangeSearch(self, request: pb.RangeSearchRequest, context: grpc.aio.ServicerContext):
         query = convert.range_query_from_proto(request)
@@ -116,13 +119,15 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
                 yield convert.watch_event_to_proto(*now)
             await written.wait()
 
-    async def probe(self) -> bool:
-        """Health watcher probe: caught up with the log once, and a real search through the index answers."""
+    async def probe(self) -> bool | str:
+        """Health watcher probe: caught up with the log once, and a real search through the index answers (on
+        its own thread, so a queue of searches cannot make it late)."""
         if self.follower is not None and not self.follower.caught_up:
-            return False
-        ok, _ = await self._run(self.readers, self.shard.probe)
+            return "not caught up with its log partition yet"
+        ok, _ = await self._run(self.prober, self.shard.probe)
         return ok
 
     def shutdown(self) -> None:
         self.writer.shutdown(wait=True)
         self.readers.shutdown(wait=True)
+        self.prober.shutdown(wait=True)

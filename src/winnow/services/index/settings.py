@@ -7,11 +7,12 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from winnow.common.limits import LimitSettings
 from winnow.common.settings import ServiceSettings, comma_list
 from winnow.services.index.model import ShardConfig
 
 
-class IndexSettings(ServiceSettings):
+class IndexSettings(ServiceSettings, LimitSettings):
     """One replica of one shard: FAISS vectors + BM25 + payloads, fed by its partition of the document log."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "WINNOW_INDEX_"})
@@ -63,10 +64,6 @@ class IndexSettings(ServiceSettings):
     max_k: int = Field(10_000, ge=1, description="Largest k (and lexical_k) a search may ask for.")
     default_page_size: int = Field(1000, ge=1, description="Hits per RangeSearch page when the request says 0.")
     max_page_size: int = Field(10_000, ge=1, description="Largest page_size a RangeSearch may ask for.")
-    payload_max_bytes: int = Field(
-        64 * 1024, ge=1, description="Largest text + metadata_json of one document, in UTF-8 bytes."
-    )
-    max_id_bytes: int = Field(512, ge=1, description="Longest document id, in UTF-8 bytes.")
     snapshot_every: int = Field(
         10_000, ge=1, description="Write a snapshot after this many applied log messages (a restart replays "
         "at most this many)."

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.common import limits
 from winnow.common.errors import Internal, InvalidArgument, Unavailable
 from winnow.log import codec
 from winnow.services.index import snapshot, validate
@@ -220,6 +221,7 @@ class Shard:
         k = validate.k(q.k, s.max_k) if vec is not None else 0
         lexical_k = validate.k(q.lexical_k or q.k, s.max_k, "lexical_k") if q.text else 0
         coarse = validate.coarse_dim(q.coarse_dim, s.dim)
+        limits.search_params(s.limits(), ef_search=q.ef_search, nprobe=q.nprobe)
         candidates = q.coarse_candidates or s.coarse_factor * k
         if coarse and vec is not None and not k <= candidates <= 100 * s.max_k:
             raise InvalidArgument(f"coarse_candidates {candidates} must be between k ({k}) and {100 * s.max_k}")
@@ -241,7 +243,7 @@ class Shard:
                     exact = allowed is not None and self._small(int((allowed & v.live_mask()).sum()))
                     nprobe, ef = q.nprobe or s.default_nprobe, q.ef_search or s.default_ef_search
                     scores, slots = v.search(vec, k, allowed, nprobe, ef, exact)
-                dense = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
+                dense = self._hits(scores, slots, q)
                 timings["dense"] = _ms(t0)
             if q.text:
                 t0 = time.perf_counter()
@@ -250,9 +252,17 @@ class Shard:
                 if rebuild:
                     timings["bm25_rebuild"] = round(rebuild, 3)
                 scores, slots = self.state.lexical.search(q.text, lexical_k, live if allowed is None else live & allowed)
-                lexical = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
+                lexical = self._hits(scores, slots, q)
                 timings["lexical"] = _ms(t0)
         return ShardResult(dense, lexical, gen, timings)
+
+    def _hits(self, scores: np.ndarray, slots: np.ndarray, q: SearchQuery) -> list[Hit]:
+        """Hits best first; payloads on all (include_payloads), none, or the first q.payload_top only."""
+        sc, sl = scores.tolist(), slots.tolist()
+        top = q.payload_top or (len(sl) if q.include_payloads else 0)
+        if top >= len(sl) or top == 0:
+            return self.state.hits(sc, sl, top > 0)
+        return self.state.hits(sc[:top], sl[:top], True) + self.state.hits(sc[top:], sl[top:], False)
 
     def _small(self, matching: int) -> bool:
         n_live = self.state.vectors.n_live
@@ -304,7 +314,7 @@ class Shard:
         if not self.loaded:
             return False
         with self._rw.read():
-            return self.state.vectors.probe()
+            return self.state.vectors.probe(self.s.default_nprobe, self.s.default_ef_search)
 
 
 def _kind(value: object) -> str:

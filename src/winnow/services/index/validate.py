@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from winnow.common import limits
 from winnow.common.errors import InvalidArgument
 from winnow.services.index.model import Doc, FilterTerm, ShardConfig
 
@@ -27,38 +27,26 @@ def vector(values: Sequence[float] | np.ndarray, dim: int, normalize: bool, what
 
 def doc_id(value: str, max_bytes: int) -> str:
     """A non-empty id no longer than `max_bytes` UTF-8 bytes."""
-    if not value:
-        raise InvalidArgument("document id must not be empty")
-    if len(value.encode()) > max_bytes:
-        raise InvalidArgument(f"document id is longer than {max_bytes} bytes (max_id_bytes)")
-    return value
+    return limits.doc_id(value, "document id", limits.Limits(max_id_bytes=max_bytes))
 
 
-def metadata(value: str, what: str) -> str:
-    """The metadata JSON, which must be an object ("" means {})."""
+def metadata(value: str, what: str, lim: limits.Limits = limits.DEFAULT_LIMITS) -> str:
+    """The metadata JSON: an object ("" means {}), not too deep, finite numbers (the shared checks)."""
     if not value:
         return "{}"
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what}: metadata_json is not valid JSON ({exc})") from None
-    if not isinstance(parsed, dict):
-        raise InvalidArgument(f"{what}: metadata_json must be a JSON object, got {type(parsed).__name__}")
+    limits.metadata(value, f"{what}: metadata_json", lim)
     return value
 
 
 def document(
     id_: str, values: Sequence[float], text: str, metadata_json: str, s: ShardConfig
 ) -> Doc:
-    """A validated document ready for the log."""
-    did = doc_id(id_, s.max_id_bytes)
-    meta = metadata(metadata_json, f"document {did!r}")
-    size = len(text.encode()) + len(meta.encode())
-    if size > s.payload_max_bytes:
-        raise InvalidArgument(
-            f"document {did!r}: text + metadata is {size} bytes; the limit is {s.payload_max_bytes} (payload_max_bytes)"
-        )
-    vec = vector(values, s.dim, s.normalize, f"document {did!r} vector")
+    """A validated document ready for the log (the same checks as the gateway's, plus the vector)."""
+    lim = s.limits()
+    did = limits.doc_id(id_, "document id", lim)
+    limits.payload(text, metadata_json, f"document {did[:64]!r}", lim)
+    meta = metadata(metadata_json, f"document {did[:64]!r}", lim)
+    vec = vector(values, s.dim, s.normalize, f"document {did[:64]!r} vector")
     return Doc(id=did, vector=vec, text=text, metadata_json=meta)
 
 
@@ -71,10 +59,7 @@ def filter_term(field: str, kind: str, value: object) -> FilterTerm:
     if kind == "bool_value":
         return FilterTerm(field, bool(value))
     if kind == "number_value":
-        number = float(value)  # type: ignore[arg-type]
-        if not math.isfinite(number):
-            raise InvalidArgument(f"filter {field!r}: number must be finite")
-        return FilterTerm(field, number)
+        return FilterTerm(field, limits.filter_number(value, f"filter {field!r}"))  # type: ignore[arg-type]
     shown = kind or "unset"
     raise InvalidArgument(f"filter {field!r}: value must be a string, number or bool, got {shown}")
 

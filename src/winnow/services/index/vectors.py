@@ -219,13 +219,19 @@ class VectorStore:
         """Full-dimension scores of the given slots."""
         return self._m()[slots] @ q if slots.shape[0] else np.zeros(0, np.float32)
 
-    def probe(self) -> bool:
-        """Touch the index (a real search of a stored vector); True when it answers."""
+    def probe(self, nprobe: int, ef_search: int) -> bool:
+        """Touch the index: a real search of a stored vector at the serving parameters answers with live slots
+        only (an ANN index may return fewer than k among deleted slots: that is an answer, not a failure), and
+        the exact scan finds the vector itself. Holds for any index type and any share of deleted slots."""
         if self.n_live == 0:
             return self.index.ntotal >= 0
         slot = int(np.flatnonzero(self._live[: self.n])[0])
-        _, slots = self.search(self._m()[slot].copy(), 1, None, 0, 0, exact=False)
-        return slots.shape[0] == 1
+        q = self._m()[slot].copy()
+        _, slots = self.search(q, min(10, self.n_live), None, nprobe, ef_search, exact=False)
+        if not bool(self._live[slots].all()):
+            return False
+        _, exact = self.exact(q, 1, self._live[: self.n])
+        return exact.shape[0] == 1
 
     # ---- internals ----------------------------------------------------------------------------------
     def _block(self, a: int, b: int, coarse_dim: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from winnow.rpc.server import Wiring, service_main, wire_model
-from winnow.services.reranker.settings import CROSS_ENCODER, RerankerSettings
+from winnow.services.reranker.settings import CROSS_ENCODER, LATE_INTERACTION, RerankerSettings
 
 SERVICE = "reranker"
 
@@ -23,10 +23,15 @@ def build_scorer(settings: RerankerSettings):
         return CrossEncoderScorer(settings.model_dir, settings.device, settings.max_length,
                                   fusion_weight=settings.ce_fusion_weight, fusion_rrf_k=settings.fusion_rrf_k,
                                   sub_batch=settings.ce_sub_batch, bf16=settings.bf16)
+    return late_interaction_scorer(settings, settings.model_dir or None)
+
+
+def late_interaction_scorer(settings: RerankerSettings, model_dir: str | None):
+    """MaxSim over an encoder's token vectors (the default scorer, and the cascade's cheap stage)."""
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.models.late_interaction import LateInteractionScorer
 
-    encoder = SentenceTransformerEncoder(settings.model_dir or None, settings.device)
+    encoder = SentenceTransformerEncoder(model_dir, settings.device)
     store = None
     if settings.token_store_dir:
         from winnow.models.token_store import TokenVectorStore
@@ -44,8 +49,11 @@ def build(settings: RerankerSettings, scorer=None) -> Wiring:
     from winnow.services.reranker.core import RerankerCore
     from winnow.services.reranker.server import RerankerServicer
 
+    cheap = None
+    if settings.cascade_depth and settings.cascade_cheap == LATE_INTERACTION and scorer is None:
+        cheap = late_interaction_scorer(settings, None)  # the packaged MiniLM (model_dir is the cross-encoder's)
     core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
-                        limits=settings.batcher_limits())
+                        limits=settings.batcher_limits(), cascade_depth=settings.cascade_depth, cheap=cheap)
     return wire_model(SERVICE, settings, core, RerankerServicer(core), reranker_pb2_grpc.add_RerankerServicer_to_server,
                       reranker_pb2.DESCRIPTOR.services_by_name["Reranker"])
 

@@ -22,5 +22,5 @@ def rerank_result_to_proto(result: RerankResult) -> pb.RerankResponse:
 
 def info_to_proto(core: RerankerCore) -> pb.InfoResponse:
     s = core.scorer
-    return pb.InfoResponse(model=s.model_id, scorer=s.name, device=s.placement.device, dtype=s.placement.dtype,
+    return pb.InfoResponse(model=s.model_id, scorer=core.scorer_name, device=s.placement.device, dtype=s.placement.dtype,
                            max_candidates=core.max_candidates, max_length=s.max_length)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,9 +37,16 @@ class RerankerCore(ModelCore[PreparedPair, float]):
     """Validates requests and scores their pairs through the shared micro-batcher on one model executor."""
 
     def __init__(self, scorer: Scorer, *, max_candidates: int = 512,
-                 limits: BatchLimits = BatchLimits(max_batch_size=128, max_batch_tokens=32768)) -> None:
+                 limits: BatchLimits = BatchLimits(max_batch_size=128, max_batch_tokens=32768),
+                 cascade_depth: int = 0, cheap: Scorer | None = None) -> None:
         self.scorer = scorer
         self.max_candidates = max_candidates
+        self.cascade_depth = cascade_depth
+        self.cheap = cheap
+        # What answers, as reported (and so in the gateway's cache key): the scorer, and the cascade when there is one.
+        self.scorer_name = scorer.name
+        if cascade_depth:
+            self.scorer_name += f"-top{cascade_depth}" + (f"-after-{cheap.name}" if cheap is not None else "")
         super().__init__(SERVICE, scorer.forward, model_id=scorer.model_id, placement=scorer.placement,
                          limits=limits, scorer=scorer.name, warmup_error="warm-up returned a bad score")
 
@@ -58,9 +66,45 @@ class RerankerCore(ModelCore[PreparedPair, float]):
                 raise InvalidArgument(f"candidates[{i}] (id {c.id!r}) has no text: every candidate needs its text")
 
     async def rerank(self, query: str, candidates: Sequence[Candidate], top_n: int = 0) -> RerankResult:
-        """Score every candidate against `query`; best first, ties kept in first-stage then request order."""
+        """Score every candidate against `query`; best first, ties kept in first-stage then request order.
+
+        With a cascade (`cascade_depth` > 0 and more candidates than that), only the top `cascade_depth` by the
+        previous stage (the `cheap` scorer when set, else the first stage) reach the scorer; they come back first,
+        ordered by it, and the rest follow in the previous stage's order with lower scores."""
         start = time.perf_counter()
         self.validate(query, candidates, top_n)
+        if self.cascade_depth and len(candidates) > self.cascade_depth:
+            return await self._cascade(query, list(candidates), top_n, start)
+        return await self._score_all(query, candidates, top_n, start)
+
+    async def _cascade(self, query: str, candidates: list[Candidate], top_n: int, start: float) -> RerankResult:
+        big = len(candidates) + 1
+        extra: dict[str, float] = {}
+        if self.cheap is not None:
+            t = time.perf_counter()
+            cheap_pairs = await self.prepare_off_loop(self.cheap.prepare, query, candidates)
+            raw = await asyncio.get_running_loop().run_in_executor(self._model_pool, self.cheap.forward, cheap_pairs)
+            prev = self.cheap.finish(candidates, raw)
+            order = sorted(range(len(candidates)), key=lambda i: (-prev[i], candidates[i].first_stage_rank or big, i))
+            extra["cheap"] = (time.perf_counter() - t) * 1000.0
+        else:
+            order = sorted(range(len(candidates)), key=lambda i: (candidates[i].first_stage_rank or big, i))
+            prev = [candidates[i].first_stage_score for i in range(len(candidates))]
+        head, tail = order[: self.cascade_depth], order[self.cascade_depth :]
+        # The scorer fuses with the previous stage: its score and rank stand in for the first stage's.
+        staged = [Candidate(candidates[i].id, candidates[i].text, r + 1, float(prev[i])) for r, i in enumerate(head)]
+        inner = await self._score_all(query, staged, 0, start)
+        low = min((h.score for h in inner.results), default=0.0)
+        results = [Hit(h.id, h.score, head[h.index], h.truncated) for h in inner.results]
+        results += [Hit(candidates[i].id, low - 1.0 - j, i, False) for j, i in enumerate(tail)]
+        if top_n:
+            results = results[:top_n]
+        timings = {**inner.timings_ms, **extra, "cascade_depth": float(self.cascade_depth),
+                   "total": (time.perf_counter() - start) * 1000.0}
+        return RerankResult(results, inner.model, self.scorer_name, timings)
+
+    async def _score_all(self, query: str, candidates: Sequence[Candidate], top_n: int,
+                         start: float) -> RerankResult:
         pairs = await self.prepare_off_loop(self.scorer.prepare, query, list(candidates))
         prepared = time.perf_counter()
         out = await self.batcher.submit_many(pairs, [p.cost for p in pairs])
@@ -74,12 +118,23 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         self.count_truncated(sum(p.truncated for p in pairs))
         timings = self.timings(out, start, prepared, batched)
         results = [Hit(candidates[i].id, float(scores[i]), i, pairs[i].truncated) for i in order]
-        return RerankResult(results, self.scorer.model_id, self.scorer.name, timings)
+        return RerankResult(results, self.scorer.model_id, self.scorer_name, timings)
+
+    async def warmup(self) -> None:
+        """The probe, then a real window of candidates of document length, so the first searches after a start
+        do not pay for kernel selection and allocator growth."""
+        await super().warmup()
+        words = "effect of low dose aspirin on cardiovascular outcomes in older adults with diabetes".split()
+        doc = " ".join(words[i % len(words)] for i in range(180))
+        for n in (8, 80):
+            await self.rerank("does aspirin help the heart", [Candidate(f"w{i}", doc) for i in range(n)])
 
     async def close(self) -> None:
         """Stop batching, then let the scorer release what it holds (e.g. flush its token-vector store)."""
         await super().close()
         self.scorer.close()
+        if self.cheap is not None:
+            self.cheap.close()
 
     def probe_once(self) -> bool:
         """Score one tiny pair (touches the model); True if the score is a number."""

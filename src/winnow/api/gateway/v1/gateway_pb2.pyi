@@ -120,7 +120,7 @@ class Coverage(_message.Message):
     def __init__(self, shards_asked: _Optional[int] = ..., shards_answered: _Optional[int] = ..., failed_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker", "served_at", "consistency_unmet")
+    __slots__ = ("hits", "coverage", "reranked", "rerank_skipped_reason", "cache_hit", "timings_ms", "request_id", "model", "reranker", "served_at", "consistency_unmet", "dense_skipped_reason")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class SearchResponse(_message.Message):
     RERANKER_FIELD_NUMBER: _ClassVar[int]
     SERVED_AT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_UNMET_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SKIPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     coverage: Coverage
     reranked: bool
@@ -150,7 +151,8 @@ class SearchResponse(_message.Message):
     reranker: str
     served_at: str
     consistency_unmet: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ...) -> None: ...
+    dense_skipped_reason: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ..., dense_skipped_reason: _Optional[str] = ...) -> None: ...
 
 class BulkSearchPage(_message.Message):
     __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id", "served_at", "consistency_unmet")
