@@ -17,12 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
+# ../shared beside the checkout (main), or two levels up from a worktree under wt/
+DATA = next((p / "shared" / "datasets" / "scifact" for p in Path(__file__).resolve().parents[1:4]
+             if (p / "shared" / "datasets" / "scifact").is_dir()), Path("../shared/datasets/scifact"))
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--dataset", type=Path, default=DATA)
     p.add_argument("--n", type=int, default=80)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -34,7 +37,7 @@ def main(argv: list[str]) -> int:
     set_threads(args.threads)
     from winnow.models.scorer import Candidate, CrossEncoderScorer, cpu_has_bf16
 
-    with gzip.open(DATA / "corpus.jsonl.gz", "rt") as fh:
+    with gzip.open(args.dataset / "corpus.jsonl.gz", "rt") as fh:
         docs = [json.loads(line) for _, line in zip(range(args.n), fh)]
     cands = [Candidate(d["_id"], f"{d['title']} {d['text']}".strip(), i + 1, 1.0 / (i + 1)) for i, d in enumerate(docs)]
     query = "Vitamin D deficiency is associated with an increased risk of cardiovascular disease."

@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
+# ../shared beside the checkout (main), or two levels up from a worktree under wt/
+DATA = next((p / "shared" / "datasets" / "scifact" for p in Path(__file__).resolve().parents[1:4]
+             if (p / "shared" / "datasets" / "scifact").is_dir()), Path("../shared/datasets/scifact"))
 
 
 def main(argv: list[str]) -> int:

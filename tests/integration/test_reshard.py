@@ -92,21 +92,31 @@ def test_reshard_two_to_three_under_load_keeps_every_document_findable(tmp_path)
                              for i in range(N)]).upserted == N
         with Load(cluster.gateway) as load:
             load.wait(30)
-            assert main(["reshard", "--data-dir", str(cfg.data_dir), "--shards", "3"]) == 0  # as an operator would
-            load.wait(30)
-        attached = LocalCluster.attach(cfg.data_dir)  # what the reshard left: the state file says
-        assert attached.layout == "L1" and attached.shards == 3
-        assert load.failures == [] and load.misses == [] and load.partial == 0, (
-            load.failures[:3], load.misses[:3], load.partial)
-        assert load.layouts == {"L0", "L1"} and len(load.written) > 10
-        with WinnowClient(cluster.gateway, timeout=30) as w:
-            info = w.info()
-            assert info.layout == "L1" and len(info.shards) == 3 and info.documents == N + len(load.written)
-            ids = [f"d{i}" for i in range(N)] + load.written
-            assert list(w.get(ids).missing) == []
-        registry = (cluster.data_dir / "registry.json").read_text()
-        assert '"layout": "L1"' in registry
-        assert sorted(p.shard for p in attached.procs.values() if p.kind == "index") == [0, 1, 2]
-        assert all(p.layout == "L1" and p.alive() for p in attached.procs.values() if p.kind == "index")
-        assert not any(p.alive() for p in cluster.procs.values() if p.kind == "index")  # the old layout retired
-        attached.stop(grace=5, names=[n for n, p in attached.procs.items() if p.kind == "index"])
+            rc = main(["reshard", "--data-dir", str(cfg.data_dir), "--shards", "3"])  # as an operator would
+            attached = LocalCluster.attach(cfg.data_dir)  # what the reshard left: the state file says
+            try:
+                assert rc == 0
+                load.wait(30)
+            except BaseException:
+                attached.stop(grace=5, names=[n for n, p in attached.procs.items() if p.kind == "index"])
+                raise
+        try:
+            assert attached.layout == "L1" and attached.shards == 3
+            assert load.failures == [] and load.misses == [] and load.partial == 0, (
+                load.failures[:3], load.misses[:3], load.partial)
+            assert load.layouts == {"L0", "L1"} and len(load.written) > 10
+            with WinnowClient(cluster.gateway, timeout=30) as w:
+                end = time.monotonic() + 30
+                while (info := w.info()).documents < N + len(load.written):  # the last writes are being applied
+                    assert time.monotonic() < end, (info.documents, N + len(load.written))
+                    time.sleep(0.1)
+                assert info.layout == "L1" and len(info.shards) == 3 and info.documents == N + len(load.written)
+                ids = [f"d{i}" for i in range(N)] + load.written
+                assert list(w.get(ids).missing) == []
+            registry = (cluster.data_dir / "registry.json").read_text()
+            assert '"layout": "L1"' in registry
+            assert sorted(p.shard for p in attached.procs.values() if p.kind == "index") == [0, 1, 2]
+            assert all(p.layout == "L1" and p.alive() for p in attached.procs.values() if p.kind == "index")
+            assert not any(p.alive() for p in cluster.procs.values() if p.kind == "index")  # the old layout retired
+        finally:
+            attached.stop(grace=5, names=[n for n, p in attached.procs.items() if p.kind == "index"])

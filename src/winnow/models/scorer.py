@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from winnow.models.fusion import linear_score_fuse
 from winnow.models.loading import ModelLoadError, Placement, check_model_dir, choose_placement, model_id
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class CrossEncoderScorer(Scorer):
     name = "cross-encoder"
 
     def __init__(self, model_dir: str | Path, device: str = "auto", max_length: int = 512,
-                 fusion_weight: float = -1.0, fusion_rrf_k: float = 100.0, sub_batch: int = 16,
+                 fusion_weight: float = -1.0, fusion_rrf_k: float = 100.0, sub_batch: int = 128,
                  bf16: str = "auto") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -170,8 +171,6 @@ class CrossEncoderScorer(Scorer):
     def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
         if self.weight >= 1.0:
             return list(raw)
-        from winnow.models.late_interaction import linear_score_fuse
-
         return linear_score_fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k,
                                  [c.first_stage_score for c in candidates])
 

@@ -319,6 +319,7 @@ def shard_query_to_proto(query: ShardQuery) -> index_pb2.SearchRequest:
         k=query.k, query_text=query.query_text, lexical_k=query.lexical_k, filters=_filters_to_proto(query.filters),
         params=index_pb2.SearchParams(nprobe=query.nprobe, ef_search=query.ef_search),
         coarse_dim=query.coarse_dim, include_payloads=query.include_payloads, min_applied_seq=query.min_applied_seq,
+        packed=query.packed, payload_top=query.payload_top,
     )
 
 
@@ -336,6 +337,13 @@ def hits_from_proto(hits: Iterable[index_pb2.Hit]) -> list[Hit]:
 
 
 def shard_result_from_proto(resp: index_pb2.SearchResponse) -> ShardResult:
+    if resp.packed:  # no per-hit message: two C-level copies per list
+        return ShardResult(
+            [], [], resp.generation, applied_seq=resp.applied_seq or resp.generation,
+            dense_pairs=list(zip(np.frombuffer(resp.dense_scores_f32, "<f4").tolist(), resp.dense_ids)),
+            lexical_pairs=list(zip(np.frombuffer(resp.lexical_scores_f32, "<f4").tolist(), resp.lexical_ids)),
+            payloads={h.id: Hit(h.id, 0.0, h.text, h.metadata_json) for h in resp.payloads},
+        )
     return ShardResult(hits_from_proto(resp.dense), hits_from_proto(resp.lexical), resp.generation,
                        applied_seq=resp.applied_seq or resp.generation)
 

@@ -205,7 +205,11 @@ class SearchCore:
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
-            include_payloads=self.config.payloads != "final",
+            # Packed (score, id) lists; payloads inline only for each list's top `need` (what the answer can
+            # use when fusion keeps the order), the rest fetched after fusion if it reaches them (payloads=final:
+            # all of them fetched).
+            include_payloads=False, packed=True,
+            payload_top=0 if self.config.payloads == "final" else (window if opts.rerank else min(opts.k, window)),
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -217,6 +221,7 @@ class SearchCore:
         served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
         owner: dict[str, int] = {}
+        payloads: dict[str, Hit] = {}
         for p, (shard, res) in enumerate(zip(layout.shards, results)):
             if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
                 raise res
@@ -227,15 +232,17 @@ class SearchCore:
             served[p] = res.applied_seq or res.generation
             if res.consistency_unmet:
                 unmet.append(res.consistency_unmet)
-            dense_lists.append([(h.score, h.id, h) for h in res.dense])
-            lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
-            owner.update(dict.fromkeys([h.id for h in res.dense], p))
-            owner.update(dict.fromkeys([h.id for h in res.lexical], p))
+            d, lx = res.pairs(False), res.pairs(True)
+            dense_lists.append(d)
+            lexical_lists.append(lx)
+            owner.update(dict.fromkeys([i for _, i in d], p))
+            owner.update(dict.fromkeys([i for _, i in lx], p))
+            payloads.update(res.payload_map())
         if coverage.answered == 0:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         t = time.perf_counter()
-        dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
-        lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
+        dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
+        lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
         if vector is None and opts.retrieval.lexical:
             fused = fusion.single_list(lexical, window, False)
         elif opts.retrieval.dense and opts.retrieval.lexical:
@@ -245,6 +252,10 @@ class SearchCore:
                 fused = fusion.convex(dense, lexical, alpha=self.config.dense_weight, window=window)
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
+        for c in fused:
+            h = payloads.get(c.id)
+            if h is not None:
+                c.text, c.metadata_json = h.text, h.metadata_json
         timings["merge"] = _ms(t)
         return fused, coverage, served, owner
 
@@ -401,15 +412,6 @@ async def _await_seqs(layout: ShardLayout, required: dict[int, int], deadline: D
 def _known_seq(shard: ShardPort) -> int | None:
     known = getattr(shard, "known_seq", None)  # replica sets know it; plain in-process shards do not
     return known() if known is not None else None
-
-
-def _cand(h: Hit, dense: bool) -> Candidate:
-    c = Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json)
-    if dense:
-        c.dense_score = h.score
-    else:
-        c.lexical_score = h.score
-    return c
 
 
 async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],
