@@ -113,7 +113,8 @@ def reshard(cluster: LocalCluster, shards: int, *, catchup_timeout_s: float = 18
 def _roll_back(cluster: LocalCluster, loop: _Loop, copier: Repartitioner, doc_log: DocumentLog, layout: str,
                shards: int) -> None:
     """A reshard that failed before the switch leaves what it found: the new layout's replicas are stopped (never
-    orphaned) and its streams deleted (a retry must not take their copies for newer direct writes and skip them)."""
+    orphaned) and its streams deleted (a retry's copies expect no earlier copy: with leftovers JetStream would refuse
+    them as newer direct writes, and versions written since would never reach the new layout)."""
     spawned = [n for n, p in cluster.procs.items() if p.kind == "index" and p.layout == layout]
     log.warning("reshard failed before the switch; removing the new layout",
                 extra={"fields": {"layout": layout, "replicas": spawned}})
