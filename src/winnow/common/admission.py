@@ -55,7 +55,7 @@ class Admission:
         return budget
 
     def _refuse(self, why: str, position: int) -> Overloaded:
-        metrics.ADMISSION_REJECTED.labels(self.service).inc()
+        metrics.ADMISSION_REJECTED.labels(self.service, metrics.shard()).inc()
         retry = max(0.01, position * self.service_s / self.max_concurrent)
         return Overloaded(f"{self.name}: {why}; retry in about {retry * 1000:.0f} ms", retry_after_s=retry)
 

@@ -8,6 +8,7 @@ import sys
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.common.deadline import Deadline
 from winnow.log.client import DocumentLog, LogConfig
+from winnow.common import metrics
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
 from winnow.services.gateway import convert
@@ -52,6 +53,7 @@ async def build(s: GatewaySettings) -> Wiring:
     embedder = GrpcEmbedder(s.embedder, security)
     reranker = GrpcReranker(s.reranker, security) if s.reranker else None
     topology = shard_topology(s, security)
+    metrics.init_gateway([])  # cache and rerank-fallback counters at 0; shards get theirs when first asked
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
         payloads=s.payloads), encode=convert.search_result_to_bytes)

@@ -22,6 +22,7 @@ from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, 
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.consistency import encode_token, satisfies
+from winnow.services.gateway.cursor import Position
 from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
@@ -97,6 +98,7 @@ class SearchCore:
                 self.models["reranker"] = f"{info.get('model', '')}/{info.get('scorer', '')}"
             except Exception:  # noqa: BLE001 - reranker down only degrades searches
                 pass
+        metrics.set_build_info(SERVICE, self.models["embedder"], self.models["reranker"])
         return ok
 
     # -- precision mode ---------------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class SearchCore:
             timings["cache"] = _ms(t)
         if cached is not None:
             timings["total"] = _ms(t0)
+            metrics.observe_timings(SERVICE, timings)
             return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
         compute = lambda: self._compute(opts, deadline, timings, layout, required, unmet)  # noqa: E731
         if key is None:
@@ -131,6 +134,7 @@ class SearchCore:
                 # Keyed on what it was served at: a later lookup hits only while that is the newest data.
                 self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
         result.timings_ms["total"] = _ms(t0)
+        metrics.observe_timings(SERVICE, result.timings_ms)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
         return result
@@ -243,6 +247,8 @@ class SearchCore:
         t = time.perf_counter()
         dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
         lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
+        timings["merge"] = _ms(t)
+        t = time.perf_counter()
         if vector is None and opts.retrieval.lexical:
             fused = fusion.single_list(lexical, window, False)
         elif opts.retrieval.dense and opts.retrieval.lexical:
@@ -256,7 +262,7 @@ class SearchCore:
             h = payloads.get(c.id)
             if h is not None:
                 c.text, c.metadata_json = h.text, h.metadata_json
-        timings["merge"] = _ms(t)
+        timings["fusion"] = _ms(t)
         return fused, coverage, served, owner
 
     async def _fetch_payloads(self, cands: list[Candidate], owner: dict[str, int], layout: ShardLayout,
@@ -296,6 +302,7 @@ class SearchCore:
         return kept
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
+        metrics.init_shard(shard.name)
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
             try:
                 res = await shard.search(query, timeout)
@@ -338,14 +345,19 @@ class SearchCore:
 
     # -- bulk mode --------------------------------------------------------------------------------------------
 
-    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int) -> AsyncIterator[BulkPage]:
-        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages."""
+    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
+                   resume: Position | None = None) -> AsyncIterator[BulkPage]:
+        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages.
+
+        `resume`: continue after that position of an earlier stream of the same request (a cursor); page
+        numbers, totals and the max_results cap carry on from it.
+        """
         with self.topology.current().use() as layout:
-            async for page in self._bulk(opts, deadline, max_results, layout):
+            async for page in self._bulk(opts, deadline, max_results, layout, resume):
                 yield page
 
     async def _bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
-                    layout: ShardLayout) -> AsyncIterator[BulkPage]:
+                    layout: ShardLayout, resume: Position | None = None) -> AsyncIterator[BulkPage]:
         if not layout.shards:
             raise Unavailable("no shard is known yet (discovery has not found any)")
         required, unmet = _required(opts, layout)
@@ -362,19 +374,25 @@ class SearchCore:
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,
         )
         coverage = Coverage(asked=len(layout.shards))
+        t = time.perf_counter()
         merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in layout.shards],
                                 [s.name for s in layout.shards], coverage)
-        page, buf, total = 0, [], 0
+        page, total = (resume.pages, resume.sent) if resume else (0, 0)
+        buf: list[Candidate] = []
         async for hit in merged:
+            if total >= max_results:
+                break
+            if resume is not None and not resume.after(hit.score, hit.id):
+                continue  # sent before the cursor
             buf.append(hit)
             total += 1
             if len(buf) >= opts.page_size:
+                timings["search"] = _ms(t)
                 timings["total"] = _ms(t0)
                 yield BulkPage(buf, page, False, total, coverage, dict(timings), **stamp)
                 page, buf = page + 1, []
-            if total >= max_results:
-                break
         await merged.aclose()
+        timings["search"] = _ms(t)
         if coverage.answered == 0 and coverage.asked:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         timings["total"] = _ms(t0)

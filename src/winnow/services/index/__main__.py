@@ -24,6 +24,7 @@ from winnow.services.index.warmup import warm
 def build(settings: IndexSettings) -> Wiring:
     """The service and its shard, not started; `warmup` loads the shard and catches up with the log, `close`
     stops following, snapshots and closes; `wiring.servicer` is the gRPC servicer (tests reach the follower)."""
+    metrics.set_shard(settings.shard_id)  # every RPC metric of this process carries shard=<id>
     servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
                                   settings.faiss_omp_threads, settings.max_consistency_wait_s)
     servicer.follower = follower(servicer, settings)
