@@ -33,6 +33,9 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH
  && pip install ".[otlp]" \
  && pip uninstall -y winnow
 COPY src ./src
+# winnow_build_info{git_sha}: docker build --build-arg GIT_SHA=$(git rev-parse HEAD) .
+ARG GIT_SHA=unknown
+RUN echo "${GIT_SHA}" > src/winnow/GIT_SHA
 RUN pip install --no-deps . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
@@ -47,6 +50,9 @@ RUN pip install --index-url "${TORCH_CUDA_INDEX_URL}" "torch==${TORCH_VERSION}" 
  && pip uninstall -y winnow faiss-cpu \
  && pip install "${FAISS_GPU_PACKAGE}"
 COPY src ./src
+# winnow_build_info{git_sha}: docker build --build-arg GIT_SHA=$(git rev-parse HEAD) .
+ARG GIT_SHA=unknown
+RUN echo "${GIT_SHA}" > src/winnow/GIT_SHA
 RUN pip install --no-deps . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 

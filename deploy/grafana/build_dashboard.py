@@ -129,6 +129,14 @@ def build() -> dict:
     g.add(timeseries("Stage latency p50 / p95 / p99 (by service, stage)",
                      quantiles("service_stage:winnow_stage_duration_seconds", "{{service}} {{stage}}"), "s",
                      "Per-stage timings: queue, inference, embed, fanout, merge, rerank, cache, wal..."), w=12)
+    g.add(timeseries("Gateway search stages p50 / p95 (cache, embed, search, merge, fusion, rerank, total)", [
+        target('service_stage:winnow_stage_duration_seconds:p50_5m{service="gateway"}', "{{stage}} p50"),
+        target('service_stage:winnow_stage_duration_seconds:p95_5m{service="gateway"}', "{{stage}} p95", "B")], "s",
+        "Where a precision search spends its time, from the gateway's own per-stage histogram "
+        "(winnow_stage_duration_seconds{service=\"gateway\"}); the same timings travel in every response."), w=12)
+    g.add(timeseries("Index RPC latency p99 by shard", [
+        target("shard_method:winnow_request_duration_seconds:p99_5m", "shard {{shard}} {{method}}")], "s",
+        "Server-side latency of each index shard's RPCs (label shard on every index RPC metric)."), w=12)
 
     g.row("Model services (embedder, reranker)")
     g.add(timeseries("Queue time per request", [
@@ -182,6 +190,11 @@ def build() -> dict:
         "Bumped by every write; part of the result-cache key."), w=8)
     g.add(table("Shard indexes", "max by (shard, index_factory, device) (winnow_index_info)",
                 "FAISS index_factory and device per shard."), w=8)
+
+    g.row("Build")
+    g.add(table("Running builds", "max by (service, version, git_sha, embedder_model, reranker_model) "
+                "(winnow_build_info)", "Package version, git commit and models of every service (value 1); more "
+                "than one row per service means a rollout is in progress."), w=24)
 
     return {
         "uid": "winnow-overview",

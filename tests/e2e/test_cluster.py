@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import sample_docs, sample_qrels, sample_queries
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.internal.embedder.v1 import embedder_pb2, embedder_pb2_grpc
-from winnow.client import WinnowClient
+from winnow.client import NO_RETRY, InvalidArgumentError, WinnowClient
 from winnow.cluster.launcher import ClusterConfig, LocalCluster
 from winnow.ingest import document_from_record
 
@@ -102,7 +102,7 @@ def test_bulk_returns_every_document_above_the_threshold(cluster, client):
 
 @pytest.mark.parametrize("request_kw, code", [
     ({"query": ""}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"query": "x", "k": 0, "candidate_window": 10, "max_results": 0, "mode": 7}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"query": "x", "k": 0, "candidate_window": 10, "mode": 7}, grpc.StatusCode.INVALID_ARGUMENT),
     ({"query": "x", "k": 5000}, grpc.StatusCode.INVALID_ARGUMENT),
     ({"query": "x", "k": 50, "candidate_window": 10}, grpc.StatusCode.INVALID_ARGUMENT),
     ({"query": "x", "mode": pb.MODE_BULK}, grpc.StatusCode.INVALID_ARGUMENT),
@@ -127,8 +127,11 @@ def test_deadline_already_past(client):
 
 
 def test_bad_upserts_write_nothing(client):
-    with pytest.raises(grpc.RpcError) as err:
+    with pytest.raises(InvalidArgumentError):  # the client's own check: nothing sent
         client.upsert([{"id": "ok-1", "text": "fine"}, {"id": "", "text": "no id"}])
+    with pytest.raises(grpc.RpcError) as err:  # the gateway's all-or-nothing check
+        client.stub.Upsert(pb.UpsertRequest(documents=[pb.Document(id="ok-1", text="fine"),
+                                                       pb.Document(id="", text="no id")]), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(client.get(["ok-1"]).missing) == ["ok-1"]
 
@@ -160,8 +163,9 @@ def test_log_outage_fails_writes_fast_and_loses_no_acknowledged_write(cluster, c
     first = client.upsert([{"id": "before-outage", "text": "acknowledged just before nats-server died"}]).write_token
     cluster.kill("nats")  # kill -9
     t0 = time.monotonic()
-    with pytest.raises(grpc.RpcError) as err:
-        client.upsert([{"id": "during-outage", "text": "never acknowledged"}])
+    with pytest.raises(grpc.RpcError) as err:  # the gateway's own fail-fast: no client-side retries
+        with WinnowClient(client.target, retry=NO_RETRY, timeout=30) as once:
+            once.upsert([{"id": "during-outage", "text": "never acknowledged"}])
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "document log" in err.value.details()
     assert time.monotonic() - t0 < 5
     assert client.search("acknowledged before nats died", k=3, rerank=False).hits  # searches go on

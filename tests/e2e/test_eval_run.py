@@ -54,7 +54,7 @@ def test_eval_private_cluster_known_ranking(tmp_path: Path, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-3000:]
     out = json.loads(captured.out)
-    assert set(out) == {"bm25", "dense", "hybrid", "hybrid-rrf", "dense+rerank", "hybrid+rerank", "mrl64", "mrl128", "bulk"}
+    assert set(out) == {"lexical", "dense", "hybrid", "hybrid-rrf", "dense+rerank", "hybrid+rerank", "mrl64", "mrl128", "bulk"}
     for name, res in out.items():
         assert res["errors"] == 0, (name, res.get("first_error"))
         assert res["queries"] == len(QUERIES)

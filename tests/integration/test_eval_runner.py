@@ -35,6 +35,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
         self.docs: dict[str, str] = {}
         self.upsert_sizes: list[int] = []
         self.requests: list[pb.SearchRequest] = []
+        self.bulk_requests: list[pb.BulkSearchRequest] = []
 
     def _rank(self, query: str) -> list[tuple[str, int]]:
         q = _words(query)
@@ -56,7 +57,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
                                  timings_ms={"embed": 1.0, "search": 2.0, "total": 4.0})
 
     async def BulkSearch(self, request, context):
-        self.requests.append(request)
+        self.bulk_requests.append(request)
         hits = [pb.Hit(id=d, score=float(s)) for d, s in self._rank(request.query)]
         for page, start in enumerate(range(0, max(len(hits), 1), 2)):
             chunk = hits[start : start + 2]
@@ -103,7 +104,7 @@ async def test_runner_scores_known_rankings(gateway) -> None:
     assert fake.docs["d1"] == "Cats cats purr loudly" and fake.docs["d4"] == "night birds hunt"
     assert report.cluster["documents"] == 4
 
-    bm25 = report.pipelines["bm25"]
+    bm25 = report.pipelines["lexical"]
     # q1: d1 at rank 1 → 1. q2: d4 (2 shared words), then d2 and d3 (1 each, tie → id order) → d3 at rank 3,
     # nDCG 1/log2(4) = 0.5, RR 1/3. q3 fails → 0, still averaged in.
     assert bm25.metrics["ndcg@10"] == pytest.approx((1 + 0.5 + 0) / 3)
@@ -125,13 +126,13 @@ async def test_runner_scores_known_rankings(gateway) -> None:
     assert bulk.bulk["recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert bulk.bulk["precision"] == pytest.approx((1 + 1 / 3) / 3, abs=1e-4)
     assert bulk.bulk["returned_max"] == 3
-    assert all(r.threshold == pytest.approx(0.4) for r in fake.requests if r.mode == pb.MODE_BULK)
+    assert fake.bulk_requests and all(r.threshold == pytest.approx(0.4) for r in fake.bulk_requests)
 
     out = report.to_json()
     assert {r.fusion for r in fake.requests if r.retrieval == pb.RETRIEVAL_HYBRID and not r.rerank} == {pb.FUSION_RRF}
     assert {r.fusion for r in fake.requests if r.rerank} == {pb.FUSION_UNSPECIFIED}
-    assert set(out) == {"bm25", "hybrid-rrf", "hybrid+rerank", "mrl64", "bulk"}
-    assert {"ndcg@10", "recall@80", "recall@100", "mrr@10"} <= set(out["bm25"])
+    assert set(out) == {"lexical", "hybrid-rrf", "hybrid+rerank", "mrl64", "bulk"}
+    assert {"ndcg@10", "recall@80", "recall@100", "mrr@10"} <= set(out["lexical"])
     json.dumps(out)
     table = format_table(report)
     assert "hybrid+rerank" in table and "bulk: threshold 0.4" in table and "1 queries failed" in table

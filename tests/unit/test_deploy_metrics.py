@@ -205,7 +205,7 @@ def _drive_traffic(target: str) -> None:
         stub.Upsert(gateway_pb2.UpsertRequest(documents=docs), timeout=120)
         for _ in range(2):
             stub.Search(gateway_pb2.SearchRequest(query="heart attack prevention", k=3), timeout=120)
-        list(stub.BulkSearch(gateway_pb2.SearchRequest(query="baby", threshold=0.1), timeout=120))
+        list(stub.BulkSearch(gateway_pb2.BulkSearchRequest(query="baby", threshold=0.1), timeout=120))
 
 
 def _scrape(url: str) -> str:
@@ -239,6 +239,26 @@ def test_every_named_metric_is_exported_by_a_running_service(cluster):
                  "winnow_batch_size_bucket", "winnow_queue_time_seconds_count", "winnow_index_documents",
                  "winnow_index_generation", "winnow_model_info"):
         assert name in samples, f"{name} has no samples after a search"
+
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_build_info_everywhere_stage_histograms_shard_labels_and_zeroed_counters(cluster):
+    pages = {name: _scrape(url) for name, url in cluster.metrics_urls().items()}
+    for name, text in pages.items():
+        assert re.search(r'^winnow_build_info\{[^}]*git_sha="[^"]+"[^}]*\} 1\.0$', text, re.M), name
+    gateway = pages["gateway"]
+    for stage in ("cache", "embed", "search", "merge", "fusion", "rerank", "total"):
+        assert f'winnow_stage_duration_seconds_count{{service="gateway",shard="",stage="{stage}"}}' in gateway, stage
+    assert re.search(r'^winnow_build_info\{embedder_model="[^"]+",.*reranker_model="[^"]+"', gateway, re.M)
+    # Labelled counters exist at 0 before their first event.
+    assert 'winnow_rerank_fallback_total{reason="deadline"} 0.0' in gateway
+    assert 'winnow_failures_total{kind="internal",service="gateway",shard=""} 0.0' in gateway
+    assert 'winnow_shard_requests_total{outcome="timeout",shard="shard-1"} 0.0' in gateway
+    shard0 = next(text for name, text in pages.items() if name.startswith("shard-0"))
+    assert re.search(r'^winnow_requests_total\{code="OK",method="Search",service="index",shard="shard-0"\} [1-9]',
+                     shard0, re.M)
 
 
 @pytest.mark.slow

@@ -32,18 +32,18 @@ def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     assert message in capsys.readouterr().err
 
 
-def test_bad_dataset_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_dataset_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _tiny(tmp_path)
     (root / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n{oops\n')
-    assert main(["--dataset", str(root)]) == 2
+    assert main(["--dataset", str(root)]) == 3
     assert "corpus.jsonl:2: invalid JSON" in capsys.readouterr().err
 
 
-def test_unreachable_target_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_target_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Port 1 on loopback refuses connections; the client gives up on the channel and says so.
     rc = main(["--dataset", str(_tiny(tmp_path)), "--target", "127.0.0.1:1", "--no-progress", "--timeout", "2",
                "--connect-timeout", "1"])
-    assert rc == 1
+    assert rc == 4
     assert "not reachable" in capsys.readouterr().err
 
 

@@ -1,17 +1,23 @@
+import json
+
 import pytest
 from google.protobuf import struct_pb2
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.common.errors import InvalidArgument
 from winnow.services.gateway import convert
-from winnow.services.gateway.model import Mode, Retrieval
+from winnow.services.gateway.model import Candidate, Mode, Retrieval
 from winnow.services.gateway.settings import GatewaySettings
 
 S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, payload_max_bytes=100)
 
 
 def opts(**kw):
-    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, Mode.PRECISION)
+    return convert.search_options_from_proto(pb.SearchRequest(**kw), S)
+
+
+def bulk_opts(**kw):
+    return convert.bulk_options_from_proto(pb.BulkSearchRequest(**kw), S)
 
 
 def test_defaults_filled_in():
@@ -29,7 +35,6 @@ def test_defaults_filled_in():
     ({"query": "x", "candidate_window": 500}, "candidate_window=500"),
     ({"query": "x", "mode": 7}, "unknown mode"),
     ({"query": "x", "retrieval": 9}, "unknown retrieval"),
-    ({"query": "x", "threshold": 1.5}, "outside [-1, 1]"),
     ({"query": "x", "retrieval": pb.RETRIEVAL_LEXICAL, "mrl_dim": 64}, "mrl_dim"),
     ({"query": "x", "filters": [pb.Filter(field="tags", equals=struct_pb2.Value(
         list_value=struct_pb2.ListValue()))]}, "string, number or bool"),
@@ -39,6 +44,50 @@ def test_bad_search_requests(kw, fragment):
     with pytest.raises(InvalidArgument) as err:
         opts(**kw)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("kw, fragment, field, reason", [
+    ({"query": "x", "threshold": 1.5}, "outside [-1, 1]", "threshold", "THRESHOLD_OUT_OF_RANGE"),
+    ({"query": "x", "mode": pb.MODE_PRECISION}, "call Gateway.Search", "mode", "WRONG_RPC_FOR_MODE"),
+    ({"query": "x", "retrieval": pb.RETRIEVAL_LEXICAL}, "dense", "retrieval", "BULK_IS_DENSE"),
+    ({"query": "x", "page_size": 20_000}, "page_size=20000", "page_size", "PAGE_SIZE_TOO_LARGE"),
+])
+def test_bad_bulk_requests_name_field_and_reason(kw, fragment, field, reason):
+    with pytest.raises(InvalidArgument) as err:
+        bulk_opts(**kw)
+    assert fragment in str(err.value) and err.value.field == field and err.value.reason == reason
+
+
+def test_bulk_defaults_and_search_errors_carry_field_and_reason():
+    o = bulk_opts(query=" babies ", threshold=0.4)
+    assert (o.mode, o.query, o.page_size, o.max_results, o.rerank) == (Mode.BULK, "babies", 256, 100_000, False)
+    with pytest.raises(InvalidArgument) as err:
+        opts(query="x", k=101)
+    assert (err.value.field, err.value.reason, err.value.info) == ("k", "K_TOO_LARGE", {"limit": "100"})
+    with pytest.raises(InvalidArgument) as err:
+        opts(query="x", mode=pb.MODE_BULK)
+    assert "BulkSearch" in str(err.value) and err.value.field == "mode"
+
+
+def test_metadata_struct_in_and_out():
+    st = struct_pb2.Struct()
+    st.update({"year": 2020, "tag": "a"})
+    [doc] = convert.write_documents_from_proto(pb.UpsertRequest(documents=[pb.Document(id="a", text="t", metadata=st)]), S)
+    assert json.loads(doc.metadata_json) == {"year": 2020, "tag": "a"}
+    [old] = convert.write_documents_from_proto(pb.UpsertRequest(documents=[pb.Document(id="a", text="t",
+                                                                            metadata_json='{"n": 1}')]), S)
+    assert old.metadata_json == '{"n": 1}'  # the deprecated field is still read
+    with pytest.raises(InvalidArgument, match="both"):
+        convert.write_documents_from_proto(pb.UpsertRequest(documents=[pb.Document(id="a", text="t", metadata=st,
+                                                                        metadata_json="{}")]), S)
+    h = convert.hit_to_proto(Candidate(id="a", metadata_json='{"year": 2020}'))
+    assert h.metadata["year"] == 2020 and json.loads(h.metadata_json) == {"year": 2020}
+
+
+def test_too_many_items_says_the_limit():
+    with pytest.raises(InvalidArgument) as err:
+        convert.write_documents_from_proto(pb.UpsertRequest(documents=[pb.Document(id=str(i), text="t") for i in range(4)]), S)
+    assert (err.value.reason, err.value.info, err.value.field) == ("TOO_MANY_ITEMS", {"limit": "3"}, "documents")
 
 
 def test_filters_keep_types():

@@ -18,7 +18,7 @@ FOREIGN = space_of("e5-small", "all-MiniLM-L6-v2@abc", 4)  # a collection of ano
 
 
 def opts(space=SPACE, **kw):
-    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, Mode.PRECISION, space)
+    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, space)
 
 
 def test_query_vector_is_normalised_and_keyed_by_hash():

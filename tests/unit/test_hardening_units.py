@@ -116,7 +116,7 @@ def test_admission_queues_within_budget_and_refuses_at_once_past_it():
     from winnow.common.errors import Overloaded
 
     async def run():
-        gate = Admission("gw", "Search", max_concurrent=1, max_waiting=2, max_wait_s=1.0, wait_factor=1.0)
+        gate = Admission("gw", "Search", max_concurrent=1, max_waiting=2, max_wait_s=0.4, wait_factor=1.0)
         gate.service_s = 0.2  # learnt: one request takes 200 ms
         await gate.acquire()
         waiter = asyncio.create_task(gate.acquire(remaining=5.0))  # position 1: 200 ms expected, budget 200 ms

@@ -18,7 +18,7 @@ SRC = Path(winnow.__file__).parent
 
 #: Modules that are the gRPC edge (or wire it) by design; every other module under these packages is a core.
 EDGE = {"server", "convert", "clients", "__main__"}
-CORE_PACKAGES = ["winnow.common", "winnow.models", "winnow.services", "winnow.services.embedder",
+CORE_PACKAGES = ["winnow.common", "winnow.models", "winnow.log", "winnow.services", "winnow.services.embedder",
                  "winnow.services.reranker", "winnow.services.index", "winnow.services.gateway", "winnow.train"]
 
 

@@ -170,6 +170,28 @@ async def test_health_checks_are_not_traced(exporter, target):
     assert [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER] == []
 
 
+async def test_health_probes_of_backends_open_no_root_spans(exporter, target):
+    """The watcher's probe calls a backend (as the gateway's probe does): no CLIENT root span, no SERVER span."""
+    ping = target.unary_unary(f"/{SERVICE}/Ping")
+    probed = asyncio.Event()
+
+    async def probe() -> bool:
+        await ping(b"probe", timeout=5)
+        probed.set()
+        return True
+
+    prober = GrpcService("prober", ServiceSettings(host="127.0.0.1", port=0, health_interval_s=0.05),
+                         lambda server: [], probe=probe)
+    await prober.start()
+    exporter.clear()
+    await prober.mark_ready()
+    await asyncio.wait_for(probed.wait(), timeout=5)
+    await prober.drain(0)
+    assert [s.name for s in exporter.get_finished_spans()] == []
+    await ping(b"real", timeout=5)  # outside a probe, calls are traced as before
+    assert {s.kind for s in exporter.get_finished_spans()} >= {SpanKind.CLIENT, SpanKind.SERVER}
+
+
 def test_off_by_default_is_a_cheap_noop():
     tracing.configure("none")
     assert not tracing.enabled()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("cache", "embed", "search", "merge", "rerank")
+STAGES = ("cache", "embed", "search", "merge", "fusion", "rerank")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -63,14 +63,15 @@ def _cache_hits(client, query: str, n: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="winnow bench gateway", description=__doc__)
+    ap = argparse.ArgumentParser(prog="winnow bench gateway", description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--target", help="a running gateway (default: start a private local cluster)")
     ap.add_argument("--docs", type=int, default=300, help="sample documents to ingest into the private cluster")
-    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--concurrency", default="1,8,32", help="comma-separated concurrency levels")
     ap.add_argument("--requests", type=int, default=0, help="requests per level (default 8 x concurrency, >= 24)")
-    ap.add_argument("--cache-requests", type=int, default=300)
+    ap.add_argument("--cache-requests", type=int, default=300, help="sequential cache-hit requests")
     ap.add_argument("--quick", action="store_true", help="small run (smoke test)")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     args = ap.parse_args(argv)
     if args.quick:
         args.docs, args.concurrency, args.cache_requests = 40, "1,4", 50

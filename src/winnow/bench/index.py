@@ -276,15 +276,16 @@ def _table(r: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="winnow bench index", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="winnow bench index", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--size", type=int, default=200_000, help="database vectors (1000000 for the 1M run)")
-    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--dim", type=int, default=384, help="vector dimension (384 = all-MiniLM-L6-v2)")
     p.add_argument("--queries", type=int, default=500, help="queries for recall and ANN/served QPS")
     p.add_argument("--flat-queries", type=int, default=50, help="timed queries for exact Flat (slow)")
-    p.add_argument("--ef-search", type=int, default=128)
-    p.add_argument("--nlist", type=int, default=1024)
-    p.add_argument("--nprobe", type=int, default=32)
+    p.add_argument("--ef-search", type=int, default=128, help="HNSW efSearch")
+    p.add_argument("--nlist", type=int, default=1024, help="IVF lists")
+    p.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per query")
     p.add_argument("--quick", action="store_true", help="small run: 20k vectors, 200 queries, IVF256")
     p.add_argument("--mrl", action="store_true",
                    help="only the MRL study on cached SciFact embeddings (run studies/scifact_embeddings.py first)")

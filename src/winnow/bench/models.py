@@ -228,10 +228,12 @@ def table(r: dict) -> str:
 def main(argv: list[str]) -> int:
     """Run the benchmark; prints a table (and JSON with --json). Returns the exit code."""
     p = argparse.ArgumentParser(prog="winnow bench models", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=type("Fmt", (argparse.RawDescriptionHelpFormatter,
+                                                             argparse.ArgumentDefaultsHelpFormatter), {}))
     p.add_argument("--texts", type=int, default=1000, help="SciFact texts to embed (and rerank from)")
     p.add_argument("--quick", action="store_true", help="200 texts, fewer latency samples (a smoke run)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON after the table")
+    p.add_argument("--json", action="store_true", help="print only the results as JSON on stdout (the table goes "
+                   "to stderr)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, both sides (1: on a shared 2-core box "
                    "more threads oversubscribe the CPU and single-query latency suffers)")
     p.add_argument("--dataset", type=Path, default=DATA, help="BEIR SciFact directory")
@@ -257,9 +259,11 @@ def main(argv: list[str]) -> int:
         result.update(asyncio.run(bench_rerank(reranker.port, ids, texts, queries, n_req, n_lat)))
     finally:
         reranker.close()
-    print(table(result))
     if a.json:
+        print(table(result), file=sys.stderr)
         print(json.dumps(result, indent=1))
+    else:
+        print(table(result))
     return 0
 
 

@@ -78,6 +78,9 @@ class ReplicaCluster:
             sys.executable, "-m", "winnow.services.gateway", "--embedder", self.embedder.address, "--reranker", "",
             "--shard-registry", str(self.registry), "--cache", "off", "--drain-grace-s", "0.5",
             "--log-url", self.log_url,
+            # Failover is measured here, not shedding: no admission gate, so a refused search never reads as a
+            # failover failure (the gate has its own figures: docs/hardening.md).
+            "--max-concurrent", "0",
             *self.gateway_args])
         self._wait([self.gateway])
         return self

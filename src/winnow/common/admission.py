@@ -4,7 +4,8 @@ A request runs at once while fewer than `max_concurrent` run. Otherwise it may w
 than `max_waiting` wait already and (b) its expected wait fits its budget. The expected wait is the queue
 position times the recent service time (an EWMA) over `max_concurrent`; the budget is the smallest of
 `max_wait_s`, `wait_factor` x the recent service time (so admitted latency stays within about (1 + wait_factor)
-x the service time on any machine), what the caller's deadline leaves after one service time, and half of that
+x the service time on any machine; never below half of `max_wait_s`, so a mildly oversubscribed fast method
+queues instead of being refused), what the caller's deadline leaves after one service time, and half of that
 deadline (so a refusal arrives before it). A request that cannot fit is refused at once with `Overloaded`
 (RESOURCE_EXHAUSTED) carrying a retry hint, instead of spending its deadline in a queue; one whose wait runs
 out is refused the same way.
@@ -48,14 +49,14 @@ class Admission:
 
     def _budget(self, remaining: float | None) -> float:
         budget = self.max_wait_s
-        if self.service_s:
-            budget = min(budget, self.wait_factor * self.service_s)
+        if self.service_s:  # but never below half of max_wait_s: a fast method may queue a little
+            budget = min(budget, max(self.wait_factor * self.service_s, self.max_wait_s / 2))
         if remaining is not None:  # leave the run its time, and the refusal time to arrive before the deadline
             budget = min(budget, remaining - self.service_s, remaining / 2)
         return budget
 
     def _refuse(self, why: str, position: int) -> Overloaded:
-        metrics.ADMISSION_REJECTED.labels(self.service).inc()
+        metrics.ADMISSION_REJECTED.labels(self.service, metrics.shard()).inc()
         retry = max(0.01, position * self.service_s / self.max_concurrent)
         return Overloaded(f"{self.name}: {why}; retry in about {retry * 1000:.0f} ms", retry_after_s=retry)
 

@@ -3,15 +3,37 @@
 Each kind has a short, low-cardinality `kind` label (metrics: `failures_total{kind=...}`). The one table that
 maps kinds to gRPC status codes is `winnow.rpc.status`; anything else that escapes a handler becomes INTERNAL
 with the request id, never the exception text.
+
+Every error also carries what a program needs to react (sent as google.rpc.Status details by `winnow.rpc.status`):
+a machine-readable `reason` (UPPER_SNAKE, listed in docs/api.md), the request `field` at fault, `retry_after_s`
+when the caller should come back later, and `info` (e.g. {"limit": "1000"}).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+ERROR_DOMAIN = "winnow"
+
 
 class WinnowError(Exception):
-    """Base of every error a caller may see. The message is shown to the caller: make it actionable."""
+    """Base of every error a caller may see. The message is shown to the caller: make it actionable.
+
+    reason: defaults to the kind in capitals; field: e.g. "k" or "documents[3].id"; retry_after_s: RetryInfo;
+    info: ErrorInfo metadata.
+    """
 
     kind: str = "internal"
+    default_reason: str = ""  # "" = the kind in capitals
+    default_retry_after_s: float | None = None
+
+    def __init__(self, message: str = "", *, reason: str = "", field: str = "",
+                 retry_after_s: float | None = None, info: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason or self.kind.upper()
+        self.field = field
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
+        self.info = {k: str(v) for k, v in (info or {}).items()}
 
 
 class InvalidArgument(WinnowError):
@@ -40,13 +62,11 @@ class Unauthenticated(WinnowError):
 
 class Overloaded(WinnowError):
     """Admission control or a full queue refused the request before any work was done; retry with backoff
-    (`retry_after_s`, when known, is sent to the caller as `retry-after-ms` trailing metadata)."""
+    (RetryInfo / `retry-after-ms` trailing metadata say how long)."""
 
     kind = "resource_exhausted"
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+    default_reason = "OVERLOADED"
+    default_retry_after_s = 0.2
 
 
 class Unavailable(WinnowError):

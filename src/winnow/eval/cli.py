@@ -3,6 +3,7 @@
     winnow eval --dataset ../shared/datasets/scifact            # private local cluster, all pipelines
     winnow eval --dataset DIR --target 127.0.0.1:50050 --no-ingest --pipelines hybrid,hybrid+rerank
     winnow eval --dataset DIR --queries 50 --json
+    winnow eval --dataset DIR --queries 100 --report out/   # + TREC run files, summary.json, report.png/.html
 
 Without --target a private cluster (the project's real services, as local processes on loopback, data in a
 temporary directory) is started, the corpus is ingested through the gateway, and the cluster is stopped at the
@@ -28,7 +29,7 @@ from winnow.eval.runner import DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalRe
 
 log = logging.getLogger(__name__)
 
-STAGES = ("embed", "search", "merge", "rerank", "total", "client")
+STAGES = ("embed", "search", "merge", "fusion", "rerank", "total", "client")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=None, help="evaluate a deterministic sample of N queries.")
     p.add_argument("--seed", type=int, default=0, help="seed of the --queries sample (default 0).")
     p.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
-                   help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all).")
+                   help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all; `bm25` = lexical).")
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by pipeline instead of a table.")
     p.add_argument("--json-out", type=Path, default=None,
                    help="also write the JSON object (plus run details under \"_run\") to this file.")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write per-query TREC run files, summary.json, report.png and report.html into DIR.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure.")
     d = EvalOptions()
     p.add_argument("--k", type=int, default=d.k, help=f"hits asked of first-stage pipelines (default {d.k}).")
     p.add_argument("--window", type=int, default=d.window,
@@ -200,40 +204,52 @@ async def _evaluate(target: str, dataset, args: argparse.Namespace, options: Eva
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of `winnow eval`; returns the process exit code (0 ok, 2 bad input, 1 run failed)."""
-    args = build_parser().parse_args(argv)
+    """Entry point of `winnow eval`; returns the exit code of `winnow.cli.failures` (0 ok, 2 usage, 3 bad
+    dataset, 4 gateway unavailable, 1 run failed)."""
+    from winnow.cli.failures import CliError, Exit, UsageError, report as report_failure
+
+    json_mode, debug = "--json" in argv, "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed on stderr)
+        if exc.code and json_mode:
+            print(json.dumps({"error": {"kind": "usage", "message": "bad arguments (see stderr)", "exit_code": 2}}))
+        return int(exc.code or 0)
     options = EvalOptions(k=args.k, window=args.window, rrf_k=args.rrf_k, threshold=args.threshold,
                           concurrency=args.concurrency, timeout_s=args.timeout)
-    try:
-        select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
-        if args.no_ingest and not args.target:
-            raise ValueError("--no-ingest needs --target (a private cluster starts empty)")
-        if (args.reranker_model or args.reranker_arg) and args.target:
-            raise ValueError("--reranker-model/--reranker-arg configure the private cluster; not with --target")
-        service_args = reranker_args(args.reranker_model, args.reranker_arg)
-        dataset = load_beir(args.dataset, args.split).sample(args.queries, args.seed)
-    except (DatasetError, ValueError, ModelLoadError) as exc:
-        print(f"winnow eval: {exc}", file=sys.stderr)
-        return 2
     started = time.perf_counter()
     try:
-        if args.target:
-            report = asyncio.run(_evaluate(args.target, dataset, args, options, _reporter(args, argv, started)))
-        else:
-            with start_private_cluster(args.data_dir, args.shards, service_args) as gateway:
-                report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
-    except (TimeoutError, asyncio.TimeoutError):
-        print(f"winnow eval: gateway {args.target or '(private)'} not reachable within {args.connect_timeout:g}s",
-              file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
-        log.debug("eval failed", exc_info=True)
-        print(f"winnow eval: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        try:
+            select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
+            if args.no_ingest and not args.target:
+                raise ValueError("--no-ingest needs --target (a private cluster starts empty)")
+            if (args.reranker_model or args.reranker_arg) and args.target:
+                raise ValueError("--reranker-model/--reranker-arg configure the private cluster; not with --target")
+            service_args = reranker_args(args.reranker_model, args.reranker_arg)
+        except (ValueError, ModelLoadError) as exc:  # a flag naming a bad value or a missing model directory
+            raise UsageError(str(exc)) from None
+        dataset = load_beir(args.dataset, args.split).sample(args.queries, args.seed)
+        try:
+            if args.target:
+                report = asyncio.run(_evaluate(args.target, dataset, args, options, _reporter(args, argv, started)))
+            else:
+                with start_private_cluster(args.data_dir, args.shards, service_args) as gateway:
+                    report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise CliError(f"gateway {args.target or '(private)'} not reachable within {args.connect_timeout:g}s",
+                           Exit.UNAVAILABLE) from None
+    except BaseException as exc:  # noqa: BLE001 - one clean line and the exit code of its kind
+        return report_failure(exc, prog="winnow eval", json_mode=json_mode, debug=debug)
     print(json.dumps(report.to_json(), indent=2) if args.json else format_table(report))
+    details = _run_details(report, argv, started)
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps({**report.to_json(), "_run": _run_details(report, argv, started)},
-                                            indent=2))
+        args.json_out.write_text(json.dumps({**report.to_json(), "_run": details}, indent=2))
+    if args.report is not None:
+        from winnow.eval import report as eval_report
+
+        eval_report.write(report, dataset, args.report, details)
+        print(f"report: {args.report}/report.html (picture {args.report}/report.png, runs in {args.report}/runs/)",
+              file=sys.stderr)
     print(f"eval finished in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0
 

@@ -26,6 +26,10 @@ class PipelineResult:
     bulk: dict[str, float] | None = None  # recall, precision, returned_mean/p50/max, threshold
     first_error: str = ""
     elapsed_s: float = 0.0  # wall time of the whole pipeline run
+    # Per query, for reports (not in to_json): the returned ranking (doc id -> score, in returned order) and
+    # each stage's latency samples (ms).
+    run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    samples: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         """JSON object for --json: the metric keys at the top level, the rest alongside."""

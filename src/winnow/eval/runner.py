@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.struct_pb2 import Struct
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -47,7 +48,7 @@ class Pipeline:
 PIPELINES: dict[str, Pipeline] = {
     p.name: p
     for p in (
-        Pipeline("bm25", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
+        Pipeline("lexical", pb.RETRIEVAL_LEXICAL, False, about="BM25 only, first-stage order"),
         Pipeline("dense", pb.RETRIEVAL_DENSE, False, about="dense (full dimension) only, first-stage order"),
         Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused (gateway default), first-stage order"),
         Pipeline("hybrid-rrf", pb.RETRIEVAL_HYBRID, False, fusion=pb.FUSION_RRF, about="BM25 + dense, RRF, no rerank"),
@@ -59,6 +60,8 @@ PIPELINES: dict[str, Pipeline] = {
     )
 }
 DEFAULT_PIPELINES = tuple(PIPELINES)
+#: Other names accepted for a pipeline (`bm25` was the lexical pipeline's name before API 1.1).
+ALIASES = {"bm25": "lexical"}
 
 
 @dataclass
@@ -81,6 +84,12 @@ def document_text(doc: Document) -> str:
     return ingest_text(doc.title, doc.text)
 
 
+def _struct(d: dict) -> Struct:
+    st = Struct()
+    st.update(d)
+    return st
+
+
 def _short(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
@@ -95,7 +104,7 @@ async def ingest(
 ) -> float:
     """Upsert the whole corpus in batches through the gateway; returns seconds taken. Retries overload briefly."""
     docs = [
-        pb.Document(id=d.id, text=document_text(d), metadata_json=json.dumps({"title": d.title}))
+        pb.Document(id=d.id, text=document_text(d), metadata=_struct({"title": d.title}))
         for d in dataset.corpus.values()
         if document_text(d)
     ]
@@ -125,19 +134,18 @@ async def ingest(
 
 async def _search_one(stub, pipeline: Pipeline, query: str, options: EvalOptions) -> tuple[dict, dict, bool]:
     """(doc id → score in returned order, timings, reranked) for one query."""
-    req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
-                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
     if pipeline.bulk:
-        req.mode = pb.MODE_BULK
-        req.threshold = options.threshold
-        req.max_results = options.bulk_max_results
+        bulk = pb.BulkSearchRequest(query=query, threshold=options.threshold, max_results=options.bulk_max_results,
+                                    mrl_dim=pipeline.mrl_dim)
         hits: dict[str, float] = {}
         timings: dict[str, float] = {}
-        async for page in stub.BulkSearch(req, timeout=options.timeout_s):
+        async for page in stub.BulkSearch(bulk, timeout=options.timeout_s):
             for h in page.hits:
                 hits.setdefault(h.id, h.score)
             timings = dict(page.timings_ms)  # the last page's timings cover the whole request
         return hits, timings, False
+    req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
+                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
     req.mode = pb.MODE_PRECISION
     if pipeline.rerank:
         req.k = req.candidate_window = options.window
@@ -186,7 +194,7 @@ async def run_pipeline(
     rows = per_query(run, dataset.qrels, KS)
     result = PipelineResult(
         name=pipeline.name, metrics=mean_metrics(rows), latency_ms=percentiles(stages), queries=len(rows),
-        errors=errors, reranked=reranked, first_error=first_error,
+        errors=errors, reranked=reranked, first_error=first_error, run=run, samples=stages,
     )
     if pipeline.bulk:
         result.bulk = bulk_summary(run, dataset, options.threshold)
@@ -209,7 +217,7 @@ async def cluster_info(stub: pb_grpc.GatewayStub, timeout_s: float = 10.0) -> di
 
 def select_pipelines(names: Iterable[str]) -> list[Pipeline]:
     """Pipelines by name, in the order given; ValueError naming the unknown ones and the valid choices."""
-    names = list(names)
+    names = [ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in PIPELINES]
     if unknown:
         raise ValueError(f"unknown pipeline(s) {unknown}; choose from {', '.join(PIPELINES)}")

@@ -85,6 +85,7 @@ class DocumentLog:
         self._js = None
         self._lock = asyncio.Lock()
         self._streams: set[str] = set()
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -94,6 +95,8 @@ class DocumentLog:
         log.debug("log connection: %s", exc)
 
     async def _disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("document log disconnected; reconnecting", extra={"fields": {"url": self.config.url}})
 
     async def _reconnected(self) -> None:
@@ -210,6 +213,7 @@ class DocumentLog:
         return PartitionReader(self, layout, partition)
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.close(), 5)

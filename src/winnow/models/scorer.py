@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from winnow.models.fusion import linear_score_fuse
 from winnow.models.loading import ModelLoadError, Placement, check_model_dir, choose_placement, model_id
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ class CrossEncoderScorer(Scorer):
     def finish(self, candidates: Sequence[Candidate], raw: Sequence[float]) -> list[float]:
         if self.weight >= 1.0:
             return list(raw)
-        from winnow.models.late_interaction import linear_score_fuse
-
         return linear_score_fuse(raw, [c.first_stage_rank for c in candidates], self.weight, self.rrf_k,
                                  [c.first_stage_score for c in candidates])
 

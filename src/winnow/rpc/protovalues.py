@@ -17,3 +17,21 @@ def to_value(value: Any) -> struct_pb2.Value:
     else:
         v.string_value = str(value)
     return v
+
+
+def plain(value: Any) -> Any:
+    """Struct numbers are doubles on the wire: integral ones come back as int (year 2020, not 2020.0)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A google.protobuf.Struct as plain Python (integral numbers as int)."""
+    from google.protobuf.json_format import MessageToDict
+
+    return plain(MessageToDict(struct))

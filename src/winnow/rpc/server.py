@@ -25,16 +25,15 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from winnow.common import metrics
 from winnow.common.admission import Admission
 from winnow.common.errors import InvalidArgument, Overloaded, Unauthenticated, WinnowError, error_kind
 from winnow.common.logs import new_request_id, request_id_var, setup_logging
 from winnow.common.settings import ServiceSettings
-from winnow.rpc import tls, tracing
+from winnow.rpc import reflection, tls, tracing
 from winnow.rpc.health import LIVENESS, READINESS, Readiness
-from winnow.rpc.status import status_for
+from winnow.rpc.status import STATUS_DETAILS_KEY, rpc_status, status_for
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +91,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if len(raw) > self.max_message_bytes:
             raise InvalidArgument(
                 f"request is {len(raw)} bytes; the limit is {self.max_message_bytes} (max_message_bytes): "
-                "split it into smaller requests"
+                "split it into smaller requests", reason="REQUEST_TOO_LARGE",
+                info={"limit": self.max_message_bytes, "size": len(raw)},
             )
         try:
             return deserializer(raw) if deserializer else raw
         except DecodeError as exc:
             raise InvalidArgument(
-                f"request could not be parsed ({exc}); string fields must be valid UTF-8"
+                f"request could not be parsed ({exc}); string fields must be valid UTF-8", reason="MALFORMED_REQUEST"
             ) from None
 
     def _authenticate(self, context) -> None:
@@ -107,13 +107,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and hmac.compare_digest(str(value).encode(), self._auth):
                 return
-        raise Unauthenticated("missing or wrong `authorization: Bearer <token>` metadata")
+        raise Unauthenticated("missing or wrong `authorization: Bearer <token>` metadata", reason="BAD_TOKEN")
 
     def _admit(self) -> None:
         if self.inflight >= self.max_inflight:
-            metrics.ADMISSION_REJECTED.labels(self.service).inc()
+            metrics.ADMISSION_REJECTED.labels(self.service, metrics.shard()).inc()
             raise Overloaded(
-                f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff"
+                f"{self.service} is at its limit of {self.max_inflight} concurrent requests; retry with backoff",
+                reason="OVERLOADED", info={"limit": self.max_inflight},
             )
 
     def _gate(self, name: str) -> Admission | None:
@@ -129,19 +130,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
         code = status_for(exc)
         retry = getattr(exc, "retry_after_s", None)
+        trailer = [(REQUEST_ID_KEY, rid)]
         if retry is not None:
-            context.set_trailing_metadata(((REQUEST_ID_KEY, rid), (RETRY_AFTER_KEY, str(int(retry * 1000)))))
-        metrics.FAILURES.labels(self.service, error_kind(exc)).inc()
+            trailer.append((RETRY_AFTER_KEY, str(int(retry * 1000))))
+        metrics.FAILURES.labels(self.service, metrics.shard(), error_kind(exc)).inc()
         if isinstance(exc, WinnowError):
             message = str(exc)
             # A refusal under overload is counted (metrics), not logged one by one: a log line per shed request
             # would spend the CPU that shedding is meant to save.
             level = logging.DEBUG if isinstance(exc, Overloaded) else logging.INFO
-            log.log(level, "request failed", extra={"fields": {"code": code.name, "error": message}})
+            log.log(level, "request failed",
+                    extra={"fields": {"code": code.name, "reason": exc.reason, "error": message}})
         else:
             log.exception("unhandled error")
             message = f"internal error; request id {rid}"
-        await context.abort(code, message)
+        # google.rpc.Status details (ErrorInfo, BadRequest, RetryInfo): built in rpc.status, the one mapping place.
+        trailer.append((STATUS_DETAILS_KEY, rpc_status(exc, message, rid, self.service).SerializeToString()))
+        await context.abort(code, message, trailing_metadata=tuple(trailer))
         return code  # unreachable: abort raises
 
     @contextlib.asynccontextmanager
@@ -161,7 +166,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._admit()
                 admitted = True
                 self.inflight += 1
-                metrics.INFLIGHT.labels(self.service).inc()
+                metrics.INFLIGHT.labels(self.service, metrics.shard()).inc()
             if gate is not None:
                 await gate.acquire(context.time_remaining())
                 gated = True
@@ -181,7 +186,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 gate.release(time.perf_counter() - start_run, measured=code == grpc.StatusCode.OK)
             if admitted:
                 self.inflight -= 1
-                metrics.INFLIGHT.labels(self.service).dec()
+                metrics.INFLIGHT.labels(self.service, metrics.shard()).dec()
             self._record(name, code, start)
             request_id_var.reset(token)
 
@@ -201,8 +206,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
     def _record(self, method: str, code: grpc.StatusCode, start: float) -> None:
-        metrics.REQUESTS.labels(self.service, method, code.name).inc()
-        metrics.REQUEST_LATENCY.labels(self.service, method).observe(time.perf_counter() - start)
+        metrics.REQUESTS.labels(self.service, metrics.shard(), method, code.name).inc()
+        metrics.REQUEST_LATENCY.labels(self.service, metrics.shard(), method).observe(time.perf_counter() - start)
 
 
 Probe = Callable[[], Awaitable[bool]]
@@ -279,10 +284,9 @@ class GrpcService:
         self.names = list(self._register(self.server))
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
-        )
+        metrics.set_build_info(self.service)
+        metrics.init_service(self.service, self._methods())
+        reflection.enable([*self.names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         creds = tls.server_credentials(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
         address = f"{s.host}:{s.port}"
@@ -305,6 +309,18 @@ class GrpcService:
         )
         return self.port
 
+    def _methods(self) -> list[str]:
+        """The RPC names of the registered services (from the protobuf descriptors), for metric initialisation."""
+        from google.protobuf import descriptor_pool
+
+        out = []
+        for name in self.names:
+            try:
+                out += [m.name for m in descriptor_pool.Default().FindServiceByName(name).methods]
+            except KeyError:
+                pass  # a generic handler without a descriptor (tests)
+        return out
+
     def add_readiness_check(self, name: str, check) -> None:
         """Another readiness condition (e.g. "caught_up": a replica has applied its log); see core.health."""
         self.readiness.add(name, check)
@@ -325,7 +341,8 @@ class GrpcService:
     async def _watch(self) -> None:
         while not self._draining:
             await asyncio.sleep(self.settings.health_interval_s)
-            ready = await self.readiness.evaluate(timeout_s=max(1.0, self.settings.health_interval_s))
+            with tracing.untraced():  # a probe is not a request: no root trace per backend every interval
+                ready = await self.readiness.evaluate(timeout_s=max(1.0, self.settings.health_interval_s))
             if not self._draining:
                 status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
                 await self._set_all(status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ from winnow.common.tracing import configure, current_trace_id, enabled, shutdown
 from winnow.rpc.status import status_for
 
 __all__ = ["configure", "current_trace_id", "enabled", "shutdown", "span", "server_interceptors",
-           "client_interceptors"]
+           "client_interceptors", "untraced"]
 
 # Health probes (kubelet, compose, load balancers) would drown real traces; reflection is tooling.
 _UNTRACED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -126,8 +127,35 @@ def _method_name(details) -> str:
     return method.decode() if isinstance(method, bytes) else str(method)
 
 
+_SUPPRESSED: contextvars.ContextVar[bool] = contextvars.ContextVar("winnow_tracing_suppressed", default=False)
+
+
+@contextlib.contextmanager
+def untraced():
+    """Outgoing calls made inside (and in tasks started inside) open no spans: for health probes, which would
+    otherwise start a root trace per backend every few seconds."""
+    token = _SUPPRESSED.set(True)
+    try:
+        yield
+    finally:
+        _SUPPRESSED.reset(token)
+
+
 def _untraced(details) -> bool:
     return _method_name(details).startswith(_UNTRACED_PREFIXES)
+
+
+def _unsampled(details):
+    """The call's details with a not-sampled `traceparent`, so the callee does not start a root trace either."""
+    import random
+
+    ctx = trace.SpanContext(trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
+                            is_remote=False, trace_flags=trace.TraceFlags(0))
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(trace.NonRecordingSpan(ctx)))
+    metadata = [(k, v) for k, v in (details.metadata or ()) if k not in carrier]
+    metadata.extend(carrier.items())
+    return details._replace(metadata=metadata)
 
 
 class _ClientSpans:
@@ -150,6 +178,8 @@ class _ClientSpans:
         that fails to start ends its span here."""
         if _untraced(client_call_details):
             return None, await continuation(client_call_details, request)
+        if _SUPPRESSED.get():
+            return None, await continuation(_unsampled(client_call_details), request)
         s, details = self._begin(client_call_details)
         try:
             return s, await continuation(details, request)

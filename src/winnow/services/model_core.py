@@ -44,6 +44,7 @@ class ModelCore(Generic[I, O]):
             sub_batch_tokens=limits.sub_batch_tokens,
         )
         metrics.MODEL_INFO.labels(service, model_id, placement.device, placement.dtype, scorer).set(1)
+        metrics.set_build_info(service, **{f"{service}_model": model_id})  # embedder_model= / reranker_model=
 
     async def prepare_off_loop(self, fn: Callable[..., T], *args) -> T:
         """Run a `prepare` step on the pre-processing thread (tokenisers are not free on the event loop)."""

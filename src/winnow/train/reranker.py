@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.models.fusion import zscore
 from winnow.models.trained import MANIFEST, read_manifest
 from winnow.train.first_stage import FirstStage, Ranked
 from winnow.train.judgments import JudgedQuery
@@ -99,10 +100,6 @@ def score_texts(tokenizer, model, query: str, texts: Sequence[str], max_length: 
     return scores
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-9)
-
-
 def choose_weight(runs: Sequence[tuple[dict[str, int], list[str], np.ndarray, np.ndarray]]) -> dict:
     """Grid-search w in w*z(CE) + (1-w)*z(first stage) for nDCG@10 over held-out queries.
 
@@ -114,7 +111,7 @@ def choose_weight(runs: Sequence[tuple[dict[str, int], list[str], np.ndarray, np
     for w in WEIGHTS:
         total = 0.0
         for rels, ids, ce, fs in runs:
-            fused = w * _z(ce) + (1 - w) * _z(fs)
+            fused = w * zscore(ce) + (1 - w) * zscore(fs)
             order = sorted(range(len(ids)), key=lambda i: (-fused[i], i))
             total += ndcg_at_k([ids[i] for i in order], rels, 10)
         table[w] = round(total / max(1, len(runs)), 4)

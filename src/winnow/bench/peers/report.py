@@ -60,6 +60,11 @@ def print_report(result: dict) -> None:
     if "rss_by_service_mb" in systems.get("winnow", {}):
         per = systems["winnow"]["rss_by_service_mb"]
         print("winnow RSS by service, MB: " + ", ".join(f"{k} {v:.0f}" for k, v in per.items()))
+    cold = result.get("cold_start")
+    if cold:
+        print(f"winnow cold start: restart {cold['restart_s']} s; QPS (text, {result['config'].get('clients')} "
+              f"clients) first {cold['first_qps']:.1f} vs warm {cold['warm_qps']:.1f} = {cold['ratio']:.2f} "
+              f"(goal >= 0.8: {'met' if cold['ratio'] >= 0.8 else 'MISSED'})")
     for g in goals(systems):
         print(f"goal {g['figure']} winnow/{g['peer']} {g['goal']}: {g['ratio']:.2f} "
               f"{'met' if g['met'] else 'MISSED'}")

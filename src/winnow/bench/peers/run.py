@@ -55,6 +55,27 @@ def _start_winnow(wl: workload.Workload, tmp: Path, shards: int, log: Path) -> t
     return cluster, cluster.gateway
 
 
+def _cold_start(cluster, wl: workload.Workload, log, clients: int, seconds: float) -> tuple[object, dict]:
+    """Restart the Winnow cluster from its data (as after `winnow down` / `winnow up`), then QPS with query text
+    over the first `seconds` after it reports ready, and again over the next `seconds` (warm)."""
+    from winnow.cluster.launcher import LocalCluster
+
+    config = cluster.config
+    cluster.stop()
+    t = time.perf_counter()
+    cluster = LocalCluster(config).start()
+    up_s = time.perf_counter() - t
+    d = drivers.winnow(wl.root, cluster.gateway, log("winnow-cold")).start()
+    try:
+        first = d.call(cmd="qps", mode="hybrid", text=True, clients=clients, seconds=seconds)
+        warm = d.call(cmd="qps", mode="hybrid", text=True, clients=clients, seconds=seconds)
+    finally:
+        d.stop()
+    return cluster, {"restart_s": round(up_s, 1), "first_qps": round(first["qps"], 1), "warm_qps": round(warm["qps"], 1),
+                     "first_failed": first.get("failed", 0), "warm_failed": warm.get("failed", 0),
+                     "ratio": round(first["qps"] / warm["qps"], 3) if warm["qps"] else float("nan")}
+
+
 def _winnow_rss(cluster) -> dict[str, float]:
     from winnow.bench.peers.driverlib import rss_mb
 
@@ -78,6 +99,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--queries", type=int, default=0, help="test queries to use (0 = all 300)")
     ap.add_argument("--no-text", action="store_true", help="skip the end-to-end (query text) rows")
+    ap.add_argument("--cold-seconds", type=float, default=10.0,
+                    help="Winnow cold start: QPS over this long right after a restart vs the next as long (0 = skip)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 30 queries, 2 s QPS")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -120,6 +143,7 @@ def main(argv: list[str]) -> int:
         kinds = [("engine", False)] + ([] if args.no_text else [("e2e", True)])
         lat: dict = {(s, k): [] for s in systems for k, _ in kinds}
         qps: dict = {(s, k): [] for s in systems for k, _ in kinds}
+        failed: dict = {(s, k): 0 for s in systems for k, _ in kinds}
         for s in systems:  # one warm-up pass each, unmeasured
             for _, text in kinds:
                 started[s].call(cmd="latency", mode="hybrid", text=text, n=20)
@@ -132,8 +156,12 @@ def main(argv: list[str]) -> int:
                                                       n=args.latency_queries)["ms"]
             for s in order:
                 for kind, text in kinds:
-                    qps[(s, kind)].append(started[s].call(cmd="qps", mode="hybrid", text=text, clients=args.clients,
-                                                          seconds=args.qps_seconds)["qps"])
+                    ans = started[s].call(cmd="qps", mode="hybrid", text=text, clients=args.clients,
+                                          seconds=args.qps_seconds)
+                    qps[(s, kind)].append(ans["qps"])
+                    failed[(s, kind)] += ans.get("failed", 0)
+                    if ans.get("errors"):
+                        notes.append(f"{s} {kind} QPS: {ans['failed']} failed, e.g. {ans['errors'][0][:160]}")
         for s in systems:
             r = result["systems"][s]
             for kind, _ in kinds:
@@ -141,12 +169,18 @@ def main(argv: list[str]) -> int:
                 r[f"{kind}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
                 r[f"{kind}_p90_ms"] = round(float(np.percentile(ms, 90)), 2)
                 r[f"{kind}_qps"] = round(statistics.median(qps[(s, kind)]), 1)
+                r[f"{kind}_qps_failed"] = failed[(s, kind)]
             if s == "winnow":
                 per = _winnow_rss(cluster)
                 r["rss_by_service_mb"] = per
                 r["rss_mb"] = round(sum(per.values()), 1)
             else:
                 r["rss_mb"] = started[s].call(cmd="rss")["rss_mb"]
+        if cluster is not None and args.cold_seconds > 0:
+            for n in ("winnow", "winnow-rrf"):
+                started.pop(n).stop()
+            print("winnow cold start: restart, then first vs next QPS ...", file=sys.stderr)
+            cluster, result["cold_start"] = _cold_start(cluster, wl, log, args.clients, args.cold_seconds)
         result["config"] = {"rounds": args.rounds, "latency_queries": args.latency_queries, "clients": args.clients,
                             "qps_seconds": args.qps_seconds, "queries": len(wl.query_ids), "docs": len(wl.doc_ids),
                             "shards": args.shards, "k": wl.k, "window": wl.window}

@@ -74,6 +74,16 @@ class EmbedderCore(ModelCore[PreparedText, np.ndarray]):
         timings = self.timings(out, start, tokenized, batched)
         return EmbedResult(vectors, [p.tokens for p in prepared], truncated, self.encoder.model_id, dim, timings)
 
+    async def warmup(self) -> None:
+        """The probe, then real requests at the shapes traffic brings (a one-word query up to a batch of long
+        documents), so the first requests after a start do not pay for kernel selection and allocator growth."""
+        await super().warmup()
+        words = "effect of low dose aspirin on cardiovascular outcomes in older adults with diabetes".split()
+        for n_words, n_texts in ((3, 1), (12, 1), (30, 1), (60, 4), (180, 8), (12, 16)):
+            text = " ".join(words[i % len(words)] for i in range(n_words))
+            # Never more texts than a request may carry (a warm-up past max_texts would fail the start).
+            await self.embed([text] * min(n_texts, self.max_texts), kind="query" if n_texts == 1 else "document")
+
     def probe_once(self) -> bool:
         """One tiny forward pass; True if it returns a finite unit vector of the model's dimension."""
         vec = self.encoder.forward(self.encoder.prepare(["health probe"]))

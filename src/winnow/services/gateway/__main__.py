@@ -6,13 +6,16 @@ import asyncio
 import sys
 
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from winnow.common.deadline import Deadline
 from winnow.log.client import DocumentLog, LogConfig
+from winnow.common import metrics
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
 from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
+from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
 from winnow.services.gateway.server import GatewayServicer
@@ -50,6 +53,7 @@ async def build(s: GatewaySettings) -> Wiring:
     embedder = GrpcEmbedder(s.embedder, security)
     reranker = GrpcReranker(s.reranker, security) if s.reranker else None
     topology = shard_topology(s, security)
+    metrics.init_gateway([])  # cache and rerank-fallback counters at 0; shards get theirs when first asked
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
         payloads=s.payloads), encode=convert.search_result_to_bytes)
@@ -73,13 +77,27 @@ async def build(s: GatewaySettings) -> Wiring:
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
     """Follow discovery and the replicas; bounded wait for the embedder so cache keys carry its model version
-    (past it the gateway serves anyway: hybrid searches fall back to BM25, flagged)."""
+    (past it the gateway serves anyway: hybrid searches fall back to BM25, flagged); then warm the search path
+    (channels, every stage's code) before this gateway reports ready."""
     await search.topology.start(first_within_s=10.0)
     end = asyncio.get_running_loop().time() + wait_s
     while not await search.refresh_models(timeout=1.0):
         if asyncio.get_running_loop().time() >= end:
             return
         await asyncio.sleep(0.2)
+    await warm_up(search)
+
+
+async def warm_up(search: SearchCore, searches: int = 6) -> None:
+    """Uncached searches through the whole pipeline (embed, every shard, fusion, rerank), so the first real ones
+    find the channels connected and the code paths warm. Failures only mean a dependency is still coming up."""
+    texts = ["aspirin and the heart", "vitamin d deficiency in older adults", "statins lower cholesterol",
+             "gene expression in cancer cells", "effect of exercise on blood pressure", "viral infection immunity"]
+    for i in range(searches):
+        try:
+            await search.search(SearchOptions(query=texts[i % len(texts)], k=10, no_cache=True), Deadline(10.0))
+        except Exception:  # noqa: BLE001 - warm-up is best effort; readiness is the probe's call
+            return
 
 
 main = service_main(SERVICE, GatewaySettings, build)

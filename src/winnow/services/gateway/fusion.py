@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from winnow.services.gateway.model import Candidate
 
 
-def merge_top(lists: Iterable[list[tuple[float, str, object]]], k: int) -> list[tuple[float, str, object]]:
-    """Top k of several (score, id, payload) lists by score, best first; ties broken by id for determinism."""
+def merge_top(lists: Iterable[list[tuple]], k: int) -> list[tuple]:
+    """Top k of several lists of (score, id, ...) tuples by score, best first; ties broken by id (determinism)."""
     return heapq.nsmallest(k, (item for lst in lists for item in lst), key=lambda t: (-t[0], t[1]))
 
 

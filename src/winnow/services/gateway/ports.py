@@ -40,6 +40,8 @@ class ShardQuery(ShardSearchParams):
     lexical_k: int = 0
     min_applied_seq: int = 0    # read-your-writes: answer only from a replica that applied this sequence
     include_payloads: bool = True  # False: ids and scores only (the gateway fetches the final hits' payloads)
+    packed: bool = False           # answer as (score, id) pairs + the payloads of each list's first payload_top
+    payload_top: int = 0
 
 
 @dataclass
@@ -60,6 +62,23 @@ class ShardResult:
     applied_seq: int = 0          # the answering replica's applied log sequence
     replica: str = ""             # the answering replica's address
     consistency_unmet: str = ""   # why min_applied_seq could not be honoured ("" = it was, or none was asked)
+    # A packed answer: (score, id) per list, best first, and payloads by id; None = read `dense` / `lexical`.
+    dense_pairs: list[tuple[float, str]] | None = None
+    lexical_pairs: list[tuple[float, str]] | None = None
+    payloads: dict[str, Hit] = field(default_factory=dict)
+
+    def pairs(self, lexical: bool) -> list[tuple[float, str]]:
+        """One list as (score, id), best first, whichever form the shard answered in."""
+        packed = self.lexical_pairs if lexical else self.dense_pairs
+        if packed is not None:
+            return packed
+        return [(h.score, h.id) for h in (self.lexical if lexical else self.dense)]
+
+    def payload_map(self) -> dict[str, Hit]:
+        """The payloads this answer carries, by id."""
+        if self.dense_pairs is not None or self.lexical_pairs is not None:
+            return self.payloads
+        return {h.id: h for h in (*self.dense, *self.lexical) if h.text}
 
 
 @dataclass

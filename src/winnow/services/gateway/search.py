@@ -22,6 +22,7 @@ from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, 
 from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.consistency import encode_token, satisfies
+from winnow.services.gateway.cursor import Position
 from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
@@ -97,6 +98,7 @@ class SearchCore:
                 self.models["reranker"] = f"{info.get('model', '')}/{info.get('scorer', '')}"
             except Exception:  # noqa: BLE001 - reranker down only degrades searches
                 pass
+        metrics.set_build_info(SERVICE, self.models["embedder"], self.models["reranker"])
         return ok
 
     # -- precision mode ---------------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class SearchCore:
             timings["cache"] = _ms(t)
         if cached is not None:
             timings["total"] = _ms(t0)
+            metrics.observe_timings(SERVICE, timings)
             return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
         compute = lambda: self._compute(opts, deadline, timings, layout, required, unmet)  # noqa: E731
         if key is None:
@@ -131,6 +134,7 @@ class SearchCore:
                 # Keyed on what it was served at: a later lookup hits only while that is the newest data.
                 self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
         result.timings_ms["total"] = _ms(t0)
+        metrics.observe_timings(SERVICE, result.timings_ms)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
         return result
@@ -205,7 +209,11 @@ class SearchCore:
         query = ShardQuery(
             vector=vector, k=window, query_text=opts.query if opts.retrieval.lexical else "", lexical_k=window,
             filters=opts.filters, coarse_dim=opts.mrl_dim, nprobe=opts.nprobe, ef_search=opts.ef_search,
-            include_payloads=self.config.payloads != "final",
+            # Packed (score, id) lists; payloads inline only for each list's top `need` (what the answer can
+            # use when fusion keeps the order), the rest fetched after fusion if it reaches them (payloads=final:
+            # all of them fetched).
+            include_payloads=False, packed=True,
+            payload_top=0 if self.config.payloads == "final" else (window if opts.rerank else min(opts.k, window)),
         )
         t = time.perf_counter()
         timeout = deadline.timeout(fraction=0.6 if opts.rerank else 0.9)
@@ -217,6 +225,7 @@ class SearchCore:
         served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
         owner: dict[str, int] = {}
+        payloads: dict[str, Hit] = {}
         for p, (shard, res) in enumerate(zip(layout.shards, results)):
             if isinstance(res, InvalidArgument):  # the request is bad, not the shard: say so, never UNAVAILABLE
                 raise res
@@ -227,15 +236,19 @@ class SearchCore:
             served[p] = res.applied_seq or res.generation
             if res.consistency_unmet:
                 unmet.append(res.consistency_unmet)
-            dense_lists.append([(h.score, h.id, h) for h in res.dense])
-            lexical_lists.append([(h.score, h.id, h) for h in res.lexical])
-            owner.update(dict.fromkeys([h.id for h in res.dense], p))
-            owner.update(dict.fromkeys([h.id for h in res.lexical], p))
+            d, lx = res.pairs(False), res.pairs(True)
+            dense_lists.append(d)
+            lexical_lists.append(lx)
+            owner.update(dict.fromkeys([i for _, i in d], p))
+            owner.update(dict.fromkeys([i for _, i in lx], p))
+            payloads.update(res.payload_map())
         if coverage.answered == 0:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         t = time.perf_counter()
-        dense = [_cand(h, dense=True) for _, _, h in fusion.merge_top(dense_lists, window)]
-        lexical = [_cand(h, dense=False) for _, _, h in fusion.merge_top(lexical_lists, window)]
+        dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
+        lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
+        timings["merge"] = _ms(t)
+        t = time.perf_counter()
         if vector is None and opts.retrieval.lexical:
             fused = fusion.single_list(lexical, window, False)
         elif opts.retrieval.dense and opts.retrieval.lexical:
@@ -245,7 +258,11 @@ class SearchCore:
                 fused = fusion.convex(dense, lexical, alpha=self.config.dense_weight, window=window)
         else:
             fused = fusion.single_list(dense if opts.retrieval.dense else lexical, window, opts.retrieval.dense)
-        timings["merge"] = _ms(t)
+        for c in fused:
+            h = payloads.get(c.id)
+            if h is not None:
+                c.text, c.metadata_json = h.text, h.metadata_json
+        timings["fusion"] = _ms(t)
         return fused, coverage, served, owner
 
     async def _fetch_payloads(self, cands: list[Candidate], owner: dict[str, int], layout: ShardLayout,
@@ -285,6 +302,7 @@ class SearchCore:
         return kept
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
+        metrics.init_shard(shard.name)
         with tracing.span("shard_search", service=SERVICE, shard=shard.name):
             try:
                 res = await shard.search(query, timeout)
@@ -327,14 +345,19 @@ class SearchCore:
 
     # -- bulk mode --------------------------------------------------------------------------------------------
 
-    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int) -> AsyncIterator[BulkPage]:
-        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages."""
+    async def bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
+                   resume: Position | None = None) -> AsyncIterator[BulkPage]:
+        """Every document scoring >= threshold (capped at max_results), merged across shards, in pages.
+
+        `resume`: continue after that position of an earlier stream of the same request (a cursor); page
+        numbers, totals and the max_results cap carry on from it.
+        """
         with self.topology.current().use() as layout:
-            async for page in self._bulk(opts, deadline, max_results, layout):
+            async for page in self._bulk(opts, deadline, max_results, layout, resume):
                 yield page
 
     async def _bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
-                    layout: ShardLayout) -> AsyncIterator[BulkPage]:
+                    layout: ShardLayout, resume: Position | None = None) -> AsyncIterator[BulkPage]:
         if not layout.shards:
             raise Unavailable("no shard is known yet (discovery has not found any)")
         required, unmet = _required(opts, layout)
@@ -351,19 +374,25 @@ class SearchCore:
             coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,
         )
         coverage = Coverage(asked=len(layout.shards))
+        t = time.perf_counter()
         merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in layout.shards],
                                 [s.name for s in layout.shards], coverage)
-        page, buf, total = 0, [], 0
+        page, total = (resume.pages, resume.sent) if resume else (0, 0)
+        buf: list[Candidate] = []
         async for hit in merged:
+            if total >= max_results:
+                break
+            if resume is not None and not resume.after(hit.score, hit.id):
+                continue  # sent before the cursor
             buf.append(hit)
             total += 1
             if len(buf) >= opts.page_size:
+                timings["search"] = _ms(t)
                 timings["total"] = _ms(t0)
                 yield BulkPage(buf, page, False, total, coverage, dict(timings), **stamp)
                 page, buf = page + 1, []
-            if total >= max_results:
-                break
         await merged.aclose()
+        timings["search"] = _ms(t)
         if coverage.answered == 0 and coverage.asked:
             raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
         timings["total"] = _ms(t0)
@@ -401,15 +430,6 @@ async def _await_seqs(layout: ShardLayout, required: dict[int, int], deadline: D
 def _known_seq(shard: ShardPort) -> int | None:
     known = getattr(shard, "known_seq", None)  # replica sets know it; plain in-process shards do not
     return known() if known is not None else None
-
-
-def _cand(h: Hit, dense: bool) -> Candidate:
-    c = Candidate(id=h.id, text=h.text, metadata_json=h.metadata_json)
-    if dense:
-        c.dense_score = h.score
-    else:
-        c.lexical_score = h.score
-    return c
 
 
 async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],

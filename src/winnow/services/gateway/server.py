@@ -7,13 +7,17 @@ import asyncio
 from winnow.api.gateway.v1 import gateway_pb2_grpc
 from winnow.common.deadline import Deadline
 from winnow.rpc.channels import deadline_from_context
-from winnow.common.errors import DeadlineExceeded, InvalidArgument
+from winnow.common import buildinfo
+from winnow.common.errors import DeadlineExceeded
 from winnow.common.logs import request_id_var
-from winnow.services.gateway import convert
-from winnow.services.gateway.model import Mode
+from winnow.services.gateway import convert, cursor
+from winnow.services.gateway.model import stable_digest
 from winnow.services.gateway.search import SearchCore
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.writes import WriteCore
+
+
+API_VERSION = "1.1"  # of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -29,18 +33,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return deadline
 
     async def Search(self, request, context):
-        opts = convert.search_options_from_proto(request, self.s, Mode.PRECISION, self.search_core.space)
-        if opts.mode is Mode.BULK:
-            raise InvalidArgument("mode MODE_BULK streams its results: call Gateway.BulkSearch")
+        opts = convert.search_options_from_proto(request, self.s, self.search_core.space)
         result = await self.search_core.search(opts, self._deadline(context))
         return convert.search_result_to_proto(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.search_options_from_proto(request, self.s, Mode.BULK, self.search_core.space)
-        if opts.mode is Mode.PRECISION:
-            raise InvalidArgument("mode MODE_PRECISION returns one reranked list: call Gateway.Search")
-        async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results):
-            yield convert.bulk_page_to_proto(page, request_id_var.get())
+        opts = convert.bulk_options_from_proto(request, self.s, self.search_core.space)
+        fingerprint = stable_digest(opts.cache_material() | {"page_size": 0})  # a cursor may change page size
+        resume = cursor.decode(request.cursor, fingerprint)
+        last = request.cursor
+        async for page in self.search_core.bulk(opts, self._deadline(context), opts.max_results, resume):
+            if page.hits:
+                tail = page.hits[-1]
+                last = cursor.encode(cursor.Position(tail.score, tail.id, page.total, page.page + 1), fingerprint)
+            yield convert.bulk_page_to_proto(page, request_id_var.get(), last)
 
     async def Upsert(self, request, context):
         docs = convert.write_documents_from_proto(request, self.s, self.search_core.space)
@@ -67,8 +73,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                        return_exceptions=True)
         return convert.cluster_info_to_proto(
             [(shard.target, reps) for shard, reps in zip(layout.shards, replicas)],
-            emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind, layout.id,
-            core.space,
+            emb if isinstance(emb, dict) else {}, rr if isinstance(rr, dict) else {}, core.cache.kind, self.s,
+            layout.id, core.space, buildinfo.VERSION, API_VERSION,
         )
 
 

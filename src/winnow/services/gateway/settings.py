@@ -61,10 +61,11 @@ class GatewaySettings(ServiceSettings, LimitSettings):
     cache: str = Field("auto", description="Result cache: auto (Redis if reachable, else in-process), redis, memory, off.")
     cache_ttl_s: int = Field(300, ge=1, description="Cache entry lifetime, seconds.")
     max_concurrent: int = Field(
-        4, ge=0, description="Admission: searches (per method) running at once; the rest wait up to "
+        2, ge=0, description="Admission: searches (per method) running at once; the rest wait up to "
         "max_queue_wait_ms (and queue_wait_factor x the recent search time, and their deadline) or are refused at "
-        "once with RESOURCE_EXHAUSTED + retry-after-ms. 4 kept 128 concurrent clients' admitted p99 within 2x the "
-        "unloaded p99 (docs/hardening.md); 0 = no gate.",
+        "once with RESOURCE_EXHAUSTED + retry-after-ms. 2 measured best on the 2-core reference box (128 clients: "
+        "admitted p99 2.9x unloaded, all reranked, refusals p99 0.1 s; 4: 8.4x; 1: 1.6x but a fifth of the "
+        "answers): docs/hardening.md. Raise it with the downstream capacity; 0 = no gate.",
     )
     embedder_wait_s: float = Field(
         30.0, ge=0, description="At start-up, how long to wait for the embedder (its model version keys the cache) "

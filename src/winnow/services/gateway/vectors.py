@@ -44,30 +44,34 @@ def check_model(model: str, space: VectorSpace, field: str) -> None:
     if model and space.model and model not in (space.model, space.model.split("@")[0]):
         raise InvalidArgument(
             f"{field}={model!r}, but this collection holds vectors of {space.model!r}: vectors from different "
-            f"models are not comparable; send vectors of {space.model!r} (or leave {field} empty)"
+            f"models are not comparable; send vectors of {space.model!r} (or leave {field} empty)",
+            field=field, reason="WRONG_VECTOR_MODEL",
         )
 
 
 def unit_vector(values: Sequence[float] | np.ndarray, space: VectorSpace, field: str) -> np.ndarray:
     """A float32 unit vector from a caller's components, or InvalidArgument naming `field` and the fix."""
     if not space.known:
-        raise InvalidArgument(f"{field}: the collection's dimension is not known yet (no shard answered); retry")
+        raise InvalidArgument(f"{field}: the collection's dimension is not known yet (no shard answered); retry",
+                              field=field, reason="DIMENSION_UNKNOWN")
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] != space.dimension:
         raise InvalidArgument(
             f"{field} has {arr.size} components; this collection's vectors ({space.model or 'its model'}) have "
-            f"{space.dimension}"
+            f"{space.dimension}", field=field, reason="WRONG_DIMENSION",
         )
     finite = np.isfinite(arr)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
-        raise InvalidArgument(f"{field}[{i}] is {arr[i]}: every component must be a finite number")
+        raise InvalidArgument(f"{field}[{i}] is {arr[i]}: every component must be a finite number",
+                              field=f"{field}[{i}]", reason="BAD_VECTOR")
     norm = float(np.linalg.norm(arr))
     if norm == 0.0 or not np.isfinite(norm):
-        raise InvalidArgument(f"{field} is the zero vector: it has no direction to search or store")
+        raise InvalidArgument(f"{field} is the zero vector: it has no direction to search or store", field=field,
+                              reason="BAD_VECTOR")
     unit = (arr / norm).astype(np.float32)
     if not np.isfinite(unit).all():  # components beyond float32's range
-        raise InvalidArgument(f"{field} has components beyond float32's range")
+        raise InvalidArgument(f"{field} has components beyond float32's range", field=field, reason="BAD_VECTOR")
     return unit
 
 

@@ -18,11 +18,13 @@ from winnow.services.index.follower import LogFollower
 from winnow.services.index.server import SERVICE, IndexShardServicer
 from winnow.services.index.settings import IndexSettings
 from winnow.services.index.shard import Shard
+from winnow.services.index.warmup import warm
 
 
 def build(settings: IndexSettings) -> Wiring:
     """The service and its shard, not started; `warmup` loads the shard and catches up with the log, `close`
     stops following, snapshots and closes; `wiring.servicer` is the gRPC servicer (tests reach the follower)."""
+    metrics.set_shard(settings.shard_id)  # every RPC metric of this process carries shard=<id>
     servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
                                   settings.faiss_omp_threads, settings.max_consistency_wait_s)
     servicer.follower = follower(servicer, settings)
@@ -45,14 +47,17 @@ def follower(servicer: IndexShardServicer, settings: IndexSettings) -> LogFollow
 
 
 async def warmup(servicer: IndexShardServicer) -> None:
-    """Open the shard (newest snapshot) off the event loop, then follow the log until caught up."""
+    """Open the shard (newest snapshot) off the event loop, follow the log until caught up, then warm it (BM25
+    built, index walked) on the search threads: health says SERVING only after all of it."""
     shard = servicer.shard
-    await asyncio.get_running_loop().run_in_executor(servicer.writer, shard.open)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(servicer.writer, shard.open)
     stats = shard.stats()
     metrics.INDEX_INFO.labels(stats.shard_id, stats.index_factory, stats.device).set(1)
     servicer.applied()
     servicer.follower.start()
     await servicer.follower.wait_caught_up()
+    await loop.run_in_executor(servicer.readers, warm, shard)
 
 
 async def close(servicer: IndexShardServicer) -> None:

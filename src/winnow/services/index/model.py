@@ -94,6 +94,7 @@ class SearchQuery:
     coarse_dim: int = 0
     coarse_candidates: int = 0
     include_payloads: bool = False
+    payload_top: int = 0  # > 0: payloads for the first payload_top hits of each list only (include_payloads ignored)
 
 
 @dataclass

@@ -84,7 +84,7 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
         result, queued = await self._run(self.readers, lambda: self.shard.search(query))
         result.timings_ms["queue"] = queued
         metrics.observe_timings(SERVICE, result.timings_ms)
-        return convert.shard_result_to_proto(result)
+        return convert.shard_result_to_proto(result, packed=request.packed)
 
     async def RangeSearch(self, request: pb.RangeSearchRequest, context: grpc.aio.ServicerContext):
         query = convert.range_query_from_proto(request)

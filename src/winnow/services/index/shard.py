@@ -243,7 +243,7 @@ class Shard:
                     exact = allowed is not None and self._small(int((allowed & v.live_mask()).sum()))
                     nprobe, ef = q.nprobe or s.default_nprobe, q.ef_search or s.default_ef_search
                     scores, slots = v.search(vec, k, allowed, nprobe, ef, exact)
-                dense = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
+                dense = self._hits(scores, slots, q)
                 timings["dense"] = _ms(t0)
             if q.text:
                 t0 = time.perf_counter()
@@ -252,9 +252,17 @@ class Shard:
                 if rebuild:
                     timings["bm25_rebuild"] = round(rebuild, 3)
                 scores, slots = self.state.lexical.search(q.text, lexical_k, live if allowed is None else live & allowed)
-                lexical = self.state.hits(scores.tolist(), slots.tolist(), q.include_payloads)
+                lexical = self._hits(scores, slots, q)
                 timings["lexical"] = _ms(t0)
         return ShardResult(dense, lexical, gen, timings)
+
+    def _hits(self, scores: np.ndarray, slots: np.ndarray, q: SearchQuery) -> list[Hit]:
+        """Hits best first; payloads on all (include_payloads), none, or the first q.payload_top only."""
+        sc, sl = scores.tolist(), slots.tolist()
+        top = q.payload_top or (len(sl) if q.include_payloads else 0)
+        if top >= len(sl) or top == 0:
+            return self.state.hits(sc, sl, top > 0)
+        return self.state.hits(sc[:top], sl[:top], True) + self.state.hits(sc[top:], sl[top:], False)
 
     def _small(self, matching: int) -> bool:
         n_live = self.state.vectors.n_live

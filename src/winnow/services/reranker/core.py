@@ -120,6 +120,16 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         results = [Hit(candidates[i].id, float(scores[i]), i, pairs[i].truncated) for i in order]
         return RerankResult(results, self.scorer.model_id, self.scorer_name, timings)
 
+    async def warmup(self) -> None:
+        """The probe, then a real window of candidates of document length, so the first searches after a start
+        do not pay for kernel selection and allocator growth."""
+        await super().warmup()
+        words = "effect of low dose aspirin on cardiovascular outcomes in older adults with diabetes".split()
+        doc = " ".join(words[i % len(words)] for i in range(180))
+        for n in (8, 80):  # never more candidates than a request may carry (that would fail the start)
+            n = min(n, self.max_candidates)
+            await self.rerank("does aspirin help the heart", [Candidate(f"w{i}", doc) for i in range(n)])
+
     async def close(self) -> None:
         """Stop batching, then let the scorer release what it holds (e.g. flush its token-vector store)."""
         await super().close()

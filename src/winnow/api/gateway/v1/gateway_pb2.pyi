@@ -46,7 +46,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "no_cache", "fusion", "write_token", "query_vector", "vector_model")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "nprobe", "ef_search", "no_cache", "fusion", "write_token", "query_vector", "vector_model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -56,9 +56,6 @@ class SearchRequest(_message.Message):
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     MRL_DIM_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
-    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
-    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
@@ -75,9 +72,6 @@ class SearchRequest(_message.Message):
     rrf_k: int
     mrl_dim: int
     filters: _containers.RepeatedCompositeFieldContainer[Filter]
-    threshold: float
-    page_size: int
-    max_results: int
     nprobe: int
     ef_search: int
     no_cache: bool
@@ -85,10 +79,42 @@ class SearchRequest(_message.Message):
     write_token: str
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     vector_model: str
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
+
+class BulkSearchRequest(_message.Message):
+    __slots__ = ("query", "mode", "retrieval", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "cursor", "write_token", "query_vector", "vector_model")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
+    MRL_DIM_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    mode: Mode
+    retrieval: Retrieval
+    mrl_dim: int
+    filters: _containers.RepeatedCompositeFieldContainer[Filter]
+    threshold: float
+    page_size: int
+    max_results: int
+    nprobe: int
+    ef_search: int
+    cursor: str
+    write_token: str
+    query_vector: _containers.RepeatedScalarFieldContainer[float]
+    vector_model: str
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., threshold: _Optional[float] = ..., page_size: _Optional[int] = ..., max_results: _Optional[int] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., cursor: _Optional[str] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank")
+    __slots__ = ("id", "score", "text", "metadata_json", "first_stage_rank", "first_stage_score", "rerank_score", "dense_rank", "lexical_rank", "metadata")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +124,7 @@ class Hit(_message.Message):
     RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
     DENSE_RANK_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_RANK_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     text: str
@@ -107,7 +134,8 @@ class Hit(_message.Message):
     rerank_score: float
     dense_rank: int
     lexical_rank: int
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., first_stage_rank: _Optional[int] = ..., first_stage_score: _Optional[float] = ..., rerank_score: _Optional[float] = ..., dense_rank: _Optional[int] = ..., lexical_rank: _Optional[int] = ...) -> None: ...
+    metadata: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., first_stage_rank: _Optional[int] = ..., first_stage_score: _Optional[float] = ..., rerank_score: _Optional[float] = ..., dense_rank: _Optional[int] = ..., lexical_rank: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Coverage(_message.Message):
     __slots__ = ("shards_asked", "shards_answered", "failed_shards")
@@ -155,7 +183,7 @@ class SearchResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., reranked: _Optional[bool] = ..., rerank_skipped_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., reranker: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ..., dense_skipped_reason: _Optional[str] = ...) -> None: ...
 
 class BulkSearchPage(_message.Message):
-    __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id", "served_at", "consistency_unmet")
+    __slots__ = ("hits", "page", "last", "total", "coverage", "timings_ms", "request_id", "cursor", "served_at", "consistency_unmet")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +198,7 @@ class BulkSearchPage(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     SERVED_AT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_UNMET_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
@@ -179,21 +208,24 @@ class BulkSearchPage(_message.Message):
     coverage: Coverage
     timings_ms: _containers.ScalarMap[str, float]
     request_id: str
+    cursor: str
     served_at: str
     consistency_unmet: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., total: _Optional[int] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ...) -> None: ...
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., total: _Optional[int] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ..., cursor: _Optional[str] = ..., served_at: _Optional[str] = ..., consistency_unmet: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "metadata_json", "vector")
+    __slots__ = ("id", "text", "metadata_json", "metadata", "vector")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     metadata_json: str
+    metadata: _struct_pb2.Struct
     vector: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("documents", "vector_model")
@@ -297,8 +329,28 @@ class ClusterInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ServerLimits(_message.Message):
+    __slots__ = ("max_write_docs", "max_message_bytes", "max_doc_bytes", "max_k", "max_window", "max_page_size", "max_bulk_results", "max_query_chars")
+    MAX_WRITE_DOCS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DOC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_K_FIELD_NUMBER: _ClassVar[int]
+    MAX_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BULK_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUERY_CHARS_FIELD_NUMBER: _ClassVar[int]
+    max_write_docs: int
+    max_message_bytes: int
+    max_doc_bytes: int
+    max_k: int
+    max_window: int
+    max_page_size: int
+    max_bulk_results: int
+    max_query_chars: int
+    def __init__(self, max_write_docs: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_doc_bytes: _Optional[int] = ..., max_k: _Optional[int] = ..., max_window: _Optional[int] = ..., max_page_size: _Optional[int] = ..., max_bulk_results: _Optional[int] = ..., max_query_chars: _Optional[int] = ...) -> None: ...
+
 class ClusterInfoResponse(_message.Message):
-    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache", "layout", "vector_model", "dimension")
+    __slots__ = ("shards", "embedder_model", "embedder_device", "reranker_model", "reranker_scorer", "reranker_device", "documents", "cache", "limits", "version", "api_version", "layout", "vector_model", "dimension")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_MODEL_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +359,9 @@ class ClusterInfoResponse(_message.Message):
     RERANKER_DEVICE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
@@ -318,7 +373,10 @@ class ClusterInfoResponse(_message.Message):
     reranker_device: str
     documents: int
     cache: str
+    limits: ServerLimits
+    version: str
+    api_version: str
     layout: str
     vector_model: str
     dimension: int
-    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., layout: _Optional[str] = ..., vector_model: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., layout: _Optional[str] = ..., vector_model: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...

@@ -41,7 +41,7 @@ class GatewayStub:
                 _registered_method=True)
         self.BulkSearch = channel.unary_stream(
                 '/winnow.gateway.v1.Gateway/BulkSearch',
-                request_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.SearchRequest.SerializeToString,
+                request_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchRequest.SerializeToString,
                 response_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchPage.FromString,
                 _registered_method=True)
         self.Upsert = channel.unary_unary(
@@ -115,7 +115,7 @@ def add_GatewayServicer_to_server(servicer, server):
             ),
             'BulkSearch': grpc.unary_stream_rpc_method_handler(
                     servicer.BulkSearch,
-                    request_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.SearchRequest.FromString,
+                    request_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchRequest.FromString,
                     response_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchPage.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
@@ -191,7 +191,7 @@ class Gateway:
             request,
             target,
             '/winnow.gateway.v1.Gateway/BulkSearch',
-            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.SearchRequest.SerializeToString,
+            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchRequest.SerializeToString,
             winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.BulkSearchPage.FromString,
             options,
             channel_credentials,

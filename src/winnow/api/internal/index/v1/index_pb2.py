@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(winnow/api/internal/index/v1/index.proto\x12\x0fwinnow.index.v1\x1a\x1cgoogle/protobuf/struct.proto\"_\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\"\x19\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"G\n\x0bGetResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0f\n\x07missing\x18\x02 \x03(\t\"?\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12&\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"1\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x11\n\tef_search\x18\x02 \x01(\r\"\xa0\x02\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\r\x12\x12\n\nquery_text\x18\x03 \x01(\t\x12\x11\n\tlexical_k\x18\x04 \x01(\r\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12-\n\x06params\x18\x06 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\ncoarse_dim\x18\x07 \x01(\r\x12\x19\n\x11\x63oarse_candidates\x18\x08 \x01(\r\x12\x18\n\x10include_payloads\x18\t \x01(\x08\x12\x17\n\x0fmin_applied_seq\x18\n \x01(\x04\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\"E\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"\xfb\x01\n\x0eSearchResponse\x12#\n\x05\x64\x65nse\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12%\n\x07lexical\x18\x02 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x42\n\ntimings_ms\x18\x04 \x03(\x0b\x32..winnow.index.v1.SearchResponse.TimingsMsEntry\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfa\x01\n\x12RangeSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12(\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12\x12\n\ncoarse_dim\x18\x05 \x01(\r\x12\x18\n\x10include_payloads\x18\x06 \x01(\x08\x12\x13\n\x0bmax_results\x18\x07 \x01(\r\x12-\n\x06params\x18\x08 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\"\xeb\x01\n\x0fRangeSearchPage\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0c\n\x04page\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\r\n\x05total\x18\x04 \x01(\r\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x43\n\ntimings_ms\x18\x06 \x03(\x0b\x32/.winnow.index.v1.RangeSearchPage.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\xfb\x01\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x15\n\rindex_factory\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x08 \x01(\x04\x12\x11\n\tcaught_up\x18\t \x01(\x08\x12\x11\n\tpartition\x18\n \x01(\r\x12\x12\n\nreplica_id\x18\x0b \x01(\t\x12\x0e\n\x06layout\x18\x0c \x01(\t\x12\x0b\n\x03lag\x18\r \x01(\x04\"\x0e\n\x0cTrainRequest\"4\n\rTrainResponse\x12\x0f\n\x07trained\x18\x01 \x01(\x08\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x0e\n\x0cWatchRequest\"G\n\rWatchResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x32\xcb\x03\n\nIndexShard\x12@\n\x03Get\x12\x1b.winnow.index.v1.GetRequest\x1a\x1c.winnow.index.v1.GetResponse\x12I\n\x06Search\x12\x1e.winnow.index.v1.SearchRequest\x1a\x1f.winnow.index.v1.SearchResponse\x12V\n\x0bRangeSearch\x12#.winnow.index.v1.RangeSearchRequest\x1a .winnow.index.v1.RangeSearchPage0\x01\x12\x46\n\x05Stats\x12\x1d.winnow.index.v1.StatsRequest\x1a\x1e.winnow.index.v1.StatsResponse\x12\x46\n\x05Train\x12\x1d.winnow.index.v1.TrainRequest\x1a\x1e.winnow.index.v1.TrainResponse\x12H\n\x05Watch\x12\x1d.winnow.index.v1.WatchRequest\x1a\x1e.winnow.index.v1.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(winnow/api/internal/index/v1/index.proto\x12\x0fwinnow.index.v1\x1a\x1cgoogle/protobuf/struct.proto\"_\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\"\x19\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"G\n\x0bGetResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0f\n\x07missing\x18\x02 \x03(\t\"?\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12&\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"1\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x11\n\tef_search\x18\x02 \x01(\r\"\xc5\x02\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\r\x12\x12\n\nquery_text\x18\x03 \x01(\t\x12\x11\n\tlexical_k\x18\x04 \x01(\r\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12-\n\x06params\x18\x06 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\ncoarse_dim\x18\x07 \x01(\r\x12\x19\n\x11\x63oarse_candidates\x18\x08 \x01(\r\x12\x18\n\x10include_payloads\x18\t \x01(\x08\x12\x17\n\x0fmin_applied_seq\x18\n \x01(\x04\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\x12\x0e\n\x06packed\x18\x1f \x01(\x08\x12\x13\n\x0bpayload_top\x18  \x01(\r\"E\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"\x91\x03\n\x0eSearchResponse\x12\x0e\n\x06packed\x18# \x01(\x08\x12\x11\n\tdense_ids\x18\x1e \x03(\t\x12\x18\n\x10\x64\x65nse_scores_f32\x18\x1f \x01(\x0c\x12\x13\n\x0blexical_ids\x18  \x03(\t\x12\x1a\n\x12lexical_scores_f32\x18! \x01(\x0c\x12&\n\x08payloads\x18\" \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12#\n\x05\x64\x65nse\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12%\n\x07lexical\x18\x02 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x42\n\ntimings_ms\x18\x04 \x03(\x0b\x32..winnow.index.v1.SearchResponse.TimingsMsEntry\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfa\x01\n\x12RangeSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12(\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x17.winnow.index.v1.Filter\x12\x12\n\ncoarse_dim\x18\x05 \x01(\r\x12\x18\n\x10include_payloads\x18\x06 \x01(\x08\x12\x13\n\x0bmax_results\x18\x07 \x01(\r\x12-\n\x06params\x18\x08 \x01(\x0b\x32\x1d.winnow.index.v1.SearchParams\x12\x12\n\nvector_f32\x18\x1e \x01(\x0c\"\xeb\x01\n\x0fRangeSearchPage\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.winnow.index.v1.Hit\x12\x0c\n\x04page\x18\x02 \x01(\r\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\r\n\x05total\x18\x04 \x01(\r\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x43\n\ntimings_ms\x18\x06 \x03(\x0b\x32/.winnow.index.v1.RangeSearchPage.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\xfb\x01\n\rStatsResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x15\n\rindex_factory\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x08 \x01(\x04\x12\x11\n\tcaught_up\x18\t \x01(\x08\x12\x11\n\tpartition\x18\n \x01(\r\x12\x12\n\nreplica_id\x18\x0b \x01(\t\x12\x0e\n\x06layout\x18\x0c \x01(\t\x12\x0b\n\x03lag\x18\r \x01(\x04\"\x0e\n\x0cTrainRequest\"4\n\rTrainResponse\x12\x0f\n\x07trained\x18\x01 \x01(\x08\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x0e\n\x0cWatchRequest\"G\n\rWatchResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x32\xcb\x03\n\nIndexShard\x12@\n\x03Get\x12\x1b.winnow.index.v1.GetRequest\x1a\x1c.winnow.index.v1.GetResponse\x12I\n\x06Search\x12\x1e.winnow.index.v1.SearchRequest\x1a\x1f.winnow.index.v1.SearchResponse\x12V\n\x0bRangeSearch\x12#.winnow.index.v1.RangeSearchRequest\x1a .winnow.index.v1.RangeSearchPage0\x01\x12\x46\n\x05Stats\x12\x1d.winnow.index.v1.StatsRequest\x1a\x1e.winnow.index.v1.StatsResponse\x12\x46\n\x05Train\x12\x1d.winnow.index.v1.TrainRequest\x1a\x1e.winnow.index.v1.TrainResponse\x12H\n\x05Watch\x12\x1d.winnow.index.v1.WatchRequest\x1a\x1e.winnow.index.v1.WatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,31 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHPARAMS']._serialized_start=353
   _globals['_SEARCHPARAMS']._serialized_end=402
   _globals['_SEARCHREQUEST']._serialized_start=405
-  _globals['_SEARCHREQUEST']._serialized_end=693
-  _globals['_HIT']._serialized_start=695
-  _globals['_HIT']._serialized_end=764
-  _globals['_SEARCHRESPONSE']._serialized_start=767
-  _globals['_SEARCHRESPONSE']._serialized_end=1018
-  _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_start=970
-  _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_end=1018
-  _globals['_RANGESEARCHREQUEST']._serialized_start=1021
-  _globals['_RANGESEARCHREQUEST']._serialized_end=1271
-  _globals['_RANGESEARCHPAGE']._serialized_start=1274
-  _globals['_RANGESEARCHPAGE']._serialized_end=1509
-  _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_start=970
-  _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_end=1018
-  _globals['_STATSREQUEST']._serialized_start=1511
-  _globals['_STATSREQUEST']._serialized_end=1525
-  _globals['_STATSRESPONSE']._serialized_start=1528
-  _globals['_STATSRESPONSE']._serialized_end=1779
-  _globals['_TRAINREQUEST']._serialized_start=1781
-  _globals['_TRAINREQUEST']._serialized_end=1795
-  _globals['_TRAINRESPONSE']._serialized_start=1797
-  _globals['_TRAINRESPONSE']._serialized_end=1849
-  _globals['_WATCHREQUEST']._serialized_start=1851
-  _globals['_WATCHREQUEST']._serialized_end=1865
-  _globals['_WATCHRESPONSE']._serialized_start=1867
-  _globals['_WATCHRESPONSE']._serialized_end=1938
-  _globals['_INDEXSHARD']._serialized_start=1941
-  _globals['_INDEXSHARD']._serialized_end=2400
+  _globals['_SEARCHREQUEST']._serialized_end=730
+  _globals['_HIT']._serialized_start=732
+  _globals['_HIT']._serialized_end=801
+  _globals['_SEARCHRESPONSE']._serialized_start=804
+  _globals['_SEARCHRESPONSE']._serialized_end=1205
+  _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_start=1157
+  _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_end=1205
+  _globals['_RANGESEARCHREQUEST']._serialized_start=1208
+  _globals['_RANGESEARCHREQUEST']._serialized_end=1458
+  _globals['_RANGESEARCHPAGE']._serialized_start=1461
+  _globals['_RANGESEARCHPAGE']._serialized_end=1696
+  _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_start=1157
+  _globals['_RANGESEARCHPAGE_TIMINGSMSENTRY']._serialized_end=1205
+  _globals['_STATSREQUEST']._serialized_start=1698
+  _globals['_STATSREQUEST']._serialized_end=1712
+  _globals['_STATSRESPONSE']._serialized_start=1715
+  _globals['_STATSRESPONSE']._serialized_end=1966
+  _globals['_TRAINREQUEST']._serialized_start=1968
+  _globals['_TRAINREQUEST']._serialized_end=1982
+  _globals['_TRAINRESPONSE']._serialized_start=1984
+  _globals['_TRAINRESPONSE']._serialized_end=2036
+  _globals['_WATCHREQUEST']._serialized_start=2038
+  _globals['_WATCHREQUEST']._serialized_end=2052
+  _globals['_WATCHRESPONSE']._serialized_start=2054
+  _globals['_WATCHRESPONSE']._serialized_end=2125
+  _globals['_INDEXSHARD']._serialized_start=2128
+  _globals['_INDEXSHARD']._serialized_end=2587
 # @@protoc_insertion_point(module_scope)

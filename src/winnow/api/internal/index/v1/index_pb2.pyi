@@ -52,7 +52,7 @@ class SearchParams(_message.Message):
     def __init__(self, nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads", "min_applied_seq", "vector_f32")
+    __slots__ = ("vector", "k", "query_text", "lexical_k", "filters", "params", "coarse_dim", "coarse_candidates", "include_payloads", "min_applied_seq", "vector_f32", "packed", "payload_top")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     QUERY_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class SearchRequest(_message.Message):
     INCLUDE_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     MIN_APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     VECTOR_F32_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_TOP_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     query_text: str
@@ -75,7 +77,9 @@ class SearchRequest(_message.Message):
     include_payloads: bool
     min_applied_seq: int
     vector_f32: bytes
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., min_applied_seq: _Optional[int] = ..., vector_f32: _Optional[bytes] = ...) -> None: ...
+    packed: bool
+    payload_top: int
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., query_text: _Optional[str] = ..., lexical_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., coarse_dim: _Optional[int] = ..., coarse_candidates: _Optional[int] = ..., include_payloads: _Optional[bool] = ..., min_applied_seq: _Optional[int] = ..., vector_f32: _Optional[bytes] = ..., packed: _Optional[bool] = ..., payload_top: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "text", "metadata_json")
@@ -90,7 +94,7 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("dense", "lexical", "generation", "timings_ms", "applied_seq")
+    __slots__ = ("packed", "dense_ids", "dense_scores_f32", "lexical_ids", "lexical_scores_f32", "payloads", "dense", "lexical", "generation", "timings_ms", "applied_seq")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,17 +102,29 @@ class SearchResponse(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    DENSE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SCORES_F32_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_SCORES_F32_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     DENSE_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    packed: bool
+    dense_ids: _containers.RepeatedScalarFieldContainer[str]
+    dense_scores_f32: bytes
+    lexical_ids: _containers.RepeatedScalarFieldContainer[str]
+    lexical_scores_f32: bytes
+    payloads: _containers.RepeatedCompositeFieldContainer[Hit]
     dense: _containers.RepeatedCompositeFieldContainer[Hit]
     lexical: _containers.RepeatedCompositeFieldContainer[Hit]
     generation: int
     timings_ms: _containers.ScalarMap[str, float]
     applied_seq: int
-    def __init__(self, dense: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., lexical: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+    def __init__(self, packed: _Optional[bool] = ..., dense_ids: _Optional[_Iterable[str]] = ..., dense_scores_f32: _Optional[bytes] = ..., lexical_ids: _Optional[_Iterable[str]] = ..., lexical_scores_f32: _Optional[bytes] = ..., payloads: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., dense: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., lexical: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., generation: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
     __slots__ = ("vector", "threshold", "page_size", "filters", "coarse_dim", "include_payloads", "max_results", "params", "vector_f32")
