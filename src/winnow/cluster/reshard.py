@@ -61,6 +61,7 @@ def reshard(cluster: LocalCluster, shards: int, *, catchup_timeout_s: float = 18
     doc_log = DocumentLog(LogConfig(url=cluster.log_url, client_name="winnow-reshard"))
     copier = Repartitioner(doc_log, old_layout, old_n, new_layout, shards, tombstone_ttl_s)
     old_replicas = [n for n, p in cluster.procs.items() if p.kind == "index" and p.layout == old_layout]
+    switched = False
     try:
         t0 = time.monotonic()
         loop.run(copier.start())
@@ -75,6 +76,7 @@ def reshard(cluster: LocalCluster, shards: int, *, catchup_timeout_s: float = 18
             "layout": new_layout, "shards": shards, "copied": copier.progress.copied, "s": round(filled, 1)}})
 
         cluster.layout, cluster.shards = new_layout, shards
+        switched = True
         cluster.write_registry()
         if "gateway" in cluster.procs:
             _wait_gateway_layout(cluster.procs["gateway"].address, new_layout, switch_timeout_s)
@@ -94,12 +96,39 @@ def reshard(cluster: LocalCluster, shards: int, *, catchup_timeout_s: float = 18
         log.warning("reshard done", extra={"fields": {"layout": new_layout, "copied": copier.progress.copied,
                                                       "skipped_newer": copier.progress.skipped_newer}})
         return new_layout
+    except BaseException:
+        if not switched:
+            _roll_back(cluster, loop, copier, doc_log, new_layout, shards)
+        elif "gateway" in cluster.procs:
+            cluster._write_state()  # noqa: SLF001 - both layouts' processes stay findable (`winnow down`)
+        raise
     finally:
         try:
             loop.run(copier.stop(), timeout=10)
             loop.run(doc_log.close(), timeout=10)
         finally:
             loop.close()
+
+
+def _roll_back(cluster: LocalCluster, loop: _Loop, copier: Repartitioner, doc_log: DocumentLog, layout: str,
+               shards: int) -> None:
+    """A reshard that failed before the switch leaves what it found: the new layout's replicas are stopped (never
+    orphaned) and its streams deleted (a retry's copies expect no earlier copy: with leftovers JetStream would refuse
+    them as newer direct writes, and versions written since would never reach the new layout)."""
+    spawned = [n for n, p in cluster.procs.items() if p.kind == "index" and p.layout == layout]
+    log.warning("reshard failed before the switch; removing the new layout",
+                extra={"fields": {"layout": layout, "replicas": spawned}})
+    try:
+        cluster.stop(grace=5.0, names=spawned)
+    finally:
+        for name in spawned:
+            del cluster.procs[name]
+        try:
+            loop.run(copier.stop(), timeout=10)
+            for q in range(shards):
+                loop.run(doc_log.delete_stream(layout, q), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
+            log.warning("could not delete the new layout's streams: %s", exc, extra={"fields": {"layout": layout}})
 
 
 async def _quiet(doc_log: DocumentLog, layout: str, partitions: int, quiet_s: float) -> None:

@@ -72,6 +72,7 @@ def _cold_start(cluster, wl: workload.Workload, log, clients: int, seconds: floa
     finally:
         d.stop()
     return cluster, {"restart_s": round(up_s, 1), "first_qps": round(first["qps"], 1), "warm_qps": round(warm["qps"], 1),
+                     "first_failed": first.get("failed", 0), "warm_failed": warm.get("failed", 0),
                      "ratio": round(first["qps"] / warm["qps"], 3) if warm["qps"] else float("nan")}
 
 
@@ -142,6 +143,7 @@ def main(argv: list[str]) -> int:
         kinds = [("engine", False)] + ([] if args.no_text else [("e2e", True)])
         lat: dict = {(s, k): [] for s in systems for k, _ in kinds}
         qps: dict = {(s, k): [] for s in systems for k, _ in kinds}
+        failed: dict = {(s, k): 0 for s in systems for k, _ in kinds}
         for s in systems:  # one warm-up pass each, unmeasured
             for _, text in kinds:
                 started[s].call(cmd="latency", mode="hybrid", text=text, n=20)
@@ -154,8 +156,12 @@ def main(argv: list[str]) -> int:
                                                       n=args.latency_queries)["ms"]
             for s in order:
                 for kind, text in kinds:
-                    qps[(s, kind)].append(started[s].call(cmd="qps", mode="hybrid", text=text, clients=args.clients,
-                                                          seconds=args.qps_seconds)["qps"])
+                    ans = started[s].call(cmd="qps", mode="hybrid", text=text, clients=args.clients,
+                                          seconds=args.qps_seconds)
+                    qps[(s, kind)].append(ans["qps"])
+                    failed[(s, kind)] += ans.get("failed", 0)
+                    if ans.get("errors"):
+                        notes.append(f"{s} {kind} QPS: {ans['failed']} failed, e.g. {ans['errors'][0][:160]}")
         for s in systems:
             r = result["systems"][s]
             for kind, _ in kinds:
@@ -163,6 +169,7 @@ def main(argv: list[str]) -> int:
                 r[f"{kind}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
                 r[f"{kind}_p90_ms"] = round(float(np.percentile(ms, 90)), 2)
                 r[f"{kind}_qps"] = round(statistics.median(qps[(s, kind)]), 1)
+                r[f"{kind}_qps_failed"] = failed[(s, kind)]
             if s == "winnow":
                 per = _winnow_rss(cluster)
                 r["rss_by_service_mb"] = per

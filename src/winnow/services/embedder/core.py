@@ -81,7 +81,8 @@ class EmbedderCore(ModelCore[PreparedText, np.ndarray]):
         words = "effect of low dose aspirin on cardiovascular outcomes in older adults with diabetes".split()
         for n_words, n_texts in ((3, 1), (12, 1), (30, 1), (60, 4), (180, 8), (12, 16)):
             text = " ".join(words[i % len(words)] for i in range(n_words))
-            await self.embed([text] * n_texts, kind="query" if n_texts == 1 else "document")
+            # Never more texts than a request may carry (a warm-up past max_texts would fail the start).
+            await self.embed([text] * min(n_texts, self.max_texts), kind="query" if n_texts == 1 else "document")
 
     def probe_once(self) -> bool:
         """One tiny forward pass; True if it returns a finite unit vector of the model's dimension."""

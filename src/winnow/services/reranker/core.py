@@ -126,7 +126,8 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         await super().warmup()
         words = "effect of low dose aspirin on cardiovascular outcomes in older adults with diabetes".split()
         doc = " ".join(words[i % len(words)] for i in range(180))
-        for n in (8, 80):
+        for n in (8, 80):  # never more candidates than a request may carry (that would fail the start)
+            n = min(n, self.max_candidates)
             await self.rerank("does aspirin help the heart", [Candidate(f"w{i}", doc) for i in range(n)])
 
     async def close(self) -> None:
