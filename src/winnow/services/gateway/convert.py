@@ -219,7 +219,7 @@ def _check_ids(ids: list[str], s: GatewaySettings, what: str, field: str) -> Non
             raise _invalid(str(exc), where, "ID_TOO_LONG", limit=s.max_id_bytes) from None
 
 
-def _metadata_json(d: pb.Document, i: int) -> str:
+def _metadata_json(d: pb.Document, i: int, lim: limits.Limits = limits.DEFAULT_LIMITS) -> str:
     """A Document's metadata as the JSON object text the shards store: the Struct, or the deprecated JSON field."""
     field = f"documents[{i}].metadata"
     if d.HasField("metadata"):
@@ -229,14 +229,13 @@ def _metadata_json(d: pb.Document, i: int) -> str:
         return json.dumps(struct_to_dict(d.metadata), separators=(",", ":")) if d.metadata.fields else ""
     if not d.metadata_json:
         return ""
+    # The shared checks (winnow.common.limits): size first, then depth without parsing (a 100k-deep text would
+    # exhaust the parser's stack), then a JSON object with finite numbers only.
     try:
-        meta = json.loads(d.metadata_json)
-    except json.JSONDecodeError as exc:
-        raise _invalid(f"upsert: documents[{i}].metadata_json is not valid JSON ({exc})",
-                       f"documents[{i}].metadata_json", "BAD_METADATA") from None
-    if not isinstance(meta, dict):
-        raise _invalid(f"upsert: document {d.id!r} metadata_json must be a JSON object",
-                       f"documents[{i}].metadata_json", "BAD_METADATA")
+        limits.payload(d.text, d.metadata_json, f"upsert: documents[{i}]", lim)
+        limits.metadata(d.metadata_json, f"upsert: documents[{i}].metadata_json", lim)
+    except InvalidArgument as exc:
+        raise _invalid(str(exc), f"documents[{i}].metadata_json", "BAD_METADATA") from None
     return d.metadata_json
 
 
@@ -271,7 +270,7 @@ def write_documents_from_proto(req: pb.UpsertRequest, s: GatewaySettings,
         if not d.text.strip():
             raise _invalid(f"upsert: documents[{i}].text is empty (document {d.id!r})", f"documents[{i}].text",
                            "EMPTY_TEXT")
-        meta = _metadata_json(d, i)
+        meta = _metadata_json(d, i, lim)
         try:
             limits.document(d.id, d.text, meta, f"upsert: documents[{i}]", lim)  # the shards' own checks, here
         except InvalidArgument as exc:
