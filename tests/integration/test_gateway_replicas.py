@@ -151,3 +151,22 @@ def test_read_your_writes_with_the_write_token(cluster):
             gone = w.delete([doc_id]).write_token
             r = w.search(word, k=3, rerank=False, no_cache=True, retrieval="lexical", write_token=gone)
             assert not r.consistency_unmet and doc_id not in [h.id for h in r.hits]
+
+
+def test_a_client_reads_its_own_writes_without_passing_a_token(cluster):
+    """The client's session token: its own upserts and deletes are seen by its next searches, with no token passed;
+    a client that opts out sends none."""
+    with WinnowClient(cluster.gateway.address, timeout=10) as w:
+        for i in range(6):
+            doc_id, word = f"session{i}", f"sessionword{i}"
+            w.upsert([{"id": doc_id, "text": f"written by this client {word}"}])
+            r = w.search(word, k=3, rerank=False, no_cache=True, retrieval="lexical")
+            assert not r.consistency_unmet, r.consistency_unmet
+            assert r.hits and r.hits[0].id == doc_id, [h.id for h in r.hits]
+            w.delete([doc_id])
+            r = w.search(word, k=3, rerank=False, no_cache=True, retrieval="lexical")
+            assert doc_id not in [h.id for h in r.hits]
+        assert w.session_token.startswith("v1.L1.")
+    with WinnowClient(cluster.gateway.address, timeout=10, read_your_writes=False) as w:
+        w.upsert([{"id": "nosession", "text": "eventual"}])
+        assert w._read_token("") == ""  # noqa: SLF001 - what the next search would send

@@ -39,7 +39,7 @@ class ClientBase:
     def __init__(self, target: str | None, token: str | None, tls: bool | None, tls_ca: str | None,
                  tls_cert: str | None, tls_key: str | None, tls_server_name: str | None, timeout: float,
                  retry: RetryPolicy | None, max_message_bytes: int,
-                 settings: _settings.ClientSettings | None) -> None:
+                 settings: _settings.ClientSettings | None, read_your_writes: bool = True) -> None:
         base = settings or _settings.resolve()
         s = base.model_copy(update={k: v for k, v in dict(
             target=target, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
@@ -54,6 +54,28 @@ class ClientBase:
         self._credentials = _settings.channel_credentials(s)
         self._options = _settings.channel_options(s, max_message_bytes)
         self._limits: Limits | None = None
+        # Session consistency: the writes this client made are covered by one merged token, sent with every
+        # search that names none, so a search after this client's own write sees it (the log is acknowledged
+        # before the replicas apply it; the gateway waits a bounded time for a replica that has).
+        self.read_your_writes = read_your_writes
+        self.session_token = ""
+
+    def _remember(self, result: WriteResult) -> WriteResult:
+        """Fold a write's token into the session token (read-your-writes for this client's later searches)."""
+        if result.write_token:
+            self.session_token = merge_write_tokens([self.session_token, result.write_token])
+        return result
+
+    def _read_token(self, write_token: str) -> str:
+        """The token a search sends: the caller's own, else the session's when read_your_writes is on."""
+        return write_token or (self.session_token if self.read_your_writes else "")
+
+    def _observed(self, result: Any) -> Any:
+        """After a reshard the session token names the old layout, which can no longer be waited for: drop it."""
+        if self.session_token and result.served_at and \
+                self.session_token.split(".")[1:2] != result.served_at.split(".")[1:2]:
+            self.session_token = ""
+        return result
 
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline(self.timeout if timeout is None else timeout)

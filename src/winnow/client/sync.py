@@ -33,6 +33,10 @@ class WinnowClient(ClientBase):
     WINNOW_TLS, WINNOW_TLS_CA, WINNOW_TLS_CERT, WINNOW_TLS_KEY, WINNOW_TLS_SERVER_NAME), else the defaults
     (127.0.0.1:50050, plaintext, no token). Failed calls raise a `winnow.client.WinnowError` subclass.
 
+    Read-your-writes (`read_your_writes=True`, the default): every search that passes no `write_token` carries
+    the merged token of this client's own upserts and deletes, so it sees them (writes are acknowledged by the
+    log before the replicas apply them). Pass `read_your_writes=False` for plain eventual consistency.
+
         with WinnowClient("127.0.0.1:50050") as w:
             result = w.search("does aspirin reduce fever?", k=10)
     """
@@ -41,9 +45,9 @@ class WinnowClient(ClientBase):
                  tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                  tls_server_name: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                  retry: RetryPolicy | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 settings: ClientSettings | None = None) -> None:
+                 settings: ClientSettings | None = None, read_your_writes: bool = True) -> None:
         super().__init__(target, token, tls, tls_ca, tls_cert, tls_key, tls_server_name, timeout, retry,
-                         max_message_bytes, settings)
+                         max_message_bytes, settings, read_your_writes)
         if self._credentials is None:
             self.channel = grpc.insecure_channel(self.target, options=self._options)
         else:
@@ -86,9 +90,9 @@ class WinnowClient(ClientBase):
         """
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
-                                ef_search=ef_search, write_token=write_token, vector=vector,
+                                ef_search=ef_search, write_token=self._read_token(write_token), vector=vector,
                                 vector_model=vector_model)
-        return SearchResult.from_proto(self._unary(self.stub.Search, req, timeout))
+        return self._observed(SearchResult.from_proto(self._unary(self.stub.Search, req, timeout)))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
                     mrl_dim: int = 0, filters: Mapping[str, Any] | None = None, nprobe: int = 0,
@@ -103,7 +107,7 @@ class WinnowClient(ClientBase):
         """
         req = rq.bulk_request(query, threshold=threshold, page_size=page_size, max_results=max_results,
                               mrl_dim=mrl_dim, filters=filters, nprobe=nprobe, ef_search=ef_search, cursor=cursor,
-                              write_token=write_token, vector=vector, vector_model=vector_model)
+                              write_token=self._read_token(write_token), vector=vector, vector_model=vector_model)
         deadline = self._deadline(timeout)
         attempt = 0
         while True:
@@ -169,7 +173,7 @@ class WinnowClient(ClientBase):
             try:
                 for chunk in rq.split_documents(msgs, limits):
                     responses.append(self._unary(self.stub.Upsert, pb.UpsertRequest(documents=chunk, vector_model=vector_model), timeout))
-                return sum_writes(responses, "upserted")
+                return self._remember(sum_writes(responses, "upserted"))
             except WinnowError as err:
                 if responses or refreshed or not is_over_limit(err):
                     raise
@@ -183,7 +187,7 @@ class WinnowClient(ClientBase):
         limits = self._limits_for(id_list, timeout)
         responses = [self._unary(self.stub.Delete, pb.DeleteRequest(ids=chunk), timeout)
                      for chunk in rq.split_ids(id_list, limits)]
-        return sum_writes(responses, "deleted")
+        return self._remember(sum_writes(responses, "deleted"))
 
     def get(self, ids: Iterable[str], *, timeout: float | None = None) -> GetResult:
         """Stored documents by id; ids not found are listed in `missing`."""
