@@ -74,7 +74,7 @@ class ServiceSettings(BaseSettings):
         "and a retry-after-ms hint. 0 = no gate (only max_inflight). See docs/hardening.md.",
     )
     max_queue_wait_ms: float = Field(
-        100.0, ge=0, description="Admission: the longest an RPC may wait for a slot (with max_concurrent > 0); "
+        50.0, ge=0, description="Admission: the longest an RPC may wait for a slot (with max_concurrent > 0); "
         "past it, RESOURCE_EXHAUSTED. Small, so a refusal comes back fast and an admitted request is not slowed "
         "by queueing (docs/hardening.md).",
     )
