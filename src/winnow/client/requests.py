@@ -11,7 +11,7 @@ from google.protobuf.struct_pb2 import Struct
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.client.errors import InvalidArgumentError
 from winnow.client.types import Document, Limits
-from winnow.client._values import to_value
+from winnow.rpc.protovalues import to_value
 
 RETRIEVAL = {"hybrid": pb.RETRIEVAL_HYBRID, "dense": pb.RETRIEVAL_DENSE, "lexical": pb.RETRIEVAL_LEXICAL}
 FUSION = {"": pb.FUSION_UNSPECIFIED, "convex": pb.FUSION_CONVEX, "rrf": pb.FUSION_RRF}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
-from winnow.client._values import struct_to_dict
+from winnow.rpc.protovalues import struct_to_dict
 
 #: The per-stage timings the gateway reports, in pipeline order.
 STAGES = ("cache", "embed", "search", "merge", "fusion", "rerank", "total")

@@ -1,4 +1,4 @@
-"""Python scalars <-> google.protobuf.Value, for metadata filters (string, number or bool only)."""
+"""Python values <-> google.protobuf Value/Struct (protobuf only, no grpc): shared by the gateway and the Python client."""
 
 from __future__ import annotations
 
