@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
 
     force_offline()
     set_threads(args.threads)
-    from winnow.models.scorer import Candidate, CrossEncoderScorer, cpu_has_bf16
+    from winnow.models.loading import cpu_has_bf16
+    from winnow.models.scorer import Candidate, CrossEncoderScorer
 
     with gzip.open(args.dataset / "corpus.jsonl.gz", "rt") as fh:
         docs = [json.loads(line) for _, line in zip(range(args.n), fh)]

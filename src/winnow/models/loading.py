@@ -68,6 +68,21 @@ def choose_placement(preference: str = "auto") -> Placement:
     return Placement("cpu", "float32")
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU advertises native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def use_cpu_bf16(placement: Placement, mode: str) -> bool:
+    """Whether to run bf16 autocast: on CPU only; mode on, off, or auto (only where the CPU has native bf16: without
+    it bf16 is emulated and several times slower than fp32)."""
+    return placement.device == "cpu" and (mode == "on" or (mode == "auto" and cpu_has_bf16()))
+
+
 def _ends(f: Path, n: int = 1 << 20) -> bytes:
     """The first and last n bytes of a file (cheap, and differs between any two trained weight files)."""
     size = f.stat().st_size

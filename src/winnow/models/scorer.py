@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from winnow.models.fusion import linear_score_fuse
-from winnow.models.loading import ModelLoadError, Placement, check_model_dir, choose_placement, model_id
+from winnow.models.loading import (ModelLoadError, Placement, check_model_dir, choose_placement, model_id,
+                                   use_cpu_bf16)
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,6 @@ class Scorer(ABC):
         return self.finish(candidates, self.forward(self.prepare(query, candidates)))
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU advertises native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 class CrossEncoderScorer(Scorer):
     """A real cross-encoder: any Hugging Face AutoModelForSequenceClassification directory (ms-marco-MiniLM,
     bge-reranker, or one trained by `winnow train reranker`). One label: its logit is the score; two or more: the
@@ -118,7 +110,7 @@ class CrossEncoderScorer(Scorer):
         self.weight = served_fusion_weight(manifest, fusion_weight)
         self.rrf_k = fusion_rrf_k
         self.sub_batch = max(1, sub_batch)
-        self.bf16 = self.placement.device == "cpu" and (bf16 == "on" or (bf16 == "auto" and cpu_has_bf16()))
+        self.bf16 = use_cpu_bf16(self.placement, bf16)
         if self.weight < 1.0:
             self.name = f"cross-encoder-linear-score-fusion-w{self.weight:.2f}"
         self.model_id = model_id(path)

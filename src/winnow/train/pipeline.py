@@ -27,7 +27,8 @@ def train_config(args):
 
     return TrainConfig(epochs=args.epochs, lr=args.lr, negatives=args.negatives,
                        groups_per_batch=args.groups_per_batch, max_length=args.max_length, seed=args.seed,
-                       time_budget_s=args.time_budget, device=args.device, threads=args.threads)
+                       time_budget_s=args.time_budget, device=args.device, threads=args.threads,
+                       bf16=getattr(args, "bf16", "auto"))
 
 
 def finish(args, tokenizer, model, result, bars, held_fn, t0: float) -> int:

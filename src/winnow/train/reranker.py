@@ -82,18 +82,22 @@ def judged_examples(queries: Sequence[JudgedQuery], doc_rows: dict[str, int], te
     return out
 
 
-def score_texts(tokenizer, model, query: str, texts: Sequence[str], max_length: int, batch_size: int = 32) -> list[float]:
-    """Cross-encoder logits of (query, text) pairs, in length-sorted batches."""
+def score_texts(tokenizer, model, query: str, texts: Sequence[str], max_length: int, batch_size: int = 32,
+                bf16: str = "auto") -> list[float]:
+    """Cross-encoder logits of (query, text) pairs, in length-sorted batches (bf16 autocast as the server runs it)."""
     import torch
+
+    from winnow.models.loading import Placement, use_cpu_bf16
 
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     scores = [0.0] * len(texts)
     device = next(model.parameters()).device
+    autocast = use_cpu_bf16(Placement(device.type, "float32"), bf16)
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
         feats = tokenizer([query] * len(idx), [texts[i] for i in idx], truncation="longest_first",
                           max_length=max_length, padding=True, return_tensors="pt").to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             logits = model(**feats).logits.float()[:, 0].cpu().tolist()
         for i, s in zip(idx, logits):
             scores[i] = s

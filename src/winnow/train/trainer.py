@@ -48,6 +48,7 @@ class TrainConfig:
     time_budget_s: float = 0.0  # 0 = none
     device: str = "auto"
     threads: int = 0
+    bf16: str = "auto"  # CPU bf16 autocast: auto = where the CPU has native bf16 (AMX/AVX512-BF16: ~2x faster here)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
     """Train and return (tokenizer, model on CPU or its device, TrainReport)."""
     import torch
 
-    from winnow.models.loading import choose_placement, set_threads
+    from winnow.models.loading import choose_placement, set_threads, use_cpu_bf16
 
     if not examples:
         raise ValueError("no training examples")
@@ -145,6 +146,8 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
     report = TrainReport(planned_steps=planned)
     bar = progress(planned) if progress else None
     amp = placement.device == "cuda"
+    bf16 = use_cpu_bf16(placement, config.bf16)
+    log.info("training on %s%s", placement.device, " (bf16 autocast)" if bf16 else " (fp16 autocast)" if amp else "")
     size = 1 + config.negatives
     started = time.perf_counter()
     step = 0
@@ -159,7 +162,8 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
             texts = [t for _, ts in batch for t in ts]
             feats = tokenizer(queries, texts, truncation="longest_first", max_length=config.max_length,
                               padding=True, return_tensors="pt").to(placement.device)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**feats).logits.float().view(len(batch), size)
             loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
                                                                          device=logits.device))
