@@ -59,3 +59,21 @@ def test_reranker_args_become_service_flags(tmp_path: Path) -> None:
 
     assert reranker_args(None, ["max-length=192", "--ce-fusion-weight=0.4"]) == [
         "--max-length", "192", "--ce-fusion-weight", "0.4"]
+
+
+def test_ltr_model_is_checked_before_a_cluster_starts_and_becomes_a_gateway_flag(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]):
+    import numpy as np
+
+    from winnow.eval.cli import ltr_args
+    from winnow.models import ltr
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "winnow-ltr"')
+    assert main(["--dataset", str(_tiny(tmp_path)), "--ltr-model", str(bad)]) == 2
+    assert f"LTR model file {bad}: not valid JSON" in capsys.readouterr().err
+    assert main(["--dataset", str(_tiny(tmp_path / "t")), "--ltr-model", str(bad), "--target", "127.0.0.1:1"]) == 2
+    assert "configure the private cluster" in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    ltr.save(ltr.LtrModel("linear", ("fused",), np.zeros(1), np.ones(1), weights=np.ones(1)), good)
+    assert ltr_args(good) == ["--ltr-model", str(good.resolve())] and ltr_args(None) == []

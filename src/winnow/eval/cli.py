@@ -29,7 +29,7 @@ from winnow.eval.runner import DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalRe
 
 log = logging.getLogger(__name__)
 
-STAGES = ("embed", "search", "merge", "fusion", "rerank", "total", "client")
+STAGES = ("embed", "search", "merge", "fusion", "rerank", "ltr", "total", "client")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with scorer=cross-encoder; its fusion with the first stage comes from its winnow_reranker.json.")
     p.add_argument("--reranker-arg", action="append", default=[], metavar="FLAG=VALUE",
                    help="private cluster: an extra reranker flag, e.g. --reranker-arg max-length=192 (repeatable).")
+    p.add_argument("--ltr-model", type=Path, default=None,
+                   help="private cluster: the gateway serves this `winnow train ltr` file as its final stage "
+                   "(rerank pipelines; use --window at the model's training depth).")
     p.add_argument("--data-dir", type=Path, default=None, help="private cluster: data directory (default: a temp dir).")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr.")
     return p
@@ -88,8 +91,19 @@ def reranker_args(model: Path | None, extra: list[str]) -> list[str]:
     return out
 
 
+def ltr_args(model: Path | None) -> list[str]:
+    """Gateway flags for --ltr-model, the file checked first (LtrModelError, a ValueError, when it cannot serve)."""
+    if model is None:
+        return []
+    from winnow.models.ltr import load
+
+    load(model)
+    return ["--ltr-model", str(model.resolve())]
+
+
 @contextlib.contextmanager
-def start_private_cluster(data_dir: Path | None, shards: int, reranker: list[str] | None = None) -> Iterator[str]:
+def start_private_cluster(data_dir: Path | None, shards: int, reranker: list[str] | None = None,
+                          gateway: list[str] | None = None) -> Iterator[str]:
     """Start the project's local cluster on loopback (free ports, no Redis) and yield the gateway address.
 
     The data directory is temporary unless given; every process is stopped (drained) on exit.
@@ -100,7 +114,7 @@ def start_private_cluster(data_dir: Path | None, shards: int, reranker: list[str
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="winnow-eval-")))
         config = ClusterConfig(data_dir=data_dir, shards=shards, gateway_port=0, cache="memory",
-                               service_args={"reranker": list(reranker or [])})
+                               service_args={"reranker": list(reranker or []), "gateway": list(gateway or [])})
         started = time.perf_counter()
         cluster = stack.enter_context(LocalCluster(config))
         print(f"private cluster up in {time.perf_counter() - started:.0f}s: gateway {cluster.gateway}, "
@@ -223,17 +237,19 @@ def main(argv: list[str]) -> int:
             select_pipelines(p.strip() for p in args.pipelines.split(",") if p.strip())
             if args.no_ingest and not args.target:
                 raise ValueError("--no-ingest needs --target (a private cluster starts empty)")
-            if (args.reranker_model or args.reranker_arg) and args.target:
-                raise ValueError("--reranker-model/--reranker-arg configure the private cluster; not with --target")
+            if (args.reranker_model or args.reranker_arg or args.ltr_model) and args.target:
+                raise ValueError("--reranker-model/--reranker-arg/--ltr-model configure the private cluster; "
+                                 "not with --target")
             service_args = reranker_args(args.reranker_model, args.reranker_arg)
-        except (ValueError, ModelLoadError) as exc:  # a flag naming a bad value or a missing model directory
+            gateway_args = ltr_args(args.ltr_model)
+        except (ValueError, ModelLoadError) as exc:  # (LtrModelError is a ValueError)  # a flag naming a bad value or a missing model directory
             raise UsageError(str(exc)) from None
         dataset = load_beir(args.dataset, args.split).sample(args.queries, args.seed)
         try:
             if args.target:
                 report = asyncio.run(_evaluate(args.target, dataset, args, options, _reporter(args, argv, started)))
             else:
-                with start_private_cluster(args.data_dir, args.shards, service_args) as gateway:
+                with start_private_cluster(args.data_dir, args.shards, service_args, gateway_args) as gateway:
                     report = asyncio.run(_evaluate(gateway, dataset, args, options, _reporter(args, argv, started)))
         except (TimeoutError, asyncio.TimeoutError):
             raise CliError(f"gateway {args.target or '(private)'} not reachable within {args.connect_timeout:g}s",

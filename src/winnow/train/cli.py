@@ -3,6 +3,7 @@
     winnow train reranker --dataset ../shared/datasets/scifact --split train --out models/scifact-ce
     winnow train reranker --dataset DIR --judgments judgments.jsonl --out MODEL_DIR
     winnow train reranker --dataset DIR --self-supervised --out MODEL_DIR      # no judgments: the corpus alone
+    winnow train ltr --dataset DIR --split train --reranker-model MODEL_DIR --out ltr.json   # the final LTR stage
 
 Serve it: `winnow eval --reranker-model MODEL_DIR` (or the reranker with scorer=cross-encoder, model_dir=MODEL_DIR).
 Exit codes: 0 trained, 2 bad input (dataset, split, judgments, model directory, existing output), 1 failed.
@@ -15,6 +16,8 @@ import logging
 import sys
 import time
 from pathlib import Path
+
+from winnow.train.ltr import add_parser as add_ltr_parser, run_ltr
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "winnow" / "train",
                    help="where corpus vectors of the first stage are cached (default ~/.cache/winnow/train).")
     r.add_argument("--no-progress", action="store_true")
+    add_ltr_parser(sub)
     return p
 
 
@@ -139,6 +143,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.what == "reranker":
         return run_reranker(args)
+    if args.what == "ltr":
+        return run_ltr(args)
     return 2
 
 

@@ -94,22 +94,36 @@ class FirstStage:
     def search(self, queries: Sequence[str], depth: int = LIST_DEPTH,
                progress: Callable[[int], None] | None = None) -> list[list[Ranked]]:
         """Per query, the fused top `depth` (best first)."""
+        out: list[list[Ranked]] = []
+        for fused, sims in self._fused(queries, depth, max(depth, LIST_DEPTH), progress):
+            out.append([Ranked(int(c.id), float(c.first_stage_score), float(sims[int(c.id)])) for c in fused])
+        return out
+
+    def candidates(self, queries: Sequence[str], window: int, ids: Sequence[str],
+                   progress: Callable[[int], None] | None = None) -> list[list]:
+        """Per query, the gateway's `Candidate`s of a search with candidate window `window`, named by `ids` (one
+        per text): each list cut to `window` before the convex fusion, as the gateway asks each shard for, and
+        ties broken by id as the gateway's merge does (dense/lexical scores and ranks, fused score and rank; no
+        text yet)."""
+        return [fused for fused, _ in self._fused(queries, window, window, progress, list(ids))]
+
+    def _fused(self, queries: Sequence[str], depth: int, list_depth: int, progress, ids: list[str] | None = None):
         from winnow.services.gateway.fusion import convex
         from winnow.services.gateway.model import Candidate
 
+        name = (lambda r: ids[r]) if ids is not None else str  # noqa: E731
+        tie = (lambda r: ids[r]) if ids is not None else (lambda r: r)  # noqa: E731
         qv = encode_sorted(self.encoder, queries, "query")
         n = len(self.texts)
-        k = min(max(depth, LIST_DEPTH), n)
-        out: list[list[Ranked]] = []
+        k = min(list_depth, n)
         for qi, query in enumerate(queries):
             sims = self.vectors @ qv[qi]
             top = np.argpartition(-sims, k - 1)[:k] if k < n else np.arange(n)
-            dense = sorted(((float(sims[j]), int(j)) for j in top), key=lambda t: (-t[0], t[1]))
+            dense = sorted(((float(sims[j]), int(j)) for j in top), key=lambda t: (-t[0], tie(t[1])))
             scores, slots = self.bm25.search(query, k, self._live)
-            lex = sorted(((float(s), int(r)) for s, r in zip(scores, slots)), key=lambda t: (-t[0], t[1]))
-            fused = convex([Candidate(id=str(r), dense_score=s) for s, r in dense],
-                           [Candidate(id=str(r), lexical_score=s) for s, r in lex], alpha=self.alpha, window=depth)
-            out.append([Ranked(int(c.id), float(c.first_stage_score), float(sims[int(c.id)])) for c in fused])
+            lex = sorted(((float(s), int(r)) for s, r in zip(scores, slots)), key=lambda t: (-t[0], tie(t[1])))
+            fused = convex([Candidate(id=name(r), dense_score=s) for s, r in dense],
+                           [Candidate(id=name(r), lexical_score=s) for s, r in lex], alpha=self.alpha, window=depth)
             if progress is not None:
                 progress(1)
-        return out
+            yield fused, sims

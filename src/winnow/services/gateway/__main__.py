@@ -15,6 +15,7 @@ from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
 from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
+from winnow.services.gateway.ltr import LtrStage
 from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
@@ -48,6 +49,7 @@ SERVICE = "gateway"
 
 async def build(s: GatewaySettings) -> Wiring:
     """Everything but the event loop: used by __main__ and by in-process tests. The core is the SearchCore."""
+    ltr = LtrStage.load(s.ltr_model) if s.ltr_model else None  # LtrModelError: the gateway refuses to start
     cache = await make_cache(s.cache, s.redis_url.get_secret_value(), s.cache_ttl_s)
     security = internal_security(s)
     embedder = GrpcEmbedder(s.embedder, security)
@@ -56,7 +58,7 @@ async def build(s: GatewaySettings) -> Wiring:
     metrics.init_gateway([])  # cache and rerank-fallback counters at 0; shards get theirs when first asked
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
-        payloads=s.payloads), encode=convert.search_result_to_bytes)
+        payloads=s.payloads), encode=convert.search_result_to_bytes, ltr=ltr)
     doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
                                     tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
                                     client_name="winnow-gateway"))

@@ -91,9 +91,12 @@ class Candidate:
     first_stage_rank: int = 0
     first_stage_score: float = 0.0
     rerank_score: float | None = None
+    ltr_score: float | None = None  # the optional LTR stage's score (gateway/ltr.py); the hit's score when set
 
     @property
     def score(self) -> float:
+        if self.ltr_score is not None:
+            return self.ltr_score
         return self.rerank_score if self.rerank_score is not None else self.first_stage_score
 
 

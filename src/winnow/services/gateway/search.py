@@ -23,6 +23,7 @@ from winnow.services.gateway import fusion
 from winnow.services.gateway.cache import ResultCache
 from winnow.services.gateway.consistency import encode_token, satisfies
 from winnow.services.gateway.cursor import Position
+from winnow.services.gateway.ltr import LtrStage, final_order
 from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
 from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
@@ -60,14 +61,16 @@ def _ms(start: float) -> float:
 class SearchCore:
     def __init__(self, embedder: EmbedderPort, shards: list[ShardPort] | ShardTopology | FixedShards,
                  reranker: RerankerPort | None, cache: ResultCache, config: PipelineConfig | None = None,
-                 encode: Callable[[SearchResult], bytes] = lambda r: r.to_json().encode()) -> None:
+                 encode: Callable[[SearchResult], bytes] = lambda r: r.to_json().encode(),
+                 ltr: LtrStage | None = None) -> None:
         self.embedder = embedder
         self.topology = as_topology(shards)  # every query uses the layout current when it started
         self.reranker = reranker
         self.cache = cache
         self.config = config or PipelineConfig()
         self.encode = encode  # the cache stores answers in this form (the gateway: serialized SearchResponse)
-        self.models = {"embedder": "", "reranker": ""}
+        self.ltr = ltr  # the optional final stage; its label keys the cache with the models
+        self.models = {"embedder": "", "reranker": "", **({"ltr": ltr.label} if ltr else {})}
         self.dimension = 0  # of the collection's vectors: the shards' (learned once, see refresh_models)
 
     @property
@@ -165,17 +168,13 @@ class SearchCore:
         # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
         candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
                                                 layout, deadline, coverage, timings)
-        reranked, reason = False, ""
+        reranked, reason = False, "no candidates" if opts.rerank else ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
-        elif opts.rerank:
-            reason = "no candidates"
-        hits = candidates
-        if reranked:
-            hits = sorted(candidates, key=lambda c: (-(c.rerank_score or 0.0), c.first_stage_rank))
+        final = final_order(self.ltr, candidates, opts.rerank, reranked, reason, self.models["reranker"], timings)
         return SearchResult(
-            hits=hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=reason,
-            timings_ms=timings, model=self.models["embedder"], reranker=self.models["reranker"] if reranked else "",
+            hits=final.hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=final.reason,
+            timings_ms=timings, model=self.models["embedder"], reranker=final.scorer,
             served_at=encode_token(layout.id, served), consistency_unmet="; ".join(unmet),
             served_seqs=served if coverage.complete else {}, dense_skipped_reason="; ".join(degraded),
         )

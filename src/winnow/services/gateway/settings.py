@@ -94,6 +94,11 @@ class GatewaySettings(ServiceSettings, LimitSettings):
         "scorers that normalise within a call (the default late-interaction scorer does): scores from "
         "different calls are then not comparable. Smaller values spread a cross-encoder over replicas.",
     )
+    ltr_model: str = Field(
+        "", description="A learning-to-rank model file from `winnow train ltr`: the final stage, ordering the reranked "
+        "window by a learned combination of first-stage, reranker, length and metadata features ('' = off; a file "
+        "that cannot be served refuses the start). Serve it at the window it was trained at (its --depth).",
+    )
     bulk_page_size: int = Field(256, ge=1, description="Bulk hits per streamed page when the request says 0.")
     max_page_size: int = Field(10_000, ge=1, description="Largest bulk page a request may ask for.")
     max_bulk_results: int = Field(100_000, ge=1, description="Cap on hits one bulk search returns.")
