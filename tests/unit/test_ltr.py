@@ -205,3 +205,13 @@ async def test_without_the_reranker_a_first_stage_model_still_orders_and_one_nee
     assert "no reranker configured" in r.rerank_skipped_reason and "skipped: it needs the reranker" in \
         r.rerank_skipped_reason
     assert [h.first_stage_rank for h in r.hits] == sorted(h.first_stage_rank for h in r.hits)
+
+
+def test_a_reranker_other_than_the_trained_one_is_flagged():
+    model = _linear(("reranker", "length"), (1.0, 0.0))
+    model.report["reranker"] = "ce@abc/cross-encoder-linear-score-fusion-w0.30"
+    stage = LtrStage(model)
+    assert stage.check_reranker("ce@abc/cross-encoder-linear-score-fusion-w0.30")
+    assert not stage.check_reranker("ce@def/cross-encoder")
+    assert stage.check_reranker("")  # not known yet: nothing to say
+    assert LtrStage(_linear()).check_reranker("ce@def/cross-encoder")  # reads no reranker score

@@ -87,6 +87,8 @@ async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> Non
         if asyncio.get_running_loop().time() >= end:
             return
         await asyncio.sleep(0.2)
+    if search.ltr is not None:
+        search.ltr.check_reranker(search.models["reranker"])
     await warm_up(search)
 
 

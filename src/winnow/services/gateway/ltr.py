@@ -51,6 +51,17 @@ class LtrStage:
             "trained_with_reranker": m.report.get("reranker", ""), "chosen": m.report.get("chosen", "")}})
         return stage
 
+    def check_reranker(self, served: str) -> bool:
+        """False (and a warning) when the reranker answering (`model/scorer`) is not the one the model was
+        trained with: its score feature then means something else, and the order suffers unannounced."""
+        trained = self.model.report.get("reranker", "")
+        if not self.model.needs_reranker or not served or not trained or served == trained:
+            return True
+        log.warning("the reranker is not the one the ltr model was trained with; retrain it with `winnow train "
+                    "ltr --reranker-model` on the served model", extra={"fields": {
+                        "model": self.label, "trained_with": trained, "served": served}})
+        return False
+
     def order(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The window best first by the model (ties: first-stage rank), each candidate's ltr_score set."""
         for c, s in zip(candidates, self.model.score(candidates)):
