@@ -165,12 +165,13 @@ def main(argv: list[str]) -> int:
         stages[name] = run_of(test_q, test_w, m.score)
     per = {name: per_query(run, qrels, ks) for name, run in stages.items()}
     base = list(per)[1 if scorer is not None else 0]
+    keep = ("ndcg@10", "mrr@10", "recall@5", "recall@10", f"recall@{args.depth}")
     out = {"dataset": str(args.dataset), "depth": args.depth, "train_queries": len(train_q),
            "fit_queries": len(fit_g), "held_out_queries": len(held_g), "held_out_from": how,
            "test_queries": len(test_q), "features": list(features),
            "scoring_seconds": {"train": train_s, "test": test_s},
-           "test": {name: {k: round(v, 4) for k, v in mean_metrics(pq).items()
-                           if k.split("@")[0] in ("ndcg", "mrr", "recall")} for name, pq in per.items()},
+           "test": {name: {k: round(v, 4) for k, v in mean_metrics(pq).items() if k in keep}
+                    for name, pq in per.items()},
            f"test vs {base}": {name: paired(per[base], pq) for name, pq in per.items() if name != base},
            "selection": {name: m.report for name, m in models.items()}}
     text = json.dumps(out, indent=2)
