@@ -6,6 +6,7 @@
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow delete ID ...      delete documents
+    winnow feedback add|export  record judgments and clicks per query; export them as training pairs
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline (--report DIR: run files, summary, picture)
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
     winnow reshard --shards M re-partition a detached cluster's log into M shards while it serves
@@ -385,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     de = add("delete", "delete documents by id")
     de.add_argument("ids", nargs="+", help="document ids")
     de.set_defaults(func=cmd_delete)
+
+    from winnow.cli.feedback import add_commands as add_feedback_commands  # its own module: winnow/cli/feedback.py
+
+    add_feedback_commands(sub)
 
     sv = sub.add_parser("serve", help="run one service in the foreground (`winnow serve SERVICE --help`: its flags)",
                         add_help=False)

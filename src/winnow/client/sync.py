@@ -11,10 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
+from winnow.client import feedback as fb
 from winnow.client import requests as rq
 from winnow.client._base import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_S, ClientBase, is_over_limit, \
     limits_from_info, sum_writes, unimplemented
 from winnow.client.errors import WinnowError, from_rpc_error
+from winnow.client.feedback import FeedbackRecord, FeedbackResult, Judgment
 from winnow.client.retry import RetryPolicy
 from winnow.client.settings import ClientSettings
 from winnow.client.types import BulkPage, ClusterInfo, GetResult, Limits, SearchResult, WriteResult
@@ -198,6 +200,59 @@ class WinnowClient(ClientBase):
             docs += [rq.document_from_hit(h) for h in r.documents]
             missing += list(r.missing)
         return GetResult(documents=docs, missing=missing)
+
+    # -- feedback ---------------------------------------------------------------------------------------------
+
+    def feedback(self, query_id: str, query: str, judgments: Iterable[Judgment | Mapping[str, Any]], *,
+                 timeout: float | None = None) -> FeedbackResult:
+        """Record what users judged or clicked among one query's results, for training (`export_feedback`).
+
+        query_id: the search's `request_id` or your own id for the query; query: its text. judgments:
+        `Judgment(doc_id, relevance)` (graded, 0 = not relevant) or `Judgment.click(doc_id)` (relevance 1 unless
+        given), or dicts {"doc_id", "relevance", "kind"}. The latest judgment of a query, document and kind
+        replaces the one before; recording is idempotent, so retrying is safe. Checked here first, then split
+        to the server's `max_write_docs`.
+        """
+        items = fb.judgments(query_id, query, judgments)
+        limits, refreshed = self._limits_for(items, timeout), False
+        while True:
+            responses = []
+            try:
+                for req in fb.feedback_requests(query_id, query, items, limits):
+                    responses.append(self._unary(self.stub.Feedback, req, timeout))
+                return fb.sum_feedback(responses)
+            except WinnowError as err:
+                if responses or refreshed or not is_over_limit(err):
+                    raise
+                limits, refreshed = self.limits(refresh=True, timeout=timeout), True
+
+    def export_feedback(self, *, after_seq: int = 0, timeout: float | None = None) -> Iterator[FeedbackRecord]:
+        """Every recorded judgment and click (the latest per query, document and kind), in log order; a stream cut
+        by UNAVAILABLE / RESOURCE_EXHAUSTED resumes after the last record received. `timeout` covers the whole
+        export. `winnow.client.feedback.training_pairs` turns the records into a judgments file's lines."""
+        req = pb.ExportFeedbackRequest(after_seq=after_seq)
+        deadline = self._deadline(timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            call = self.stub.ExportFeedback(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
+            try:
+                for msg in call:
+                    record = FeedbackRecord.from_proto(msg)
+                    req.after_seq = record.seq
+                    attempt = 0  # progress: the next failure starts a fresh backoff
+                    yield record
+                return
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+            finally:
+                call.cancel()
+            if not self.retry.should_retry(err, max(attempt, 1)):
+                raise err
+            wait = self.retry.delay(err, max(attempt, 1))
+            if not deadline.allows(wait):
+                raise err
+            time.sleep(wait)
 
     # -- cluster ----------------------------------------------------------------------------------------------
 

@@ -380,3 +380,55 @@ class ClusterInfoResponse(_message.Message):
     vector_model: str
     dimension: int
     def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., embedder_model: _Optional[str] = ..., embedder_device: _Optional[str] = ..., reranker_model: _Optional[str] = ..., reranker_scorer: _Optional[str] = ..., reranker_device: _Optional[str] = ..., documents: _Optional[int] = ..., cache: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., layout: _Optional[str] = ..., vector_model: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
+
+class Judgment(_message.Message):
+    __slots__ = ("doc_id", "relevance", "kind")
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    doc_id: str
+    relevance: int
+    kind: str
+    def __init__(self, doc_id: _Optional[str] = ..., relevance: _Optional[int] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("query_id", "query", "judgments")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    JUDGMENTS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    query: str
+    judgments: _containers.RepeatedCompositeFieldContainer[Judgment]
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., judgments: _Optional[_Iterable[_Union[Judgment, _Mapping]]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("recorded", "request_id")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    request_id: str
+    def __init__(self, recorded: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ExportFeedbackRequest(_message.Message):
+    __slots__ = ("after_seq",)
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    def __init__(self, after_seq: _Optional[int] = ...) -> None: ...
+
+class FeedbackRecord(_message.Message):
+    __slots__ = ("query_id", "query", "doc_id", "relevance", "kind", "recorded_at_ms", "seq")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    query: str
+    doc_id: str
+    relevance: int
+    kind: str
+    recorded_at_ms: int
+    seq: int
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., doc_id: _Optional[str] = ..., relevance: _Optional[int] = ..., kind: _Optional[str] = ..., recorded_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
