@@ -207,7 +207,7 @@ def cmd_search(args) -> int:
             return 0
         r = client.search(args.query, k=args.k, window=args.window, rerank=False if args.no_rerank else None,
                           retrieval=args.retrieval, fusion=args.fusion, mrl_dim=args.mrl_dim, filters=filters,
-                          no_cache=args.no_cache, **vec)
+                          no_cache=args.no_cache, rerank_depth=args.rerank_depth, **vec)
     if args.json:
         _emit(args, r.to_json())
         return 0
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="results to return (precision mode)")
     se.add_argument("--window", type=int, default=0, help="first-stage candidates reranked (0 = the gateway's, 80)")
     se.add_argument("--no-rerank", action="store_true", help="first-stage order, no reranker")
+    se.add_argument("--rerank-depth", type=int, default=0,
+                    help="cascade: the reranker scores only the window's top N (0 = the reranker's setting)")
     se.add_argument("--retrieval", default="hybrid", type=lambda v: "lexical" if v == "bm25" else v,
                     choices=["hybrid", "dense", "lexical"], help="first stage: BM25 + dense fused, dense only, or "
                     "lexical (BM25) only; `bm25` is accepted for lexical")

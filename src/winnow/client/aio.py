@@ -68,12 +68,12 @@ class AsyncWinnowClient(ClientBase):
                      retrieval: str = "hybrid", fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0,
                      filters: Mapping[str, Any] | None = None, no_cache: bool = False, nprobe: int = 0,
                      ef_search: int = 0, write_token: str = "", vector: Sequence[float] | None = None,
-                     vector_model: str = "", timeout: float | None = None) -> SearchResult:
+                     vector_model: str = "", rerank_depth: int = 0, timeout: float | None = None) -> SearchResult:
         """Precision search; see `WinnowClient.search`."""
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search, write_token=self._read_token(write_token), vector=vector,
-                                vector_model=vector_model)
+                                vector_model=vector_model, rerank_depth=rerank_depth)
         return self._observed(SearchResult.from_proto(await self._unary(self.stub.Search, req, timeout)))
 
     async def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,

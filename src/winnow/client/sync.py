@@ -80,20 +80,22 @@ class WinnowClient(ClientBase):
     def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None, retrieval: str = "hybrid",
                fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
                no_cache: bool = False, nprobe: int = 0, ef_search: int = 0, write_token: str = "",
-               vector: Sequence[float] | None = None, vector_model: str = "",
+               vector: Sequence[float] | None = None, vector_model: str = "", rerank_depth: int = 0,
                timeout: float | None = None) -> SearchResult:
         """Precision search: the top `k` (0 = 64) of a `window` (0 = 80) of first-stage candidates, reranked.
 
         retrieval: "hybrid" (BM25 + dense, fused; default), "dense" or "lexical" (BM25 only).
         fusion: "" (the gateway's default, convex), "convex" or "rrf". filters: {field: value} equality on
         metadata. rerank=False returns the first-stage order. no_cache bypasses the result cache.
+        rerank_depth: a cascade for this request: the reranker scores only the window's top N, the rest follow in
+        first-stage order (0 = the reranker's own setting).
         write_token: an upsert's / delete's token: answer from replicas that applied that write
         (`result.consistency_unmet` says when it could not be honoured in time).
         """
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search, write_token=self._read_token(write_token), vector=vector,
-                                vector_model=vector_model)
+                                vector_model=vector_model, rerank_depth=rerank_depth)
         return self._observed(SearchResult.from_proto(self._unary(self.stub.Search, req, timeout)))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,

@@ -19,7 +19,7 @@ from winnow.services.gateway.writes import WriteCore
 
 
 # Of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors; 1.2 added Feedback and
-# ExportFeedback (judgments and clicks per query, exported as training pairs).
+# ExportFeedback (judgments and clicks per query, exported as training pairs) and SearchRequest.rerank_depth.
 API_VERSION = "1.2"
 
 

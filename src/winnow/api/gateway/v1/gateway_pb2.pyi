@@ -46,7 +46,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "nprobe", "ef_search", "no_cache", "fusion", "write_token", "query_vector", "vector_model")
+    __slots__ = ("query", "mode", "k", "candidate_window", "rerank", "retrieval", "rrf_k", "mrl_dim", "filters", "nprobe", "ef_search", "no_cache", "fusion", "rerank_depth", "write_token", "query_vector", "vector_model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class SearchRequest(_message.Message):
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
+    RERANK_DEPTH_FIELD_NUMBER: _ClassVar[int]
     WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -76,10 +77,11 @@ class SearchRequest(_message.Message):
     ef_search: int
     no_cache: bool
     fusion: Fusion
+    rerank_depth: int
     write_token: str
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     vector_model: str
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., candidate_window: _Optional[int] = ..., rerank: _Optional[bool] = ..., retrieval: _Optional[_Union[Retrieval, str]] = ..., rrf_k: _Optional[int] = ..., mrl_dim: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., no_cache: _Optional[bool] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank_depth: _Optional[int] = ..., write_token: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., vector_model: _Optional[str] = ...) -> None: ...
 
 class BulkSearchRequest(_message.Message):
     __slots__ = ("query", "mode", "retrieval", "mrl_dim", "filters", "threshold", "page_size", "max_results", "nprobe", "ef_search", "cursor", "write_token", "query_vector", "vector_model")
