@@ -81,7 +81,7 @@ class FeedbackCore:
 
 
 def _partial_message(r: AppendResult) -> str:
-    if r.acked == 0:
-        return f"nothing was recorded: {r.error}. Retry the whole request."
+    if r.acked == 0:  # the log's own message may already say to retry
+        return f"nothing was recorded: {r.error}" + ("" if "retry" in r.error else ". Retry the whole request.")
     return (f"only {r.acked} of {r.total} judgments were recorded (acknowledged by the log); {r.error}. "
             "Feedback is idempotent (the latest judgment of a query and document wins): retry the whole request.")
