@@ -32,7 +32,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dataset", type=Path, default=DATA)
     p.add_argument("--split", default="test")
     p.add_argument("--model", type=Path, action="append", required=True)
-    p.add_argument("--depth", type=int, default=30, help="first-stage candidates the cross-encoder reranks.")
+    p.add_argument("--depth", type=int, default=80,
+                   help="first-stage candidates the cross-encoder reranks (the window); a model directory whose "
+                   "winnow_reranker.json names a cascade_depth is served on that many, as the reranker does.")
     p.add_argument("--queries", type=int, default=0, help="first N queries of the split only (0 = all).")
     p.add_argument("--max-seconds", type=float, default=0.0,
                    help="stop reranking after this long and report every stage on the queries done (0 = all).")
@@ -66,8 +68,12 @@ def main(argv: list[str]) -> int:
            "first_stage_ms_per_query": round(fs_ms, 1),
            "stages": {"first stage (hybrid, convex)": mean_metrics(per_query(first, qrels, (10, 80, 100)))}}
     print(json.dumps(out["stages"], indent=1), file=sys.stderr, flush=True)
+    from winnow.models.trained import read_manifest, served_cascade_depth
+
+    window = args.depth
     for model in args.model:
         scorer = CrossEncoderScorer(model, device="cpu")
+        args.depth = min(window, served_cascade_depth(read_manifest(model), -1) or window)
         alone, fused, times = {}, {}, []
         began = time.perf_counter()
         for n, (q, hs) in enumerate(zip(qids, hits)):

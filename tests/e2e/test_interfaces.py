@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from winnow.cluster.launcher import ClusterConfig, LocalCluster
+from winnow.services.gateway.server import API_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def test_readme_python_examples_run_as_written(cluster):
     # What the examples print is what they promise: the split upsert, the decoded error details, the cursor.
     first = printed[0].splitlines()
     assert first[0].startswith("True 1 ") and "a1" in first[1] and first[-1] == "3"  # 250 docs, 100 a request
-    assert "K_TOO_LARGE [('k'," in printed[1] and "1.1" in printed[1]
+    assert "K_TOO_LARGE [('k'," in printed[1] and API_VERSION in printed[1]
 
 
 def test_readme_cli_examples_run_as_written(cluster):

@@ -31,7 +31,7 @@ from winnow.rpc.server import GrpcService
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
 from winnow.services.gateway.model import WriteDocument
 from winnow.services.gateway.search import SearchCore
-from winnow.services.gateway.server import GatewayServicer
+from winnow.services.gateway.server import API_VERSION, GatewayServicer
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.writes import WriteCore
 
@@ -184,7 +184,7 @@ def test_info_reports_limits_and_versions(gateway):
     with WinnowClient(gateway.target) as w:
         info = w.info()
     assert info.limits.max_write_docs == 50 and info.limits.max_page_size == 100
-    assert info.api_version == "1.1" and info.version and info.documents == len(DOCS) + 40
+    assert info.api_version == API_VERSION == "1.2" and info.version and info.documents == len(DOCS) + 40
 
 
 def test_large_upsert_is_split_to_the_server_limit(gateway):

@@ -75,7 +75,7 @@ def test_trains_loads_and_is_deterministic(tmp_path, tiny_encoder_dir):
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
     manifest = json.loads((a / "winnow_reranker.json").read_text())
     assert manifest["scorer"] == "cross-encoder" and manifest["max_length"] == 48
-    assert 0 <= manifest["fusion_weight"] <= 1
+    assert 0 <= manifest["fusion_weight"] <= 1 and manifest["cascade_depth"] in (0, 1, 2, 3, 4)  # <= fusion depth
     assert manifest["trained"]["training"]["steps"] > 0 and manifest["trained"]["source"] == "split train"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left behind
     scores = CrossEncoder(str(a), device="cpu").predict([("does protein change gene", "protein gene study")])

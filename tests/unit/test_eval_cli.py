@@ -77,3 +77,29 @@ def test_ltr_model_is_checked_before_a_cluster_starts_and_becomes_a_gateway_flag
     good = tmp_path / "good.json"
     ltr.save(ltr.LtrModel("linear", ("fused",), np.zeros(1), np.ones(1), weights=np.ones(1)), good)
     assert ltr_args(good) == ["--ltr-model", str(good.resolve())] and ltr_args(None) == []
+
+
+def test_a_rerank_pipeline_may_name_a_cascade_cut() -> None:
+    from winnow.eval.runner import pipeline, select_pipelines
+
+    p = pipeline("hybrid+rerank@30")
+    assert (p.name, p.rerank, p.rerank_depth, p.first_stage) == ("hybrid+rerank@30", True, 30, "hybrid")
+    assert pipeline("hybrid+rerank").rerank_depth == 0
+    for bad in ("hybrid@30", "hybrid+rerank@0", "hybrid+rerank@x", "nope"):
+        with pytest.raises(ValueError, match="cascade cut"):
+            select_pipelines([bad])
+
+
+def test_the_table_shows_each_rerank_stage_s_gain_over_its_first_stage() -> None:
+    from winnow.eval.cli import format_table
+    from winnow.eval.results import EvalReport, PipelineResult
+
+    def res(name: str, ndcg: float) -> PipelineResult:
+        return PipelineResult(name, {"ndcg@10": ndcg}, {}, queries=10, errors=0, reranked=10)
+
+    report = EvalReport("d", "test", 10, 100, None)
+    for name, v in (("hybrid", 0.70), ("hybrid+rerank@20", 0.73), ("hybrid+rerank", 0.7450), ("dense+rerank", 0.6)):
+        report.pipelines[name] = res(name, v)
+    rows = {line.split()[0]: line.split() for line in format_table(report).splitlines() if line[:1].isalpha()}
+    assert rows["hybrid+rerank@20"][2] == "+0.0300" and rows["hybrid+rerank"][2] == "+0.0450"
+    assert rows["hybrid"][2] == "-" and rows["dense+rerank"][2] == "-"  # no dense pipeline ran

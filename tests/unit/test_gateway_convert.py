@@ -25,6 +25,7 @@ def test_defaults_filled_in():
     assert (o.query, o.k, o.window, o.rerank, o.retrieval, o.rrf_k) == ("aspirin", 64, 80, True, Retrieval.HYBRID, 60)
     assert opts(query="x", rerank=False).rerank is False
     assert opts(query="x", k=90).window == 90  # default window grows to k
+    assert opts(query="x").rerank_depth == 0 and opts(query="x", rerank_depth=30).rerank_depth == 30
 
 
 @pytest.mark.parametrize("kw, fragment", [
@@ -33,6 +34,7 @@ def test_defaults_filled_in():
     ({"query": "x", "k": 101}, "above the limit"),
     ({"query": "x", "k": 10, "candidate_window": 5}, "smaller than k"),
     ({"query": "x", "candidate_window": 500}, "candidate_window=500"),
+    ({"query": "x", "candidate_window": 20, "k": 10, "rerank_depth": 30}, "rerank_depth=30 is above"),
     ({"query": "x", "mode": 7}, "unknown mode"),
     ({"query": "x", "retrieval": 9}, "unknown retrieval"),
     ({"query": "x", "retrieval": pb.RETRIEVAL_LEXICAL, "mrl_dim": 64}, "mrl_dim"),

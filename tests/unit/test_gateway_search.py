@@ -109,9 +109,11 @@ class FakeReranker:
     def __init__(self):
         self.fail = False
         self.calls = 0
+        self.depths: list[int] = []
 
-    async def rerank(self, query, candidates, timeout):
+    async def rerank(self, query, candidates, timeout, depth=0):
         self.calls += 1
+        self.depths.append(depth)
         if self.fail:
             raise Unavailable("reranker down")
         words = set(query.lower().split())
@@ -228,6 +230,15 @@ async def test_rerank_batches_are_sent_concurrently(world):
     core.config.rerank_batch_size = 2  # the default (80) sends the whole window in one call
     await core.search(SearchOptions(query="fever aspirin children", k=5, window=6, no_cache=True), Deadline(5))
     assert rr.calls == 3
+
+
+async def test_a_per_request_cascade_depth_goes_to_the_reranker_in_one_call_and_keys_the_cache(world):
+    core, _, _, rr = world
+    core.config.rerank_batch_size = 2  # would split the window; a cascade cut must see all of it
+    await core.search(SearchOptions(query="fever aspirin children", k=5, window=6, rerank_depth=3), Deadline(5))
+    assert rr.calls == 1 and rr.depths == [3]
+    again = await core.search(SearchOptions(query="fever aspirin children", k=5, window=6), Deadline(5))
+    assert not again.cache_hit and rr.depths[-1] == 0  # another depth is another answer
 
 
 async def test_lexical_and_dense_only_modes(world):

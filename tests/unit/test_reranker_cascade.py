@@ -74,3 +74,17 @@ async def test_cheap_stage_chooses_the_head() -> None:
         assert "cheap" in res.timings_ms
     finally:
         await core.close()
+
+
+async def test_a_request_depth_overrides_the_setting_and_names_the_cut() -> None:
+    scorer = LengthScorer()
+    core = RerankerCore(scorer)  # no cascade by setting
+    try:
+        res = await core.rerank("q", _cands(6), depth=2)
+        assert sorted(scorer.seen) == ["d0", "d1"]
+        assert [h.id for h in res.results] == ["d1", "d0", "d2", "d3", "d4", "d5"]
+        assert res.scorer == "length-top2" and res.timings_ms["cascade_depth"] == 2
+        scorer.seen.clear()
+        assert (await core.rerank("q", _cands(6))).scorer == "length" and len(scorer.seen) == 6
+    finally:
+        await core.close()

@@ -116,6 +116,31 @@ def test_choose_weight_prefers_the_first_stage_on_ties():
     assert flat["fusion_weight"] == 0.0
 
 
+def test_choose_weight_also_chooses_the_cascade_depth():
+    ids = [f"d{i}" for i in range(40)]
+    fs = np.linspace(2.0, 1.0, 40)
+    # Relevant docs at first-stage ranks 2 and 12 (both inside the top 20). The cross-encoder finds them, but it
+    # also loves ranks 25-39 (junk the first stage was right to put low): scoring the top 20 only is best.
+    ce = np.zeros(40)
+    ce[[1, 11]] = 3.0
+    ce[25:] = 5.0
+    out = choose_weight([({"d1": 1, "d11": 1}, ids, ce, fs)])
+    assert out["cascade_depth"] == 20 and out["fused_ndcg@10"] == 1.0  # ties go to the cheaper depth
+    assert set(out["ndcg@10_by_depth"]) == {"10", "20", "30", "40"}
+    # Reading every candidate is best when the cross-encoder is right everywhere: depth 0 (= all).
+    good = np.zeros(40)
+    good[[1, 33]] = 3.0
+    assert choose_weight([({"d1": 1, "d33": 1}, ids, good, fs)])["cascade_depth"] == 0
+
+
+def test_the_served_cascade_depth_comes_from_the_setting_else_the_manifest():
+    from winnow.models.trained import served_cascade_depth
+
+    assert served_cascade_depth({"cascade_depth": 30}, -1) == 30
+    assert served_cascade_depth({"cascade_depth": 30}, 0) == 0 and served_cascade_depth({}, 12) == 12
+    assert served_cascade_depth({}, -1) == 0 and served_cascade_depth({"cascade_depth": "x"}, -1) == 0
+
+
 def test_pseudo_queries_title_sentence_span():
     rng = random.Random(0)
     body = "Alpha beta gamma delta epsilon. Zeta eta theta iota kappa lambda. Mu nu xi omicron pi rho sigma."

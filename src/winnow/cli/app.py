@@ -6,6 +6,7 @@
     winnow search "text"      ranked table (or --json)
     winnow ingest FILE.jsonl  upsert a corpus (BEIR layout accepted) with a progress bar
     winnow delete ID ...      delete documents
+    winnow feedback add|export  record judgments and clicks per query; export them as training pairs
     winnow eval --dataset DIR nDCG@10, recall, latency per pipeline (--report DIR: run files, summary, picture)
     winnow train reranker ... fine-tune a cross-encoder on judgments or on the corpus itself
     winnow reshard --shards M re-partition a detached cluster's log into M shards while it serves
@@ -206,7 +207,7 @@ def cmd_search(args) -> int:
             return 0
         r = client.search(args.query, k=args.k, window=args.window, rerank=False if args.no_rerank else None,
                           retrieval=args.retrieval, fusion=args.fusion, mrl_dim=args.mrl_dim, filters=filters,
-                          no_cache=args.no_cache, **vec)
+                          no_cache=args.no_cache, rerank_depth=args.rerank_depth, **vec)
     if args.json:
         _emit(args, r.to_json())
         return 0
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="results to return (precision mode)")
     se.add_argument("--window", type=int, default=0, help="first-stage candidates reranked (0 = the gateway's, 80)")
     se.add_argument("--no-rerank", action="store_true", help="first-stage order, no reranker")
+    se.add_argument("--rerank-depth", type=int, default=0,
+                    help="cascade: the reranker scores only the window's top N (0 = the reranker's setting)")
     se.add_argument("--retrieval", default="hybrid", type=lambda v: "lexical" if v == "bm25" else v,
                     choices=["hybrid", "dense", "lexical"], help="first stage: BM25 + dense fused, dense only, or "
                     "lexical (BM25) only; `bm25` is accepted for lexical")
@@ -385,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     de = add("delete", "delete documents by id")
     de.add_argument("ids", nargs="+", help="document ids")
     de.set_defaults(func=cmd_delete)
+
+    from winnow.cli.feedback import add_commands as add_feedback_commands  # its own module: winnow/cli/feedback.py
+
+    add_feedback_commands(sub)
 
     sv = sub.add_parser("serve", help="run one service in the foreground (`winnow serve SERVICE --help`: its flags)",
                         add_help=False)

@@ -8,7 +8,8 @@
         for hit in r.hits:
             print(hit.id, hit.score, hit.first_stage_rank, hit.rerank_score)
 
-Results are dataclasses (`SearchResult`, `Hit`, `BulkPage`, `WriteResult`, `ClusterInfo`, ...); failures raise a
+Results are dataclasses (`SearchResult`, `Hit`, `BulkPage`, `WriteResult`, `ClusterInfo`, `FeedbackRecord`, ...);
+`feedback` records users' judgments and clicks, `export_feedback` reads them back. Failures raise a
 `WinnowError` subclass carrying the gRPC code and the server's structured details.
 """
 
@@ -18,6 +19,7 @@ from winnow.client.errors import (
     NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError, UnavailableError,
     WinnowError,
 )
+from winnow.client.feedback import FeedbackRecord, FeedbackResult, Judgment, training_pairs
 from winnow.client.requests import bulk_request, search_request
 from winnow.client.retry import NO_RETRY, RetryPolicy
 from winnow.client.settings import DEFAULT_TARGET, ClientSettings
@@ -29,8 +31,8 @@ from winnow.client.types import (
 
 __all__ = [
     "AsyncWinnowClient", "BulkPage", "CancelledError", "ClientSettings", "ClusterInfo", "Coverage", "DEFAULT_TARGET",
-    "DeadlineExceededError", "Document", "FailedPreconditionError", "GetResult", "Hit", "InternalError",
-    "InvalidArgumentError", "Limits", "NO_RETRY", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
+    "DeadlineExceededError", "Document", "FailedPreconditionError", "FeedbackRecord", "FeedbackResult", "GetResult",
+    "Hit", "InternalError", "InvalidArgumentError", "Judgment", "Limits", "NO_RETRY", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
     "RetryPolicy", "SearchResult", "ShardInfo", "StageTimings", "UnauthenticatedError", "UnavailableError",
-    "WinnowClient", "WinnowError", "WriteResult", "bulk_request", "search_request",
+    "WinnowClient", "WinnowError", "WriteResult", "bulk_request", "search_request", "training_pairs",
 ]

@@ -11,10 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
+from winnow.client import feedback as fb
 from winnow.client import requests as rq
 from winnow.client._base import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_S, ClientBase, is_over_limit, \
     limits_from_info, sum_writes, unimplemented
 from winnow.client.errors import WinnowError, from_rpc_error
+from winnow.client.feedback import FeedbackRecord, FeedbackResult, Judgment
 from winnow.client.retry import RetryPolicy
 from winnow.client.settings import ClientSettings
 from winnow.client.sync import _SMALL_WRITE_BYTES, _SMALL_WRITE_DOCS
@@ -66,12 +68,12 @@ class AsyncWinnowClient(ClientBase):
                      retrieval: str = "hybrid", fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0,
                      filters: Mapping[str, Any] | None = None, no_cache: bool = False, nprobe: int = 0,
                      ef_search: int = 0, write_token: str = "", vector: Sequence[float] | None = None,
-                     vector_model: str = "", timeout: float | None = None) -> SearchResult:
+                     vector_model: str = "", rerank_depth: int = 0, timeout: float | None = None) -> SearchResult:
         """Precision search; see `WinnowClient.search`."""
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search, write_token=self._read_token(write_token), vector=vector,
-                                vector_model=vector_model)
+                                vector_model=vector_model, rerank_depth=rerank_depth)
         return self._observed(SearchResult.from_proto(await self._unary(self.stub.Search, req, timeout)))
 
     async def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
@@ -167,6 +169,50 @@ class AsyncWinnowClient(ClientBase):
             docs += [rq.document_from_hit(h) for h in r.documents]
             missing += list(r.missing)
         return GetResult(documents=docs, missing=missing)
+
+    async def feedback(self, query_id: str, query: str, judgments: Iterable[Judgment | Mapping[str, Any]], *,
+                       timeout: float | None = None) -> FeedbackResult:
+        """Record judgments and clicks of one query's results; see `WinnowClient.feedback`."""
+        items = fb.judgments(query_id, query, judgments)
+        limits, refreshed = await self._limits_for(items, timeout), False
+        while True:
+            responses = []
+            try:
+                for req in fb.feedback_requests(query_id, query, items, limits):
+                    responses.append(await self._unary(self.stub.Feedback, req, timeout))
+                return fb.sum_feedback(responses)
+            except WinnowError as err:
+                if responses or refreshed or not is_over_limit(err):
+                    raise
+                limits, refreshed = await self.limits(refresh=True, timeout=timeout), True
+
+    async def export_feedback(self, *, after_seq: int = 0,
+                              timeout: float | None = None) -> AsyncIterator[FeedbackRecord]:
+        """Every recorded judgment and click, resumed after the last record on UNAVAILABLE; see
+        `WinnowClient.export_feedback`."""
+        req = pb.ExportFeedbackRequest(after_seq=after_seq)
+        deadline = self._deadline(timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            call = self.stub.ExportFeedback(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
+            try:
+                async for msg in call:
+                    record = FeedbackRecord.from_proto(msg)
+                    req.after_seq = record.seq
+                    attempt = 0
+                    yield record
+                return
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+            finally:
+                call.cancel()
+            if not self.retry.should_retry(err, max(attempt, 1)):
+                raise err
+            wait = self.retry.delay(err, max(attempt, 1))
+            if not deadline.allows(wait):
+                raise err
+            await asyncio.sleep(wait)
 
     async def info(self, *, timeout: float | None = None) -> ClusterInfo:
         """See `WinnowClient.info`."""

@@ -37,26 +37,29 @@ def search_request(query: str, *, k: int = 0, window: int = 0, rerank: bool | No
                    fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
                    no_cache: bool = False, nprobe: int = 0, ef_search: int = 0,
                    write_token: str = "", vector: Sequence[float] | None = None,
-                   vector_model: str = "") -> pb.SearchRequest:
+                   vector_model: str = "", rerank_depth: int = 0) -> pb.SearchRequest:
     """A precision SearchRequest. 0 means "the gateway's default" for every number (k 64, window 80).
 
     retrieval: hybrid (BM25 + dense, fused), dense or lexical (BM25); fusion: "" (the gateway's), convex or rrf.
     filters: metadata equality, {field: string | number | bool}. write_token: an upsert's or delete's
     `write_token`, to read that write (read-your-writes). rerank: None = the gateway's default (on when there is
     query text). vector: your own query vector (list or numpy array; the embedder is skipped; `vector_model`
-    names its model, "" = the collection's).
+    names its model, "" = the collection's). rerank_depth: a cascade for this request, the reranker scores only
+    the window's top N (0 = the reranker's own setting).
     """
     if retrieval not in RETRIEVAL:
         raise _invalid(f"retrieval must be one of {', '.join(RETRIEVAL)}; got {retrieval!r}", "retrieval")
     if fusion not in FUSION:
         raise _invalid(f"fusion must be convex, rrf or '' (the gateway's default); got {fusion!r}", "fusion")
-    for name, v in (("k", k), ("window", window), ("rrf_k", rrf_k), ("mrl_dim", mrl_dim)):
+    for name, v in (("k", k), ("window", window), ("rrf_k", rrf_k), ("mrl_dim", mrl_dim),
+                    ("rerank_depth", rerank_depth)):
         if v < 0:
             raise _invalid(f"{name} must be >= 0 (0 = the gateway's default); got {v}", name)
     req = pb.SearchRequest(
         query=query, mode=pb.MODE_PRECISION, k=k, candidate_window=window,
         retrieval=RETRIEVAL[retrieval], fusion=FUSION[fusion], rrf_k=rrf_k, mrl_dim=mrl_dim,
         filters=_filters(filters), no_cache=no_cache, nprobe=nprobe, ef_search=ef_search, write_token=write_token,
+        rerank_depth=rerank_depth,
     )
     if rerank is not None:
         req.rerank = rerank

@@ -11,10 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.api.gateway.v1 import gateway_pb2_grpc
+from winnow.client import feedback as fb
 from winnow.client import requests as rq
 from winnow.client._base import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_S, ClientBase, is_over_limit, \
     limits_from_info, sum_writes, unimplemented
 from winnow.client.errors import WinnowError, from_rpc_error
+from winnow.client.feedback import FeedbackRecord, FeedbackResult, Judgment
 from winnow.client.retry import RetryPolicy
 from winnow.client.settings import ClientSettings
 from winnow.client.types import BulkPage, ClusterInfo, GetResult, Limits, SearchResult, WriteResult
@@ -78,20 +80,22 @@ class WinnowClient(ClientBase):
     def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None, retrieval: str = "hybrid",
                fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0, filters: Mapping[str, Any] | None = None,
                no_cache: bool = False, nprobe: int = 0, ef_search: int = 0, write_token: str = "",
-               vector: Sequence[float] | None = None, vector_model: str = "",
+               vector: Sequence[float] | None = None, vector_model: str = "", rerank_depth: int = 0,
                timeout: float | None = None) -> SearchResult:
         """Precision search: the top `k` (0 = 64) of a `window` (0 = 80) of first-stage candidates, reranked.
 
         retrieval: "hybrid" (BM25 + dense, fused; default), "dense" or "lexical" (BM25 only).
         fusion: "" (the gateway's default, convex), "convex" or "rrf". filters: {field: value} equality on
         metadata. rerank=False returns the first-stage order. no_cache bypasses the result cache.
+        rerank_depth: a cascade for this request: the reranker scores only the window's top N, the rest follow in
+        first-stage order (0 = the reranker's own setting).
         write_token: an upsert's / delete's token: answer from replicas that applied that write
         (`result.consistency_unmet` says when it could not be honoured in time).
         """
         req = rq.search_request(query, k=k, window=window, rerank=rerank, retrieval=retrieval, fusion=fusion,
                                 rrf_k=rrf_k, mrl_dim=mrl_dim, filters=filters, no_cache=no_cache, nprobe=nprobe,
                                 ef_search=ef_search, write_token=self._read_token(write_token), vector=vector,
-                                vector_model=vector_model)
+                                vector_model=vector_model, rerank_depth=rerank_depth)
         return self._observed(SearchResult.from_proto(self._unary(self.stub.Search, req, timeout)))
 
     def bulk_search(self, query: str, *, threshold: float, page_size: int = 0, max_results: int = 0,
@@ -198,6 +202,59 @@ class WinnowClient(ClientBase):
             docs += [rq.document_from_hit(h) for h in r.documents]
             missing += list(r.missing)
         return GetResult(documents=docs, missing=missing)
+
+    # -- feedback ---------------------------------------------------------------------------------------------
+
+    def feedback(self, query_id: str, query: str, judgments: Iterable[Judgment | Mapping[str, Any]], *,
+                 timeout: float | None = None) -> FeedbackResult:
+        """Record what users judged or clicked among one query's results, for training (`export_feedback`).
+
+        query_id: the search's `request_id` or your own id for the query; query: its text. judgments:
+        `Judgment(doc_id, relevance)` (graded, 0 = not relevant) or `Judgment.click(doc_id)` (relevance 1 unless
+        given), or dicts {"doc_id", "relevance", "kind"}. The latest judgment of a query, document and kind
+        replaces the one before; recording is idempotent, so retrying is safe. Checked here first, then split
+        to the server's `max_write_docs`.
+        """
+        items = fb.judgments(query_id, query, judgments)
+        limits, refreshed = self._limits_for(items, timeout), False
+        while True:
+            responses = []
+            try:
+                for req in fb.feedback_requests(query_id, query, items, limits):
+                    responses.append(self._unary(self.stub.Feedback, req, timeout))
+                return fb.sum_feedback(responses)
+            except WinnowError as err:
+                if responses or refreshed or not is_over_limit(err):
+                    raise
+                limits, refreshed = self.limits(refresh=True, timeout=timeout), True
+
+    def export_feedback(self, *, after_seq: int = 0, timeout: float | None = None) -> Iterator[FeedbackRecord]:
+        """Every recorded judgment and click (the latest per query, document and kind), in log order; a stream cut
+        by UNAVAILABLE / RESOURCE_EXHAUSTED resumes after the last record received. `timeout` covers the whole
+        export. `winnow.client.feedback.training_pairs` turns the records into a judgments file's lines."""
+        req = pb.ExportFeedbackRequest(after_seq=after_seq)
+        deadline = self._deadline(timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            call = self.stub.ExportFeedback(req, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
+            try:
+                for msg in call:
+                    record = FeedbackRecord.from_proto(msg)
+                    req.after_seq = record.seq
+                    attempt = 0  # progress: the next failure starts a fresh backoff
+                    yield record
+                return
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+            finally:
+                call.cancel()
+            if not self.retry.should_retry(err, max(attempt, 1)):
+                raise err
+            wait = self.retry.delay(err, max(attempt, 1))
+            if not deadline.allows(wait):
+                raise err
+            time.sleep(wait)
 
     # -- cluster ----------------------------------------------------------------------------------------------
 

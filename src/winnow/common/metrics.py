@@ -83,6 +83,9 @@ INDEX_LOG_LAG = Gauge(
 WRITES_LOGGED = Counter(
     "winnow_log_writes_total", "Documents the gateway appended to the document log, by outcome (acked, failed).",
     ["outcome"])
+FEEDBACK_RECORDED = Counter(
+    "winnow_feedback_judgments_total", "Judgments and clicks the gateway appended to the feedback log, by outcome "
+    "(recorded, failed).", ["outcome"])
 INDEX_INFO = Gauge("winnow_index_info", "The shard's index (value 1).", ["shard", "index_factory", "device"])
 
 # Gateway.
@@ -124,7 +127,7 @@ DENSE_FALLBACK = Counter(
 ALL = [
     REQUESTS, REQUEST_LATENCY, STAGE_LATENCY, INFLIGHT, ADMISSION_REJECTED, ADMISSION_WAIT, FAILURES, BUILD_INFO,
     BATCH_SIZE, BATCH_TOKENS, QUEUE_DEPTH, QUEUE_TIME, TRUNCATED_INPUTS, MODEL_INFO,
-    INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_LOG_LAG, INDEX_INFO, WRITES_LOGGED,
+    INDEX_DOCUMENTS, INDEX_GENERATION, INDEX_LOG_LAG, INDEX_INFO, WRITES_LOGGED, FEEDBACK_RECORDED,
     CACHE_REQUESTS, SHARD_REQUESTS, COVERAGE, RERANK_FALLBACK, DENSE_FALLBACK, SEARCH_RESULTS, REPLICA_FAILOVERS,
     GATEWAY_REPLICAS,
 ]
@@ -184,6 +187,8 @@ def init_gateway(shard_names: list[str]) -> None:
         CACHE_REQUESTS.labels(result)
     for reason in ("not_configured", "deadline", "error"):
         RERANK_FALLBACK.labels(reason)
+    for outcome in ("recorded", "failed"):
+        FEEDBACK_RECORDED.labels(outcome)
     for name in shard_names:
         init_shard(name)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from winnow.eval.beir import DatasetError, load_beir
 from winnow.models.loading import ModelLoadError
-from winnow.eval.runner import DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalReport, evaluate_target, select_pipelines
+from winnow.eval.runner import (DEFAULT_PIPELINES, PIPELINES, EvalOptions, EvalReport, evaluate_target, pipeline,
+                                select_pipelines)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=None, help="evaluate a deterministic sample of N queries.")
     p.add_argument("--seed", type=int, default=0, help="seed of the --queries sample (default 0).")
     p.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
-                   help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all; `bm25` = lexical).")
+                   help=f"comma-separated, from: {', '.join(PIPELINES)} (default: all; `bm25` = lexical); a "
+                   "rerank pipeline may name a cascade cut, e.g. hybrid+rerank@30 (the reranker scores the top 30).")
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by pipeline instead of a table.")
     p.add_argument("--json-out", type=Path, default=None,
                    help="also write the JSON object (plus run details under \"_run\") to this file.")
@@ -146,6 +148,14 @@ def _lat(res, stage: str) -> str:
     return f"{v['p50']:.0f}/{v['p99']:.0f}" if v else "-"
 
 
+def _gain(report: EvalReport, name: str) -> str:
+    """nDCG@10 of a rerank pipeline minus its first stage's, when both ran; '-' otherwise."""
+    base = report.pipelines.get(pipeline(name).first_stage)
+    if base is None:
+        return "-"
+    return f"{report.pipelines[name].metrics.get('ndcg@10', 0.0) - base.metrics.get('ndcg@10', 0.0):+.4f}"
+
+
 def format_table(report: EvalReport) -> str:
     """The human table: quality columns, then per-stage latency p50/p99 in ms, then the bulk line."""
     lines = [
@@ -157,12 +167,13 @@ def format_table(report: EvalReport) -> str:
         lines.append(f"embedder {c.get('embedder_model')} ({c.get('embedder_device')}) · reranker "
                      f"{c.get('reranker_model')} / {c.get('reranker_scorer')} · {c.get('shards')} shards · "
                      f"{c.get('documents')} docs indexed")
-    head = ["pipeline", "nDCG@10", "MRR@10", "R@10", "R@80", "R@100", "err", *(f"{s} p50/p99" for s in STAGES)]
+    head = ["pipeline", "nDCG@10", "gain", "MRR@10", "R@10", "R@80", "R@100", "err",
+            *(f"{s} p50/p99" for s in STAGES)]
     rows = []
     for name, res in report.pipelines.items():
         m = res.metrics
-        rows.append([name, *(f"{m.get(k, 0.0):.4f}" for k in ("ndcg@10", "mrr@10", "recall@10", "recall@80",
-                                                               "recall@100")),
+        rows.append([name, f"{m.get('ndcg@10', 0.0):.4f}", _gain(report, name),
+                     *(f"{m.get(k, 0.0):.4f}" for k in ("mrr@10", "recall@10", "recall@80", "recall@100")),
                      str(res.errors), *(_lat(res, s) for s in STAGES)])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
@@ -175,9 +186,11 @@ def format_table(report: EvalReport) -> str:
                          f"{b['returned_p50']:.0f} / max {b['returned_max']}")
         if res.errors:
             lines.append(f"{name}: {res.errors} queries failed (scored 0), first: {res.first_error}")
-        rerank_asked = PIPELINES[name].rerank
+        rerank_asked = pipeline(name).rerank
         if rerank_asked and res.reranked < res.queries - res.errors:
             lines.append(f"{name}: only {res.reranked} of {res.queries} responses were reranked")
+    lines.append("gain: nDCG@10 over the first stage it reranks (that pipeline in the same run); "
+                 "@N: the reranker scored only the window's top N")
     lines.append("latency in ms from the responses' timings_ms; client = wall time seen by the eval client")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.protobuf.struct_pb2 import Struct
@@ -43,6 +43,8 @@ class Pipeline:
     bulk: bool = False
     fusion: int = pb.FUSION_UNSPECIFIED  # hybrid only: the gateway's default (convex) unless set
     about: str = ""
+    rerank_depth: int = 0  # a cascade cut sent with the request ("hybrid+rerank@30"); 0 = the reranker's setting
+    first_stage: str = ""  # the pipeline whose order this one reranks (its gain is measured against it)
 
 
 PIPELINES: dict[str, Pipeline] = {
@@ -52,8 +54,10 @@ PIPELINES: dict[str, Pipeline] = {
         Pipeline("dense", pb.RETRIEVAL_DENSE, False, about="dense (full dimension) only, first-stage order"),
         Pipeline("hybrid", pb.RETRIEVAL_HYBRID, False, about="BM25 + dense fused (gateway default), first-stage order"),
         Pipeline("hybrid-rrf", pb.RETRIEVAL_HYBRID, False, fusion=pb.FUSION_RRF, about="BM25 + dense, RRF, no rerank"),
-        Pipeline("dense+rerank", pb.RETRIEVAL_DENSE, True, about="dense, candidate window reranked"),
-        Pipeline("hybrid+rerank", pb.RETRIEVAL_HYBRID, True, about="fused, candidate window reranked (default)"),
+        Pipeline("dense+rerank", pb.RETRIEVAL_DENSE, True, about="dense, candidate window reranked",
+                 first_stage="dense"),
+        Pipeline("hybrid+rerank", pb.RETRIEVAL_HYBRID, True, about="fused, candidate window reranked (default)",
+                 first_stage="hybrid"),
         Pipeline("mrl64", pb.RETRIEVAL_DENSE, False, mrl_dim=64, about="dense, 64-d sweep refined at full dim"),
         Pipeline("mrl128", pb.RETRIEVAL_DENSE, False, mrl_dim=128, about="dense, 128-d sweep refined at full dim"),
         Pipeline("bulk", pb.RETRIEVAL_DENSE, False, bulk=True, about="BulkSearch: every doc above the threshold"),
@@ -145,7 +149,8 @@ async def _search_one(stub, pipeline: Pipeline, query: str, options: EvalOptions
             timings = dict(page.timings_ms)  # the last page's timings cover the whole request
         return hits, timings, False
     req = pb.SearchRequest(query=query, retrieval=pipeline.retrieval, rerank=pipeline.rerank, no_cache=True,
-                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion)
+                           rrf_k=options.rrf_k, mrl_dim=pipeline.mrl_dim, fusion=pipeline.fusion,
+                           rerank_depth=pipeline.rerank_depth)
     req.mode = pb.MODE_PRECISION
     if pipeline.rerank:
         req.k = req.candidate_window = options.window
@@ -215,13 +220,31 @@ async def cluster_info(stub: pb_grpc.GatewayStub, timeout_s: float = 10.0) -> di
     }
 
 
+def pipeline(name: str) -> Pipeline:
+    """A pipeline by name: a known one, or a rerank pipeline with a cascade cut, `hybrid+rerank@30` (the reranker
+    scores only the window's top 30); ValueError naming the valid choices."""
+    base, _, depth = ALIASES.get(name, name).partition("@")
+    if base not in PIPELINES or (depth and not (PIPELINES[base].rerank and depth.isdigit() and int(depth) > 0)):
+        raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)} (a rerank pipeline may "
+                         "name a cascade cut: hybrid+rerank@30)")
+    if not depth:
+        return PIPELINES[base]
+    return replace(PIPELINES[base], name=f"{base}@{int(depth)}", rerank_depth=int(depth),
+                   about=f"{PIPELINES[base].about}; the reranker scores only the top {int(depth)}")
+
+
 def select_pipelines(names: Iterable[str]) -> list[Pipeline]:
     """Pipelines by name, in the order given; ValueError naming the unknown ones and the valid choices."""
-    names = [ALIASES.get(n, n) for n in names]
-    unknown = [n for n in names if n not in PIPELINES]
+    out, unknown = [], []
+    for n in names:
+        try:
+            out.append(pipeline(n))
+        except ValueError:
+            unknown.append(n)
     if unknown:
-        raise ValueError(f"unknown pipeline(s) {unknown}; choose from {', '.join(PIPELINES)}")
-    return [PIPELINES[n] for n in names]
+        raise ValueError(f"unknown pipeline(s) {unknown}; choose from {', '.join(PIPELINES)} (a rerank pipeline "
+                         "may name a cascade cut: hybrid+rerank@30)")
+    return out
 
 
 async def evaluate_target(
@@ -256,6 +279,6 @@ async def evaluate_target(
 
 
 __all__ = [
-    "DEFAULT_PIPELINES", "REPORTED", "EvalOptions", "EvalReport", "PIPELINES", "Pipeline", "PipelineResult",
+    "DEFAULT_PIPELINES", "REPORTED", "EvalOptions", "EvalReport", "PIPELINES", "Pipeline", "PipelineResult", "pipeline",
     "cluster_info", "document_text", "evaluate_target", "ingest", "run_pipeline", "select_pipelines",
 ]

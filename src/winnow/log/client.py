@@ -35,6 +35,15 @@ class Message:
     tombstone: bool = False
 
 
+@dataclass(frozen=True)
+class Publish:
+    """One message for `DocumentLog.publish`: its subject, body and optional per-message TTL (seconds)."""
+
+    subject: str
+    body: bytes
+    ttl_s: int | None = None
+
+
 @dataclass
 class AppendResult:
     """How much of one partition's batch JetStream acknowledged, and the last acknowledged sequence."""
@@ -133,15 +142,21 @@ class DocumentLog:
 
     async def ensure_stream(self, layout: str, partition: int) -> str:
         """Create the partition's stream if missing (idempotent); returns its name."""
-        name = names.stream(layout, partition)
+        return await self.ensure(self._partition_stream(layout, partition))
+
+    def _partition_stream(self, layout: str, partition: int) -> StreamConfig:
+        return StreamConfig(
+            name=names.stream(layout, partition), subjects=[names.prefix(layout, partition) + ".>"],
+            storage=StorageType.FILE, max_msgs_per_subject=1, allow_msg_ttl=True, discard=DiscardPolicy.OLD,
+            num_replicas=self.config.stream_replicas, max_bytes=self.config.max_stream_bytes,
+        )
+
+    async def ensure(self, cfg: StreamConfig) -> str:
+        """Create the stream `cfg` describes if missing (idempotent, once per process); returns its name."""
+        name = cfg.name
         if name in self._streams:
             return name
         js = await self.jetstream()
-        cfg = StreamConfig(
-            name=name, subjects=[names.prefix(layout, partition) + ".>"], storage=StorageType.FILE,
-            max_msgs_per_subject=1, allow_msg_ttl=True, discard=DiscardPolicy.OLD,
-            num_replicas=self.config.stream_replicas, max_bytes=self.config.max_stream_bytes,
-        )
         try:
             await js.stream_info(name)
         except nats.js.errors.NotFoundError:
@@ -158,18 +173,24 @@ class DocumentLog:
 
     async def append(self, layout: str, partition: int, messages: list[Message], timeout: float) -> AppendResult:
         """Publish `messages` to the partition and wait for every acknowledgement (at most `timeout` seconds)."""
-        result = AppendResult(partition, 0, len(messages))
-        if not messages:
+        return await self.publish(self._partition_stream(layout, partition), [
+            Publish(names.subject(layout, partition, m.doc_id), m.body,
+                    self.config.tombstone_ttl_s if m.tombstone else None) for m in messages], timeout, partition)
+
+    async def publish(self, cfg: StreamConfig, items: list[Publish], timeout: float,
+                      partition: int = 0) -> AppendResult:
+        """Publish `items` to the stream `cfg` (created if missing) and wait for every acknowledgement (at most
+        `timeout` seconds); never raises for the log: the result says how many were acknowledged, and why not all."""
+        result = AppendResult(partition, 0, len(items))
+        if not items:
             return result
         futures: list[asyncio.Future] = []
         try:
-            await self.ensure_stream(layout, partition)
+            await self.ensure(cfg)
             js = await self.jetstream()
-            stream = names.stream(layout, partition)
-            for m in messages:
-                futures.append(await js.publish_async(
-                    names.subject(layout, partition, m.doc_id), m.body, stream=stream,
-                    msg_ttl=self.config.tombstone_ttl_s if m.tombstone else None, wait_stall=timeout))
+            for it in items:
+                futures.append(await js.publish_async(it.subject, it.body, stream=cfg.name, msg_ttl=it.ttl_s,
+                                                      wait_stall=timeout))
         except Unavailable as exc:
             result.error = str(exc)
             return result

@@ -1,7 +1,8 @@
 """The manifest `winnow train reranker` writes beside a trained model (`winnow_reranker.json`), read by the scorer.
 
-It says how the model should be served (its training `max_length`, and the `fusion_weight` w chosen on held-out
-training queries for w*z(cross-encoder) + (1-w)*z(first-stage score)), and how it was trained. Any other Hugging
+It says how the model should be served (its training `max_length`, the `fusion_weight` w for
+w*z(cross-encoder) + (1-w)*z(first-stage score) and the `cascade_depth` (how many of the first stage's top
+candidates it scores; 0 = all), both chosen on held-out training queries), and how it was trained. Any other Hugging
 Face directory has none and is served as it is (the cross-encoder alone).
 """
 
@@ -36,6 +37,15 @@ def served_fusion_weight(manifest: dict, setting: float) -> float:
         return float(setting)
     w = manifest.get("fusion_weight")
     return float(w) if isinstance(w, (int, float)) and 0 <= w <= 1 else 1.0
+
+
+def served_cascade_depth(manifest: dict, setting: int) -> int:
+    """How many of the previous stage's top candidates the scorer reads: the setting when >= 0 (0 = all), else
+    the manifest's `cascade_depth` (chosen with the fusion weight on held-out training queries), else 0."""
+    if setting >= 0:
+        return int(setting)
+    d = manifest.get("cascade_depth")
+    return int(d) if isinstance(d, int) and not isinstance(d, bool) and d > 0 else 0
 
 
 def check_cross_encoder_dir(model_dir: str | Path) -> Path:

@@ -68,13 +68,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.max_queue_wait_s = max_queue_wait_s
         self.queue_wait_factor = queue_wait_factor
         self._gates: dict[str, Admission] = {}
+        # The wrapped handler of each method, built once (the server hands the same handler for a method every
+        # call): wrapping per call cost a closure and a handler object on every request's path.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(_EXEMPT_PREFIXES):
             return handler
-        name = method.rsplit("/", 1)[-1]
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, name: str, handler):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(name, handler.unary_unary, handler.request_deserializer),

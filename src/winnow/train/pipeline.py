@@ -47,11 +47,13 @@ def finish(args, tokenizer, model, result, bars, held_fn, t0: float) -> int:
     f = result.fusion
     print(f"trained {args.out}: {tr['steps']} steps, {tr['pairs']} pairs in {tr['seconds']:.0f}s "
           f"({tr['pairs_per_s']:.1f} pairs/s), loss {tr['final_loss']:.3f}"
-          + (" (stopped by the time budget)" if tr["stopped_by_budget"] else ""), file=sys.stderr)
+          + (f" (the time budget fit {tr['steps']} of {tr['steps_asked']} steps)" if tr["stopped_by_budget"] else ""),
+          file=sys.stderr)
     if "first_stage_ndcg@10" in f:
+        cut = f"top {f['cascade_depth']}" if f.get("cascade_depth") else f"all {f['depth']}"
         print(f"held-out {f['held_out_queries']} queries: first stage nDCG@10 {f['first_stage_ndcg@10']:.4f}, "
-              f"cross-encoder alone {f['ce_alone_ndcg@10']:.4f}, fused w={f['fusion_weight']} "
-              f"{f['fused_ndcg@10']:.4f}", file=sys.stderr)
+              f"cross-encoder alone {f['ce_alone_ndcg@10']:.4f}, fused w={f['fusion_weight']} on the {cut} "
+              f"candidates {f['fused_ndcg@10']:.4f}", file=sys.stderr)
     print(str(args.out))
     return 0
 

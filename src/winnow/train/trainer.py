@@ -23,6 +23,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+REPLAN_AT = (10, 50)  # steps at which a time budget re-plans the schedule from the measured step time
+
 
 @dataclass(frozen=True)
 class Example:
@@ -55,6 +57,7 @@ class TrainConfig:
 class TrainReport:
     steps: int = 0
     planned_steps: int = 0
+    steps_asked: int = 0  # what --epochs asked for; more than `steps` when the time budget cut the run
     pairs: int = 0
     seconds: float = 0.0
     pairs_per_s: float = 0.0
@@ -91,6 +94,18 @@ def load_for_training(model_dir: Path, device: str):
     except Exception as exc:  # noqa: BLE001 - one clear load error for any broken directory
         raise ModelLoadError(f"could not load {path} as a Hugging Face encoder: {exc}") from exc
     return tokenizer, model.to(device)
+
+
+def steps_in_budget(step: int, elapsed: float, elapsed_at_first: float, budget_s: float, asked: int) -> int:
+    """How many steps a run should plan for: the measured rate (from the start at the first re-plan, then since
+    the first re-plan: the first steps are slow) extrapolated over the budget left, at most `asked`, at least one
+    more than `step`."""
+    if step <= REPLAN_AT[0]:
+        rate = elapsed / max(step, 1)
+    else:
+        rate = (elapsed - elapsed_at_first) / (step - REPLAN_AT[0])
+    fits = step + int(max(0.0, budget_s - elapsed) / max(rate, 1e-9))
+    return max(step + 1, min(asked, fits))
 
 
 def _groups(examples: Sequence[Example], negatives: int, rng: random.Random) -> list[tuple[str, list[str]]]:
@@ -143,7 +158,7 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
         return max(0.0, (plan["total"] - step) / max(1, plan["total"] - warm))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    report = TrainReport(planned_steps=planned)
+    report = TrainReport(planned_steps=planned, steps_asked=planned)
     bar = progress(planned) if progress else None
     amp = placement.device == "cuda"
     bf16 = use_cpu_bf16(placement, config.bf16)
@@ -152,6 +167,7 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
     started = time.perf_counter()
     step = 0
     ema = None
+    marks: list[float] = []
     for _ in range(epochs_needed):
         groups = _groups(examples, config.negatives, rng)
         for b in range(0, len(groups), config.groups_per_batch):
@@ -179,23 +195,25 @@ def train(examples: Sequence[Example], model_dir: Path, config: TrainConfig,
             if step % 10 == 0:
                 report.losses.append(round(ema, 4))
             elapsed = time.perf_counter() - started
-            if config.time_budget_s > 0 and step == 10:
-                fits = int(config.time_budget_s / (elapsed / step))
-                if fits < plan["total"]:
+            if config.time_budget_s > 0 and step in REPLAN_AT:
+                # The first steps are slow (allocator, kernel choice): plan at step 10, then again at 50 from the
+                # rate since step 10, never past the epochs asked for.
+                total = steps_in_budget(step, elapsed, marks[0] if marks else 0.0, config.time_budget_s, planned)
+                if total != plan["total"]:
                     log.warning("time budget %.0fs fits about %d of %d steps: schedule re-planned",
-                                config.time_budget_s, fits, plan["total"])
-                    plan["total"] = max(step + 1, fits)
-                    report.stopped_by_budget = True
+                                config.time_budget_s, total, planned)
+                    plan["total"] = total
                     if bar is not None:
                         bar(0, total=plan["total"])
+                marks.append(elapsed)
             if config.time_budget_s > 0 and elapsed >= config.time_budget_s:
-                report.stopped_by_budget = True
                 plan["total"] = step
             if bar is not None:
                 bar(1, loss=ema)
         if step >= plan["total"]:
             break
     report.steps = step
+    report.stopped_by_budget = step < planned
     report.planned_steps = plan["total"]
     report.seconds = round(time.perf_counter() - started, 1)
     report.pairs_per_s = round(report.pairs / max(report.seconds, 1e-9), 2)

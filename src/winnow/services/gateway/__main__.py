@@ -8,12 +8,14 @@ import sys
 from winnow.api.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from winnow.common.deadline import Deadline
 from winnow.log.client import DocumentLog, LogConfig
+from winnow.log.feedback import FeedbackLog
 from winnow.common import metrics
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
 from winnow.services.gateway import convert
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
+from winnow.services.gateway.feedback import FeedbackCore
 from winnow.services.gateway.discovery import Topology, dns_source, parse_shards, registry_source, static_source
 from winnow.services.gateway.ltr import LtrStage
 from winnow.services.gateway.model import SearchOptions
@@ -72,7 +74,9 @@ async def build(s: GatewaySettings) -> Wiring:
         stats = await asyncio.gather(*(sh.stats(1.0) for sh in topology.shards), return_exceptions=True)
         return any(not isinstance(x, BaseException) for x in stats) or "no shard answers Stats"
 
-    return wire(SERVICE, s, search, GatewayServicer(search, writes, s), gateway_pb2_grpc.add_GatewayServicer_to_server,
+    feedback = FeedbackCore(FeedbackLog(doc_log))  # its own stream, the document log's connection
+    servicer = GatewayServicer(search, writes, s, feedback)
+    return wire(SERVICE, s, search, servicer, gateway_pb2_grpc.add_GatewayServicer_to_server,
                 gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
                 warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s))
 

@@ -73,8 +73,9 @@ class GrpcReranker(_Client):
         super().__init__("reranker", target, security=security)
         self.stub = reranker_pb2_grpc.RerankerStub(self.channel)
 
-    async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
-        resp = await self.call(self.stub.Rerank, convert.rerank_request_to_proto(query, candidates), timeout)
+    async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None,
+                     depth: int = 0) -> list[float]:
+        resp = await self.call(self.stub.Rerank, convert.rerank_request_to_proto(query, candidates, depth), timeout)
         return convert.rerank_scores_from_proto(resp, len(candidates))
 
     async def describe(self, timeout: float | None) -> dict[str, Any]:

@@ -136,6 +136,9 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings,
     if window < k:
         raise _invalid(f"candidate_window={window} is smaller than k={k}: it must be >= k", "candidate_window",
                        "WINDOW_SMALLER_THAN_K")
+    if req.rerank_depth > window:
+        raise _invalid(f"rerank_depth={req.rerank_depth} is above candidate_window={window}: the reranker can only "
+                       "score candidates of the window", "rerank_depth", "RERANK_DEPTH_ABOVE_WINDOW")
     if req.mrl_dim and retrieval is Retrieval.LEXICAL:
         raise _invalid("mrl_dim applies to dense retrieval; it was set with RETRIEVAL_LEXICAL", "mrl_dim",
                        "MRL_WITH_LEXICAL")
@@ -143,7 +146,7 @@ def search_options_from_proto(req: pb.SearchRequest, s: GatewaySettings,
     limits.mrl_dim(req.mrl_dim, space.dimension)
     token_layout, token_seqs = _write_token(req)
     return SearchOptions(
-        query=query, mode=Mode.PRECISION, k=k, window=window, rerank=rerank,
+        query=query, mode=Mode.PRECISION, k=k, window=window, rerank=rerank, rerank_depth=req.rerank_depth,
         retrieval=retrieval, fusion=fusion, rrf_k=req.rrf_k or s.rrf_k, mrl_dim=req.mrl_dim, filters=filters,
         nprobe=req.nprobe, ef_search=req.ef_search, no_cache=req.no_cache,
         token_layout=token_layout, token_seqs=token_seqs, vector=vector,
@@ -401,9 +404,9 @@ def embedder_info_from_proto(info: embedder_pb2.InfoResponse) -> dict[str, Any]:
             "allowed_dimensions": list(info.allowed_dimensions)}
 
 
-def rerank_request_to_proto(query: str, candidates: list[Candidate]) -> reranker_pb2.RerankRequest:
+def rerank_request_to_proto(query: str, candidates: list[Candidate], depth: int = 0) -> reranker_pb2.RerankRequest:
     return reranker_pb2.RerankRequest(
-        query=query,
+        query=query, depth=depth,
         candidates=[
             reranker_pb2.Candidate(id=c.id, text=c.text, first_stage_rank=c.first_stage_rank,
                                    first_stage_score=c.first_stage_score)

@@ -46,6 +46,7 @@ class SearchOptions:
     k: int = 64
     window: int = 80
     rerank: bool = True
+    rerank_depth: int = 0  # cascade: the reranker scores only the window's top N (0 = the reranker's setting)
     retrieval: Retrieval = Retrieval.HYBRID
     fusion: Fusion = Fusion.CONVEX
     rrf_k: int = 60

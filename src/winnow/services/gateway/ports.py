@@ -110,8 +110,10 @@ class ShardPort(Protocol):
 
 
 class RerankerPort(Protocol):
-    async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None) -> list[float]:
-        """One score per candidate, in the candidates' order (higher is better)."""
+    async def rerank(self, query: str, candidates: list[Candidate], timeout: float | None,
+                     depth: int = 0) -> list[float]:
+        """One score per candidate, in the candidates' order (higher is better). depth > 0: a cascade, only the
+        top `depth` by the previous stage are scored by the reranker's scorer (0 = the reranker's setting)."""
 
     async def describe(self, timeout: float | None) -> dict[str, Any]:
         """{"model": ..., "scorer": ..., "device": ...}"""

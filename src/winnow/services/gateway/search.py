@@ -170,7 +170,7 @@ class SearchCore:
                                                 layout, deadline, coverage, timings)
         reranked, reason = False, "no candidates" if opts.rerank else ""
         if opts.rerank and candidates:
-            reranked, reason = await self._rerank(opts.query, candidates, deadline, timings)
+            reranked, reason = await self._rerank(opts.query, candidates, deadline, timings, opts.rerank_depth)
         final = final_order(self.ltr, candidates, opts.rerank, reranked, reason, self.models["reranker"], timings)
         return SearchResult(
             hits=final.hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=final.reason,
@@ -315,19 +315,21 @@ class SearchCore:
         return res
 
     async def _rerank(self, query: str, candidates: list[Candidate], deadline: Deadline,
-                      timings: dict[str, float]) -> tuple[bool, str]:
+                      timings: dict[str, float], depth: int = 0) -> tuple[bool, str]:
         if self.reranker is None:
             metrics.RERANK_FALLBACK.labels("not_configured").inc()
             return False, "no reranker configured"
         if deadline.expired():
             metrics.RERANK_FALLBACK.labels("deadline").inc()
             return False, "no time left for the reranker"
-        size = max(1, self.config.rerank_batch_size)
+        # A cascade cut (depth) is over the whole window, so a request that names one goes in one call.
+        size = len(candidates) if depth else max(1, self.config.rerank_batch_size)
         batches = [candidates[i:i + size] for i in range(0, len(candidates), size)]
         timeout = deadline.timeout(fraction=0.9)
+        extra = {"depth": depth} if depth else {}
         t = time.perf_counter()
         with tracing.span("rerank", service=SERVICE, candidates=len(candidates)):
-            results = await asyncio.gather(*(self.reranker.rerank(query, b, timeout) for b in batches),
+            results = await asyncio.gather(*(self.reranker.rerank(query, b, timeout, **extra) for b in batches),
                                            return_exceptions=True)
         timings["rerank"] = _ms(t)
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -10,21 +10,26 @@ from winnow.rpc.channels import deadline_from_context
 from winnow.common import buildinfo
 from winnow.common.errors import DeadlineExceeded
 from winnow.common.logs import request_id_var
-from winnow.services.gateway import convert, cursor
+from winnow.services.gateway import convert, convert_feedback, cursor
+from winnow.services.gateway.feedback import FeedbackCore
 from winnow.services.gateway.model import stable_digest
 from winnow.services.gateway.search import SearchCore
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.writes import WriteCore
 
 
-API_VERSION = "1.1"  # of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors
+# Of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors; 1.2 added Feedback and
+# ExportFeedback (judgments and clicks per query, exported as training pairs) and SearchRequest.rerank_depth.
+API_VERSION = "1.2"
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, search: SearchCore, writes: WriteCore, settings: GatewaySettings) -> None:
+    def __init__(self, search: SearchCore, writes: WriteCore, settings: GatewaySettings,
+                 feedback: FeedbackCore | None = None) -> None:
         self.search_core = search
         self.writes = writes
         self.s = settings
+        self.feedback = feedback or FeedbackCore(None)  # none: Feedback answers UNAVAILABLE (no log)
 
     def _deadline(self, context) -> Deadline:
         deadline = deadline_from_context(context, self.s.default_timeout_s)
@@ -62,6 +67,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ids = convert.ids_from_proto(request.ids, self.s, "get")
         found, missing = await self.writes.get(ids, self._deadline(context))
         return convert.get_result_to_proto(found, missing)
+
+    async def Feedback(self, request, context):
+        batch = convert_feedback.feedback_from_proto(request, self.s)
+        recorded = await self.feedback.record(batch, self._deadline(context))
+        return convert_feedback.feedback_result_to_proto(recorded, request_id_var.get())
+
+    async def ExportFeedback(self, request, context):
+        async for record in self.feedback.export(self._deadline(context), request.after_seq):
+            yield convert_feedback.feedback_record_to_proto(record)
 
     async def ClusterInfo(self, request, context):
         core = self.search_core

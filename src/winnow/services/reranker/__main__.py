@@ -46,14 +46,18 @@ def late_interaction_scorer(settings: RerankerSettings, model_dir: str | None):
 def build(settings: RerankerSettings, scorer=None) -> Wiring:
     """Wire scorer, core and service (also used by tests and benchmarks)."""
     from winnow.api.internal.reranker.v1 import reranker_pb2, reranker_pb2_grpc
+    from winnow.models.trained import read_manifest, served_cascade_depth
     from winnow.services.reranker.core import RerankerCore
     from winnow.services.reranker.server import RerankerServicer
 
+    scorer = scorer or build_scorer(settings)
+    depth = served_cascade_depth(read_manifest(settings.model_dir) if settings.scorer == CROSS_ENCODER else {},
+                                 settings.cascade_depth)
     cheap = None
-    if settings.cascade_depth and settings.cascade_cheap == LATE_INTERACTION and scorer is None:
+    if depth and settings.cascade_cheap == LATE_INTERACTION:
         cheap = late_interaction_scorer(settings, None)  # the packaged MiniLM (model_dir is the cross-encoder's)
-    core = RerankerCore(scorer or build_scorer(settings), max_candidates=settings.max_candidates,
-                        limits=settings.batcher_limits(), cascade_depth=settings.cascade_depth, cheap=cheap)
+    core = RerankerCore(scorer, max_candidates=settings.max_candidates,
+                        limits=settings.batcher_limits(), cascade_depth=depth, cheap=cheap)
     return wire_model(SERVICE, settings, core, RerankerServicer(core), reranker_pb2_grpc.add_RerankerServicer_to_server,
                       reranker_pb2.DESCRIPTOR.services_by_name["Reranker"])
 

@@ -65,19 +65,22 @@ class RerankerCore(ModelCore[PreparedPair, float]):
             if not c.text or not c.text.strip():
                 raise InvalidArgument(f"candidates[{i}] (id {c.id!r}) has no text: every candidate needs its text")
 
-    async def rerank(self, query: str, candidates: Sequence[Candidate], top_n: int = 0) -> RerankResult:
+    async def rerank(self, query: str, candidates: Sequence[Candidate], top_n: int = 0,
+                     depth: int = 0) -> RerankResult:
         """Score every candidate against `query`; best first, ties kept in first-stage then request order.
 
-        With a cascade (`cascade_depth` > 0 and more candidates than that), only the top `cascade_depth` by the
-        previous stage (the `cheap` scorer when set, else the first stage) reach the scorer; they come back first,
-        ordered by it, and the rest follow in the previous stage's order with lower scores."""
+        With a cascade (`depth`, else the `cascade_depth` setting, > 0 and more candidates than that), only the top
+        `depth` by the previous stage (the `cheap` scorer when set, else the first stage) reach the scorer; they
+        come back first, ordered by it, and the rest follow in the previous stage's order with lower scores."""
         start = time.perf_counter()
         self.validate(query, candidates, top_n)
-        if self.cascade_depth and len(candidates) > self.cascade_depth:
-            return await self._cascade(query, list(candidates), top_n, start)
+        depth = depth or self.cascade_depth
+        if depth and len(candidates) > depth:
+            return await self._cascade(query, list(candidates), top_n, start, depth)
         return await self._score_all(query, candidates, top_n, start)
 
-    async def _cascade(self, query: str, candidates: list[Candidate], top_n: int, start: float) -> RerankResult:
+    async def _cascade(self, query: str, candidates: list[Candidate], top_n: int, start: float,
+                       depth: int) -> RerankResult:
         big = len(candidates) + 1
         extra: dict[str, float] = {}
         if self.cheap is not None:
@@ -90,7 +93,7 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         else:
             order = sorted(range(len(candidates)), key=lambda i: (candidates[i].first_stage_rank or big, i))
             prev = [candidates[i].first_stage_score for i in range(len(candidates))]
-        head, tail = order[: self.cascade_depth], order[self.cascade_depth :]
+        head, tail = order[:depth], order[depth:]
         # The scorer fuses with the previous stage: its score and rank stand in for the first stage's.
         staged = [Candidate(candidates[i].id, candidates[i].text, r + 1, float(prev[i])) for r, i in enumerate(head)]
         inner = await self._score_all(query, staged, 0, start)
@@ -99,9 +102,10 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         results += [Hit(candidates[i].id, low - 1.0 - j, i, False) for j, i in enumerate(tail)]
         if top_n:
             results = results[:top_n]
-        timings = {**inner.timings_ms, **extra, "cascade_depth": float(self.cascade_depth),
+        timings = {**inner.timings_ms, **extra, "cascade_depth": float(depth),
                    "total": (time.perf_counter() - start) * 1000.0}
-        return RerankResult(results, inner.model, self.scorer_name, timings)
+        name = self.scorer.name + f"-top{depth}" + (f"-after-{self.cheap.name}" if self.cheap is not None else "")
+        return RerankResult(results, inner.model, name, timings)
 
     async def _score_all(self, query: str, candidates: Sequence[Candidate], top_n: int,
                          start: float) -> RerankResult:

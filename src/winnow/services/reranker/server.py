@@ -13,7 +13,8 @@ class RerankerServicer(pb_grpc.RerankerServicer):
         self.core = core
 
     async def Rerank(self, request: pb.RerankRequest, context) -> pb.RerankResponse:  # noqa: N802
-        result = await self.core.rerank(request.query, convert.candidates_from_proto(request), request.top_n)
+        result = await self.core.rerank(request.query, convert.candidates_from_proto(request), request.top_n,
+                                        request.depth)
         return convert.rerank_result_to_proto(result)
 
     async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:  # noqa: N802

@@ -42,9 +42,11 @@ class RerankerSettings(ModelServiceSettings):
                       "only where the CPU has native bf16 (AVX512-BF16/AMX); without it bf16 measured 1.5-4x slower "
                       "than fp32 here (docs/models.md).")
     cascade_depth: int = Field(
-        0, ge=0, description="Cascade: when > 0, only the top cascade_depth candidates of the previous stage reach "
+        -1, ge=-1, description="Cascade: when > 0, only the top cascade_depth candidates of the previous stage reach "
         "the scorer (the rest follow in that stage's order): e.g. window 80 -> cross-encoder on the top 30. "
-        "0 = every candidate is scored.",
+        "0 = every candidate is scored. -1 = the model directory's own (winnow_reranker.json, chosen with the "
+        "fusion weight on held-out training queries by `winnow train reranker`), else 0. A request's "
+        "rerank_depth overrides it.",
     )
     cascade_cheap: str = Field(
         "", pattern=f"^({LATE_INTERACTION})?$", description="Cascade: a cheap stage run on every candidate before "

@@ -64,6 +64,16 @@ class GatewayStub:
                 request_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoRequest.SerializeToString,
                 response_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/winnow.gateway.v1.Gateway/Feedback',
+                request_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
+        self.ExportFeedback = channel.unary_stream(
+                '/winnow.gateway.v1.Gateway/ExportFeedback',
+                request_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ExportFeedbackRequest.SerializeToString,
+                response_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRecord.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -105,6 +115,20 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """API 1.2
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFeedback(self, request, context):
+        """API 1.2: every record, seq order
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +161,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ClusterInfo,
                     request_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoRequest.FromString,
                     response_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRequest.FromString,
+                    response_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'ExportFeedback': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportFeedback,
+                    request_deserializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ExportFeedbackRequest.FromString,
+                    response_serializer=winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +335,60 @@ class Gateway:
             '/winnow.gateway.v1.Gateway/ClusterInfo',
             winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoRequest.SerializeToString,
             winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ClusterInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/winnow.gateway.v1.Gateway/Feedback',
+            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRequest.SerializeToString,
+            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/winnow.gateway.v1.Gateway/ExportFeedback',
+            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.ExportFeedbackRequest.SerializeToString,
+            winnow_dot_api_dot_gateway_dot_v1_dot_gateway__pb2.FeedbackRecord.FromString,
             options,
             channel_credentials,
             insecure,

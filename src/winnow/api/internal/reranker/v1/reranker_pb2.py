@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.winnow/api/internal/reranker/v1/reranker.proto\x12\x12winnow.reranker.v1\"Z\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10\x66irst_stage_rank\x18\x03 \x01(\r\x12\x19\n\x11\x66irst_stage_score\x18\x04 \x01(\x02\"`\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x31\n\ncandidates\x18\x02 \x03(\x0b\x32\x1d.winnow.reranker.v1.Candidate\x12\r\n\x05top_n\x18\x03 \x01(\x05\"B\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\r\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"\xd2\x01\n\x0eRerankResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.winnow.reranker.v1.Hit\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x45\n\ntimings_ms\x18\x04 \x03(\x0b\x32\x31.winnow.reranker.v1.RerankResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\r\n\x0bInfoRequest\"x\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x16\n\x0emax_candidates\x18\x05 \x01(\r\x12\x12\n\nmax_length\x18\x06 \x01(\r2\xa6\x01\n\x08Reranker\x12O\n\x06Rerank\x12!.winnow.reranker.v1.RerankRequest\x1a\".winnow.reranker.v1.RerankResponse\x12I\n\x04Info\x12\x1f.winnow.reranker.v1.InfoRequest\x1a .winnow.reranker.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.winnow/api/internal/reranker/v1/reranker.proto\x12\x12winnow.reranker.v1\"Z\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10\x66irst_stage_rank\x18\x03 \x01(\r\x12\x19\n\x11\x66irst_stage_score\x18\x04 \x01(\x02\"o\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x31\n\ncandidates\x18\x02 \x03(\x0b\x32\x1d.winnow.reranker.v1.Candidate\x12\r\n\x05top_n\x18\x03 \x01(\x05\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\r\"B\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\r\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"\xd2\x01\n\x0eRerankResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.winnow.reranker.v1.Hit\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x45\n\ntimings_ms\x18\x04 \x03(\x0b\x32\x31.winnow.reranker.v1.RerankResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\r\n\x0bInfoRequest\"x\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x16\n\x0emax_candidates\x18\x05 \x01(\r\x12\x12\n\nmax_length\x18\x06 \x01(\r2\xa6\x01\n\x08Reranker\x12O\n\x06Rerank\x12!.winnow.reranker.v1.RerankRequest\x1a\".winnow.reranker.v1.RerankResponse\x12I\n\x04Info\x12\x1f.winnow.reranker.v1.InfoRequest\x1a .winnow.reranker.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANDIDATE']._serialized_start=70
   _globals['_CANDIDATE']._serialized_end=160
   _globals['_RERANKREQUEST']._serialized_start=162
-  _globals['_RERANKREQUEST']._serialized_end=258
-  _globals['_HIT']._serialized_start=260
-  _globals['_HIT']._serialized_end=326
-  _globals['_RERANKRESPONSE']._serialized_start=329
-  _globals['_RERANKRESPONSE']._serialized_end=539
-  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_start=491
-  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_end=539
-  _globals['_INFOREQUEST']._serialized_start=541
-  _globals['_INFOREQUEST']._serialized_end=554
-  _globals['_INFORESPONSE']._serialized_start=556
-  _globals['_INFORESPONSE']._serialized_end=676
-  _globals['_RERANKER']._serialized_start=679
-  _globals['_RERANKER']._serialized_end=845
+  _globals['_RERANKREQUEST']._serialized_end=273
+  _globals['_HIT']._serialized_start=275
+  _globals['_HIT']._serialized_end=341
+  _globals['_RERANKRESPONSE']._serialized_start=344
+  _globals['_RERANKRESPONSE']._serialized_end=554
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_start=506
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_end=554
+  _globals['_INFOREQUEST']._serialized_start=556
+  _globals['_INFOREQUEST']._serialized_end=569
+  _globals['_INFORESPONSE']._serialized_start=571
+  _globals['_INFORESPONSE']._serialized_end=691
+  _globals['_RERANKER']._serialized_start=694
+  _globals['_RERANKER']._serialized_end=860
 # @@protoc_insertion_point(module_scope)
