@@ -12,8 +12,8 @@ Every stage reorders the same DEPTH candidates per query, so R@DEPTH is the same
 cached (`--cache-dir`), so re-running with other models (`--model FILE`, e.g. the output of `winnow train ltr`)
 costs no cross-encoder time.
 
-    python studies/ltr_eval.py --reranker-model .winnow/models/scifact-ce --depth 30 --json out.json \\
-        [--model scifact-ltr.json] [--out-dir models/]
+    python studies/ltr_eval.py --reranker-model .winnow/models/scifact-ce --depth 30 --cascade-depth 0 \\
+        --json out.json [--model scifact-ltr.json] [--out-dir models/]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ FIELDS = ("id", "dense_score", "lexical_score", "dense_rank", "lexical_rank", "f
           "first_stage_score", "rerank_score")
 
 
-def windows(args, split: str, fs, scorer, ids, texts, cache: Path):
+def windows(args, split: str, fs, core, ids, texts, cache: Path):
     """(judged queries, their scored windows) of a split, from the cache when this exact setup was scored."""
     from winnow.services.gateway.model import Candidate
     from winnow.train.judgments import from_split, load_dataset_corpus
@@ -41,7 +41,7 @@ def windows(args, split: str, fs, scorer, ids, texts, cache: Path):
 
     queries = from_split(args.dataset, split, load_dataset_corpus(args.dataset))
     key = hashlib.sha256(json.dumps([str(args.dataset), split, args.depth, fs.encoder.model_id,
-                                     scorer.model_id if scorer else "", scorer.name if scorer else "",
+                                     core.scorer.model_id if core else "", core.scorer_name if core else "",
                                      [q.id for q in queries]]).encode()).hexdigest()[:16]
     path = cache / f"windows-{split}-{key}.json"
     rows = {d: i for i, d in enumerate(ids)}
@@ -59,7 +59,7 @@ def windows(args, split: str, fs, scorer, ids, texts, cache: Path):
             el = time.perf_counter() - started
             print(f"{split}: {done[0]}/{len(queries)} windows, {el:.0f}s", file=sys.stderr, flush=True)
 
-    lists = window_candidates(fs, [q.text for q in queries], ids, texts, args.depth, scorer, progress=progress)
+    lists = window_candidates(fs, [q.text for q in queries], ids, texts, args.depth, core, progress=progress)
     seconds = round(time.perf_counter() - started, 1)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"seconds": seconds, "windows": [
@@ -94,6 +94,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dataset", type=Path, default=DATA)
     p.add_argument("--reranker-model", type=Path, default=None)
     p.add_argument("--depth", type=int, default=30)
+    p.add_argument("--cascade-depth", type=int, default=-1,
+                   help="the reranker's cascade_depth setting: -1 = the model directory's own, 0 = the whole window.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=int, default=80)
     p.add_argument("--model", type=Path, action="append", default=[], help="an LTR file to score on test too.")
@@ -113,7 +115,7 @@ def main(argv: list[str]) -> int:
     from winnow.models.encoder import SentenceTransformerEncoder
     from winnow.train.first_stage import FirstStage
     from winnow.train.judgments import load_dataset_corpus
-    from winnow.train.ltr import features_for, groups_of, reranker_held_out
+    from winnow.train.ltr import features_for, groups_of, reranker_held_out, served_reranker
     from winnow.train.ltr_fit import choose
     from winnow.train.reranker import split_holdout
 
@@ -121,14 +123,17 @@ def main(argv: list[str]) -> int:
     ids = list(corpus)
     texts = [document_text(d.title, d.text) for d in corpus.values()]
     fs = FirstStage(texts, SentenceTransformerEncoder(device="cpu"), cache_dir=args.cache_dir)
-    scorer = None
+    scorer = name = None
     if args.reranker_model is not None:
         from winnow.models.scorer import CrossEncoderScorer
 
         scorer = CrossEncoderScorer(args.reranker_model, device="cpu")
+        name = served_reranker(scorer, args.cascade_depth, args.reranker_model).scorer_name
     cache = args.cache_dir / "ltr-study"
-    train_q, train_w, train_s = windows(args, "train", fs, scorer, ids, texts, cache)
-    test_q, test_w, test_s = windows(args, "test", fs, scorer, ids, texts, cache)
+    # a fresh core per split: window_candidates runs it in its own event loop and closes it
+    core = lambda: served_reranker(scorer, args.cascade_depth, args.reranker_model) if scorer else None  # noqa: E731
+    train_q, train_w, train_s = windows(args, "train", fs, core(), ids, texts, cache)
+    test_q, test_w, test_s = windows(args, "test", fs, core(), ids, texts, cache)
     features = features_for(scorer is not None, [])
     held = None
     if scorer is not None:
@@ -159,7 +164,7 @@ def main(argv: list[str]) -> int:
     stages = {"first stage (convex, lists of %d)" % args.depth: run_of(test_q, test_w, lambda w: [
         -c.first_stage_rank for c in w])}
     if scorer is not None:
-        stages[f"reranker as served ({scorer.model_id} / {scorer.name})"] = run_of(
+        stages[f"reranker as served ({scorer.model_id} / {name})"] = run_of(
             test_q, test_w, lambda w: [c.rerank_score for c in w])
     for name, m in models.items():
         stages[name] = run_of(test_q, test_w, m.score)

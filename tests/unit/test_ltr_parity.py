@@ -9,10 +9,12 @@ cross-encoder's `finish()` fuses) behind a reranker fake that sends what the gat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
 import numpy as np
+import pytest
 
 from winnow.common.deadline import Deadline
 from winnow.models.encoder import FakeEncoder
@@ -27,7 +29,7 @@ from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.ports import Hit, ShardResult, ShardStats
 from winnow.services.gateway.search import SearchCore
 from winnow.train.first_stage import FirstStage
-from winnow.train.ltr import window_candidates
+from winnow.train.ltr import served_reranker, window_candidates
 
 WORDS = ("protein cell gene cancer vitamin immune brain heart blood drug virus tumor receptor insulin mutation "
          "therapy dose trial mice patients").split()
@@ -98,30 +100,44 @@ class Embedder:
 
 
 class Reranker:
-    """What the reranker service computes for a Rerank request the gateway's client builds."""
+    """The reranker service's core answering the Rerank request the gateway's client builds
+    (`convert.rerank_request_to_proto`: id, text, first-stage rank and score; scores back by index)."""
 
-    def __init__(self, scorer):
-        self.scorer = scorer
+    def __init__(self, core):
+        self.core = core
 
     async def rerank(self, query, candidates, timeout):
-        pairs = [Pair(c.id, c.text, c.first_stage_rank, c.first_stage_score) for c in candidates]
-        return self.scorer.score(query, pairs)
+        res = await self.core.rerank(query, [Pair(c.id, c.text, c.first_stage_rank, c.first_stage_score)
+                                             for c in candidates])
+        scores = [0.0] * len(candidates)
+        for h in res.results:
+            scores[h.index] = h.score
+        return scores
 
     async def describe(self, timeout):
-        return {"model": self.scorer.model_id, "scorer": self.scorer.name}
+        return {"model": self.core.scorer.model_id, "scorer": self.core.scorer_name}
 
 
-async def test_training_and_serving_compute_the_same_features_for_the_same_candidates():
+@pytest.mark.parametrize("cascade", [0, 5])
+def test_training_and_serving_compute_the_same_features_for_the_same_candidates(cascade):
     corpus, scorer = Corpus(), OverlapScorer()
+    queries = ["cancer gene therapy", "insulin dose in patients", "virus immune cell", "brain tumor mice trial"]
+    # training runs its own reranker core (in its own event loop), as `winnow train ltr` does
+    trained = window_candidates(corpus.fs, queries, corpus.ids, corpus.texts, WINDOW,
+                                served_reranker(scorer, cascade), corpus.meta)
+    asyncio.run(_serve_and_compare(corpus, scorer, cascade, queries, trained))
+
+
+async def _serve_and_compare(corpus, scorer, cascade, queries, trained):
     rng = np.random.default_rng(0)
     model = LtrModel("linear", FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)),
                      weights=rng.standard_normal(len(FEATURES)), depth=WINDOW)
     stage = LtrStage(model)
-    core = SearchCore(Embedder(corpus.encoder), [ShardOverFirstStage(corpus)], Reranker(scorer),
+    reranker = served_reranker(scorer, cascade)
+    reranker.batcher.start()
+    core = SearchCore(Embedder(corpus.encoder), [ShardOverFirstStage(corpus)], Reranker(reranker),
                       ResultCache(MemoryBackend(), ttl_s=60), ltr=stage)
     await core.refresh_models()
-    queries = ["cancer gene therapy", "insulin dose in patients", "virus immune cell", "brain tumor mice trial"]
-    trained = window_candidates(corpus.fs, queries, corpus.ids, corpus.texts, WINDOW, scorer, corpus.meta)
     for query, train_cands in zip(queries, trained):
         served = await core.search(SearchOptions(query=query, k=WINDOW, window=WINDOW, no_cache=True), Deadline(5))
         assert served.reranked and served.reranker.endswith(stage.label)
@@ -140,3 +156,10 @@ async def test_training_and_serving_compute_the_same_features_for_the_same_candi
         # the served order is the model's order over the training rows
         assert [h.id for h in served.hits] == [a[i].id for i in sorted(
             range(len(a)), key=lambda i: (-model.score(a)[i], a[i].first_stage_rank))]
+        if cascade:  # the reranker scored its top 5 only: the rest sit below, in first-stage order
+            assert served.reranker.startswith(f"overlap@1/overlap-fused-top{cascade}+")
+            tail = sorted((c for c in a if c.first_stage_rank > cascade), key=lambda c: c.first_stage_rank)
+            head_low = min(c.rerank_score for c in a if c.first_stage_rank <= cascade)
+            assert all(c.rerank_score < head_low for c in tail)
+            assert [c.rerank_score for c in tail] == sorted((c.rerank_score for c in tail), reverse=True)
+    await reranker.close()

@@ -16,6 +16,7 @@ window equal to `--depth`. Exit codes: 0 written, 2 bad input (nothing written),
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import json
 import logging
@@ -41,6 +42,9 @@ def add_parser(sub) -> None:
     r.add_argument("--reranker-model", type=Path, default=None,
                    help="the cross-encoder directory the reranker serves; without it the reranker feature is left "
                    "out (the model then also orders first-stage candidates when the reranker is skipped).")
+    r.add_argument("--cascade-depth", type=int, default=-1,
+                   help="as the reranker's cascade_depth setting it will be served with: -1 = the model directory's "
+                   "own (winnow_reranker.json), 0 = the reranker scores the whole window, N = its top N.")
     r.add_argument("--out", required=True, type=Path, help="the model file to write (JSON, written atomically).")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists.")
     r.add_argument("--depth", type=int, default=30, help="candidate window per query (= the gateway's window).")
@@ -84,28 +88,53 @@ def corpus_metadata(root: Path) -> dict[str, str]:
 
 
 def window_candidates(fs, queries: Sequence[str], ids: Sequence[str], texts: Sequence[str], window: int,
-                      scorer=None, metadata: dict[str, str] | None = None,
+                      reranker=None, metadata: dict[str, str] | None = None,
                       progress: Callable[[int], None] | None = None, budget_s: float = 0.0) -> list[list]:
     """Per query, its candidate window as the gateway holds it after the rerank: the first stage's Candidates
-    with doc ids, text and metadata, and `rerank_score` = the scorer's served score (`finish()`; None without a
-    scorer). With a budget, stops scoring once it is spent: the lists returned are the queries done, in order."""
-    from winnow.models.scorer import Candidate as Pair
-
+    with doc ids, text and metadata, and `rerank_score` = what the reranker service answers (`reranker`: its own
+    `RerankerCore`, so the scorer's `finish()` and any cascade are the served ones; None = no reranker feature).
+    With a budget, stops reranking once it is spent: the lists returned are the queries done, in order."""
     rows = {d: i for i, d in enumerate(ids)}
-    out = []
-    started = time.perf_counter()
-    for query, fused in zip(queries, fs.candidates(queries, window, ids)):
-        if scorer is not None and budget_s and out and time.perf_counter() - started > budget_s:
-            break
+    lists = fs.candidates(queries, window, ids)
+    for fused in lists:
         for c in fused:
             c.text, c.metadata_json = texts[rows[c.id]], (metadata or {}).get(c.id, "")
-        if scorer is not None and fused:
-            scores = scorer.score(query, [Pair(c.id, c.text, c.first_stage_rank, c.first_stage_score) for c in fused])
-            for c, s in zip(fused, scores):
-                c.rerank_score = float(s)
-        out.append(fused)
+    if reranker is None:
         if progress is not None:
-            progress(1)
+            progress(len(lists))
+        return lists
+    return asyncio.run(_reranked(reranker, queries, lists, progress, budget_s))
+
+
+def served_reranker(scorer, cascade_depth: int = 0, model_dir: Path | None = None):
+    """The reranker service's core over `scorer` (cascade as its `cascade_depth` setting: -1 = the model
+    directory's own, 0 = every candidate), without the gRPC edge."""
+    from winnow.models.trained import read_manifest, served_cascade_depth
+    from winnow.services.reranker.core import RerankerCore
+
+    manifest = read_manifest(model_dir) if model_dir is not None else {}
+    return RerankerCore(scorer, max_candidates=4096, cascade_depth=served_cascade_depth(manifest, cascade_depth))
+
+
+async def _reranked(core, queries: Sequence[str], lists: list[list], progress, budget_s: float) -> list[list]:
+    from winnow.models.scorer import Candidate as Pair
+
+    core.batcher.start()
+    out = []
+    started = time.perf_counter()
+    try:
+        for query, fused in zip(queries, lists):
+            if budget_s and out and time.perf_counter() - started > budget_s:
+                break
+            res = await core.rerank(query, [Pair(c.id, c.text, c.first_stage_rank, c.first_stage_score)
+                                            for c in fused])
+            for hit in res.results:
+                fused[hit.index].rerank_score = float(hit.score)
+            out.append(fused)
+            if progress is not None:
+                progress(1)
+    finally:
+        await core.close()
     return out
 
 
@@ -155,8 +184,9 @@ def _inputs(args):
         raise TrainInputError(f"output file {args.out} exists; pass --overwrite to replace it")
     if args.out.is_dir():
         raise TrainInputError(f"--out {args.out} is a directory; name the model file (e.g. ltr.json)")
-    if args.depth < 2 or args.holdout < 0 or args.time_budget < 0 or args.max_queries < 0:
-        raise TrainInputError("--depth >= 2, --holdout >= 0, --time-budget >= 0, --max-queries >= 0")
+    if args.depth < 2 or args.holdout < 0 or args.time_budget < 0 or args.max_queries < 0 or args.cascade_depth < -1:
+        raise TrainInputError("--depth >= 2, --holdout >= 0, --time-budget >= 0, --max-queries >= 0, "
+                              "--cascade-depth >= -1")
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     if not kinds or any(k not in ("linear", "lightgbm") for k in kinds):
         raise TrainInputError(f"--models {args.models!r}: choose from linear, lightgbm")
@@ -223,12 +253,13 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
     ids = list(corpus)
     texts = [document_text(d.title, d.text) for d in corpus.values()]
     metadata = corpus_metadata(args.dataset) if args.metadata_field else None
-    scorer, held, how = None, None, "drawn by --seed"
+    core, held, how = None, None, "drawn by --seed"
     if reranker is not None:
         from winnow.models.scorer import CrossEncoderScorer
         from winnow.models.trained import read_manifest
 
         scorer = CrossEncoderScorer(reranker, device=args.device, bf16=args.bf16)
+        core = served_reranker(scorer, args.cascade_depth, reranker)
         held = reranker_held_out(read_manifest(reranker), queries, source)
         how = "the reranker's own held-out queries" if held is not None else how
     if held is None:
@@ -237,10 +268,10 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
     ordered = list(held) + [q for q in queries if q.id not in held_ids]  # held out first: a budget keeps them
     fs = build_first_stage(args, texts, bars)
     started = time.perf_counter()
-    lists = window_candidates(fs, [q.text for q in ordered], ids, texts, args.depth, scorer, metadata,
+    lists = window_candidates(fs, [q.text for q in ordered], ids, texts, args.depth, core, metadata,
                               bars("score windows", len(ordered)), args.time_budget)
     scoring_s = time.perf_counter() - started
-    features = features_for(scorer is not None, args.metadata_field)
+    features = features_for(core is not None, args.metadata_field)
     groups = groups_of(ordered, lists, features)
     held_g, fit_g = groups[: len(held)], groups[len(held):]
     if not fit_g:
@@ -249,7 +280,7 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
     model.report.update({
         "source": source, "dataset": str(args.dataset), "depth": args.depth, "held_out_from": how,
         "queries_scored": len(lists), "queries": len(ordered), "stopped_by_budget": len(lists) < len(ordered),
-        "reranker": f"{scorer.model_id}/{scorer.name}" if scorer is not None else "",
+        "reranker": f"{core.scorer.model_id}/{core.scorer_name}" if core is not None else "",
         "first_stage": fs.encoder.model_id, "seconds": {"scoring": round(scoring_s, 1),
                                                         "total": round(time.perf_counter() - t0, 1)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
