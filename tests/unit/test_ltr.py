@@ -215,3 +215,15 @@ def test_a_reranker_other_than_the_trained_one_is_flagged():
     assert not stage.check_reranker("ce@def/cross-encoder")
     assert stage.check_reranker("")  # not known yet: nothing to say
     assert LtrStage(_linear()).check_reranker("ce@def/cross-encoder")  # reads no reranker score
+
+
+async def test_a_request_cutting_the_reranker_elsewhere_than_training_keeps_the_reranker_order():
+    model = _linear(("reranker", "length"), (0.0, 1.0))
+    model.report["cascade_depth"] = 0  # trained on reranker scores of the whole window
+    core, _ = await _world(LtrStage(model))
+    r = await core.search(SearchOptions(query="aspirin fever", k=6, window=6, rerank_depth=3), Deadline(5))
+    assert r.reranked and r.reranker == "fake-reranker/overlap" and "ltr" not in r.timings_ms
+    assert "skipped: it was trained on reranker scores of the whole window" in r.rerank_skipped_reason
+    assert [h.rerank_score for h in r.hits] == sorted((h.rerank_score for h in r.hits), reverse=True)
+    whole = await core.search(SearchOptions(query="aspirin fever", k=6, window=6, rerank_depth=6), Deadline(5))
+    assert whole.reranker.endswith(LtrStage(model).label)  # rerank_depth = the window: the whole window, as trained

@@ -106,9 +106,9 @@ class Reranker:
     def __init__(self, core):
         self.core = core
 
-    async def rerank(self, query, candidates, timeout):
+    async def rerank(self, query, candidates, timeout, depth=0):
         res = await self.core.rerank(query, [Pair(c.id, c.text, c.first_stage_rank, c.first_stage_score)
-                                             for c in candidates])
+                                             for c in candidates], depth=depth)
         scores = [0.0] * len(candidates)
         for h in res.results:
             scores[h.index] = h.score

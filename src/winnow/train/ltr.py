@@ -281,6 +281,7 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
         "source": source, "dataset": str(args.dataset), "depth": args.depth, "held_out_from": how,
         "queries_scored": len(lists), "queries": len(ordered), "stopped_by_budget": len(lists) < len(ordered),
         "reranker": f"{core.scorer.model_id}/{core.scorer_name}" if core is not None else "",
+        "cascade_depth": core.cascade_depth if core is not None else None,
         "first_stage": fs.encoder.model_id, "seconds": {"scoring": round(scoring_s, 1),
                                                         "total": round(time.perf_counter() - t0, 1)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -8,7 +8,8 @@ was skipped). With one, when the caller asked for a rerank:
 - the rerank was skipped (reranker down, late, not configured) and the model reads no reranker score: it orders
   the first-stage candidates, `reranker` reads `ltr-<kind>@<id>` and `rerank_skipped_reason` says so;
 - skipped, and the model needs the reranker's score: first-stage order, and `rerank_skipped_reason` says the LTR
-  was skipped too.
+  was skipped too; likewise (the reranker's order kept) when the request's `rerank_depth` cuts the reranker at
+  another depth than the one the model was trained with (its report's `cascade_depth`).
 A search that did not ask for a rerank keeps the first-stage order. Its time is `timings_ms["ltr"]`; the model's
 label is in the cache key (`SearchCore.models`). No gRPC here.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from winnow.models import ltr
-from winnow.services.gateway.model import Candidate
+from winnow.services.gateway.model import Candidate, SearchOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,23 @@ class LtrStage:
         return sorted(candidates, key=lambda c: (-(c.ltr_score or 0.0), c.first_stage_rank))
 
 
-def final_order(stage: LtrStage | None, candidates: list[Candidate], asked: bool, reranked: bool, reason: str,
-                reranker: str, timings: dict[str, float]) -> FinalOrder:
+def final_order(stage: LtrStage | None, candidates: list[Candidate], opts: SearchOptions, reranked: bool,
+                reason: str, reranker: str, timings: dict[str, float]) -> FinalOrder:
     """The hits in their final order, the skip reason and what ordered them (see the module docstring)."""
     if reranked:
         hits = sorted(candidates, key=lambda c: (-(c.rerank_score or 0.0), c.first_stage_rank))
     else:
         hits = candidates
-    if stage is None or not asked or not candidates:
+    if stage is None or not opts.rerank or not candidates:
         return FinalOrder(hits, reason, reranker if reranked else "")
     if not reranked and stage.model.needs_reranker:
         return FinalOrder(hits, f"{reason}; {stage.label} skipped: it needs the reranker's score", "")
+    trained = stage.model.report.get("cascade_depth")
+    if reranked and stage.model.needs_reranker and opts.rerank_depth and isinstance(trained, int) \
+            and opts.rerank_depth != (trained or len(candidates)):
+        return FinalOrder(hits, f"{stage.label} skipped: it was trained on reranker scores of "
+                          f"{'the top ' + str(trained) if trained else 'the whole window'}, this request's "
+                          f"rerank_depth is {opts.rerank_depth}", reranker)
     t = time.perf_counter()
     hits = stage.order(candidates)
     timings["ltr"] = (time.perf_counter() - t) * 1000.0

@@ -171,7 +171,7 @@ class SearchCore:
         reranked, reason = False, "no candidates" if opts.rerank else ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings, opts.rerank_depth)
-        final = final_order(self.ltr, candidates, opts.rerank, reranked, reason, self.models["reranker"], timings)
+        final = final_order(self.ltr, candidates, opts, reranked, reason, self.models["reranker"], timings)
         return SearchResult(
             hits=final.hits[: opts.k], coverage=coverage, reranked=reranked, rerank_skipped_reason=final.reason,
             timings_ms=timings, model=self.models["embedder"], reranker=final.scorer,
