@@ -123,12 +123,12 @@ def main(argv: list[str]) -> int:
     ids = list(corpus)
     texts = [document_text(d.title, d.text) for d in corpus.values()]
     fs = FirstStage(texts, SentenceTransformerEncoder(device="cpu"), cache_dir=args.cache_dir)
-    scorer = name = None
+    scorer = served_name = None
     if args.reranker_model is not None:
         from winnow.models.scorer import CrossEncoderScorer
 
         scorer = CrossEncoderScorer(args.reranker_model, device="cpu")
-        name = served_reranker(scorer, args.cascade_depth, args.reranker_model).scorer_name
+        served_name = served_reranker(scorer, args.cascade_depth, args.reranker_model).scorer_name
     cache = args.cache_dir / "ltr-study"
     # a fresh core per split: window_candidates runs it in its own event loop and closes it
     core = lambda: served_reranker(scorer, args.cascade_depth, args.reranker_model) if scorer else None  # noqa: E731
@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
     stages = {"first stage (convex, lists of %d)" % args.depth: run_of(test_q, test_w, lambda w: [
         -c.first_stage_rank for c in w])}
     if scorer is not None:
-        stages[f"reranker as served ({scorer.model_id} / {name})"] = run_of(
+        stages[f"reranker as served ({scorer.model_id} / {served_name})"] = run_of(
             test_q, test_w, lambda w: [c.rerank_score for c in w])
     for name, m in models.items():
         stages[name] = run_of(test_q, test_w, m.score)
