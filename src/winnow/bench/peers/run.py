@@ -31,7 +31,9 @@ from winnow.bench.peers.report import print_report
 from winnow.eval.metrics import ndcg_at_k
 
 ROOT = Path(__file__).resolve().parents[4]
-DEFAULT_DATASET = ROOT.parent.parent / "shared" / "datasets" / "scifact"
+# ../shared beside the checkout (main), or two levels up from a worktree under wt/
+DEFAULT_DATASET = next((p / "shared" / "datasets" / "scifact" for p in ROOT.parents
+                        if (p / "shared" / "datasets" / "scifact").is_dir()), ROOT.parent / "shared" / "datasets" / "scifact")
 
 
 def _ndcg(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:

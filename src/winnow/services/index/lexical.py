@@ -99,8 +99,12 @@ class Bm25Index:
         in_range = slots < allowed.shape[0]
         weights = np.zeros(slots.shape[0], np.float32)
         weights[in_range] = allowed[slots[in_range]]
-        kk = min(k, slots.shape[0])
-        rows, scores = retriever.retrieve([qids], k=kk, show_progress=False, weight_mask=weights, n_threads=0)
-        rows, scores = rows[0], scores[0]
-        keep = (scores > 0) & (weights[rows] > 0)
-        return scores[keep].astype(np.float32), slots[rows[keep]]
+        # Scores over every row, then the top k here: bm25s' retrieve() around the same scoring adds a progress
+        # bar object, list handling and a second sort per call (about a fifth of a shard's lexical time).
+        scores = retriever.get_scores(qids, weight_mask=weights)
+        kk = min(k, scores.shape[0])
+        rows = np.argpartition(-scores, kk - 1)[:kk] if kk < scores.shape[0] else np.arange(scores.shape[0])
+        rows = rows[np.lexsort((rows, -scores[rows]))]  # best first, ties by row (deterministic)
+        keep = (scores[rows] > 0) & (weights[rows] > 0)
+        rows = rows[keep]
+        return scores[rows].astype(np.float32), slots[rows]
