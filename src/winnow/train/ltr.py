@@ -276,7 +276,8 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
     held_g, fit_g = groups[: len(held)], groups[len(held):]
     if not fit_g:
         raise RuntimeError("the time budget ran out before any training query was scored; raise --time-budget")
-    model = choose(fit_g, held_g, features, args.depth, args.seed, kinds, max(1, args.threads))
+    # One LightGBM thread: a seed then gives the same model on any machine (the fit takes seconds).
+    model = choose(fit_g, held_g, features, args.depth, args.seed, kinds, threads=1)
     model.report.update({
         "source": source, "dataset": str(args.dataset), "depth": args.depth, "held_out_from": how,
         "queries_scored": len(lists), "queries": len(ordered), "stopped_by_budget": len(lists) < len(ordered),
@@ -291,7 +292,8 @@ def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> in
     print(f"winnow train ltr: {len(fit_g)} fit + {len(held_g)} held-out queries ({how}), depth {args.depth}, "
           f"features {', '.join(features)}", file=sys.stderr)
     print(f"held-out nDCG@10: {scores or '-'}; chosen: {r['chosen']}"
-          + (" (the reranker's order: the file serves it unchanged)" if r["chosen"] == "none" else ""),
+          + (" (no model beat the order it would replace; the file serves that order unchanged)"
+             if r["chosen"] == "none" else ""),
           file=sys.stderr)
     print(f"wrote {args.out} ({model.label}) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     print(str(args.out))
