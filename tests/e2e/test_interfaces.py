@@ -128,7 +128,10 @@ def test_debug_shows_the_traceback(cluster, tmp_path):
 
 def test_version_and_service_help(cluster):
     version = _winnow(["--version"], _env(cluster))
-    assert version.returncode == 0 and re.match(r"winnow \S+ \(git \S+, gateway API 1\.1\)", version.stdout)
+    from winnow.services.gateway.server import API_VERSION
+
+    assert version.returncode == 0 and re.match(rf"winnow \S+ \(git \S+, gateway API {re.escape(API_VERSION)}\)",
+                                                 version.stdout)
     helped = _winnow(["serve", "gateway", "--help"], _env(cluster))
     assert helped.returncode == 0 and "--max-write-docs" in helped.stdout and "winnow serve gateway" in helped.stdout
 
