@@ -30,7 +30,7 @@ RUN mkdir -p src/winnow && touch src/winnow/__init__.py
 FROM build-common AS build-cpu
 ARG TORCH_VERSION=2.13.0
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
- && pip install ".[otlp]" \
+ && pip install ".[otlp,ltr]" \
  && pip uninstall -y winnow
 COPY src ./src
 # winnow_build_info{git_sha}: docker build --build-arg GIT_SHA=$(git rev-parse HEAD) .
@@ -46,7 +46,7 @@ ARG TORCH_CUDA_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG FAISS_GPU_PACKAGE=faiss-gpu-cu12==1.14.1.post1
 # faiss-cpu (a base dependency) and faiss-gpu install the same `faiss` module: remove the CPU one first.
 RUN pip install --index-url "${TORCH_CUDA_INDEX_URL}" "torch==${TORCH_VERSION}" \
- && pip install ".[otlp]" \
+ && pip install ".[otlp,ltr]" \
  && pip uninstall -y winnow faiss-cpu \
  && pip install "${FAISS_GPU_PACKAGE}"
 COPY src ./src
