@@ -15,11 +15,14 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from winnow.train.ltr import add_parser as add_ltr_parser, run_ltr
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,14 +92,40 @@ def _bars(enabled: bool):
     return make
 
 
-def run_reranker(args: argparse.Namespace) -> int:
-    from winnow.models.loading import ModelLoadError, check_model_dir, default_model_dir, force_offline
-    from winnow.train.judgments import TrainInputError, from_file, from_split, load_dataset_corpus
+def guarded(prog: str, check: Callable[[], T], run: Callable[[T], int]) -> int:
+    """Run a training command: `check` its inputs (bad input: exit 2, nothing written), then `run` it (exit 0;
+    a model that will not load: 2; interrupted: 130; any other failure: 1, one line saying what failed)."""
+    from winnow.models.loading import ModelLoadError, force_offline
+    from winnow.train.judgments import TrainInputError
 
     force_offline()
+    try:
+        checked = check()
+    except (TrainInputError, ModelLoadError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(checked)
+    except ModelLoadError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
+        log.debug("%s failed", prog, exc_info=True)
+        print(f"{prog}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_reranker(args: argparse.Namespace) -> int:
+    from winnow.models.loading import check_model_dir, default_model_dir
+    from winnow.train.judgments import TrainInputError, from_source, load_dataset_corpus
+
     bars = _bars(not args.no_progress)
     t0 = time.perf_counter()
-    try:
+
+    def check():
         if args.out.exists() and not args.overwrite:
             raise TrainInputError(f"output directory {args.out} exists; pass --overwrite to replace it")
         base = check_model_dir(args.base_model or default_model_dir())
@@ -107,16 +136,11 @@ def run_reranker(args: argparse.Namespace) -> int:
         if not corpus:
             raise TrainInputError(f"dataset {args.dataset}: the corpus is empty")
         if args.self_supervised:
-            source, queries = "self-supervised", None
-        elif args.judgments is not None:
-            source, queries = f"judgments {args.judgments}", from_file(args.judgments, args.dataset, corpus)
-        else:
-            split = args.split or "train"
-            source, queries = f"split {split}", from_split(args.dataset, split, corpus)
-    except (TrainInputError, ModelLoadError) as exc:
-        print(f"winnow train reranker: {exc}", file=sys.stderr)
-        return 2
-    try:
+            return base, corpus, "self-supervised", None
+        return base, corpus, *from_source(args.dataset, corpus, args.judgments, args.split)
+
+    def run(checked) -> int:
+        base, corpus, source, queries = checked
         if args.self_supervised:
             from winnow.train.self_supervised import run_self_supervised
 
@@ -124,16 +148,8 @@ def run_reranker(args: argparse.Namespace) -> int:
         from winnow.train.pipeline import run_judged
 
         return run_judged(args, corpus, queries, source, base, bars, t0)
-    except ModelLoadError as exc:
-        print(f"winnow train reranker: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("winnow train reranker: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
-        log.debug("training failed", exc_info=True)
-        print(f"winnow train reranker: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+
+    return guarded("winnow train reranker", check, run)
 
 
 def main(argv: list[str]) -> int:

@@ -102,6 +102,16 @@ def from_split(root: Path, split: str, corpus: dict[str, Document]) -> list[Judg
     return _build(qrels, _queries_file(root), corpus, str(path))
 
 
+def from_source(root: Path, corpus: dict[str, Document], judgments: Path | None,
+                split: str | None) -> tuple[str, list[JudgedQuery]]:
+    """(where the judgments came from, the judged queries): the judgments file when given, else the split
+    (default train)."""
+    if judgments is not None:
+        return f"judgments {judgments}", from_file(judgments, root, corpus)
+    split = split or "train"
+    return f"split {split}", from_split(root, split, corpus)
+
+
 def from_file(path: Path, root: Path, corpus: dict[str, Document]) -> list[JudgedQuery]:
     """Judged queries of a judgments file (JSON lines or qrels TSV; see the module docstring)."""
     path = Path(path)

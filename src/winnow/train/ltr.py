@@ -178,7 +178,7 @@ def _inputs(args):
     from winnow.models.loading import check_model_dir, default_model_dir
     from winnow.models.ltr import lightgbm_available
     from winnow.models.trained import check_cross_encoder_dir
-    from winnow.train.judgments import TrainInputError, from_file, from_split, load_dataset_corpus
+    from winnow.train.judgments import TrainInputError, from_source, load_dataset_corpus
 
     if args.out.exists() and not args.overwrite:
         raise TrainInputError(f"output file {args.out} exists; pass --overwrite to replace it")
@@ -203,37 +203,15 @@ def _inputs(args):
     corpus = load_dataset_corpus(args.dataset)
     if not corpus:
         raise TrainInputError(f"dataset {args.dataset}: the corpus is empty")
-    if args.judgments is not None:
-        source, queries = f"judgments {args.judgments}", from_file(args.judgments, args.dataset, corpus)
-    else:
-        split = args.split or "train"
-        source, queries = f"split {split}", from_split(args.dataset, split, corpus)
+    source, queries = from_source(args.dataset, corpus, args.judgments, args.split)
     return corpus, source, queries, kinds, reranker
 
 
 def run_ltr(args: argparse.Namespace) -> int:
     """`winnow train ltr`: 0 written, 2 bad input (nothing written), 1 failed, 130 interrupted."""
-    from winnow.models.loading import ModelLoadError, force_offline
-    from winnow.train.judgments import TrainInputError
+    from winnow.train.cli import guarded
 
-    force_offline()
-    try:
-        corpus, source, queries, kinds, reranker = _inputs(args)
-    except (TrainInputError, ModelLoadError) as exc:
-        print(f"winnow train ltr: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return _run(args, corpus, source, queries, kinds, reranker)
-    except ModelLoadError as exc:
-        print(f"winnow train ltr: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("winnow train ltr: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what failed, exit non-zero
-        log.debug("ltr training failed", exc_info=True)
-        print(f"winnow train ltr: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return guarded("winnow train ltr", lambda: _inputs(args), lambda checked: _run(args, *checked))
 
 
 def _run(args, corpus, source: str, queries, kinds, reranker: Path | None) -> int:
