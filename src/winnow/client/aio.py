@@ -57,12 +57,7 @@ class AsyncWinnowClient(ClientBase):
                 return await method(request, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
-            if not self.retry.should_retry(err, attempt):
-                raise err
-            wait = self.retry.delay(err, attempt)
-            if not deadline.allows(wait):
-                raise err
-            await asyncio.sleep(wait)
+            await asyncio.sleep(self.retry.wait_before_retry(err, attempt, deadline))
 
     async def search(self, query: str, *, k: int = 0, window: int = 0, rerank: bool | None = None,
                      retrieval: str = "hybrid", fusion: str = "", rrf_k: int = 0, mrl_dim: int = 0,
@@ -106,12 +101,7 @@ class AsyncWinnowClient(ClientBase):
                 call.cancel()
             if received and not req.cursor:
                 raise err
-            if not self.retry.should_retry(err, max(attempt, 1)):
-                raise err
-            wait = self.retry.delay(err, max(attempt, 1))
-            if not deadline.allows(wait):
-                raise err
-            await asyncio.sleep(wait)
+            await asyncio.sleep(self.retry.wait_before_retry(err, max(attempt, 1), deadline))
 
     async def limits(self, refresh: bool = False, timeout: float | None = None) -> Limits:
         """The gateway's request limits, fetched once and cached."""
@@ -207,12 +197,7 @@ class AsyncWinnowClient(ClientBase):
                 err = from_rpc_error(exc)
             finally:
                 call.cancel()
-            if not self.retry.should_retry(err, max(attempt, 1)):
-                raise err
-            wait = self.retry.delay(err, max(attempt, 1))
-            if not deadline.allows(wait):
-                raise err
-            await asyncio.sleep(wait)
+            await asyncio.sleep(self.retry.wait_before_retry(err, max(attempt, 1), deadline))
 
     async def info(self, *, timeout: float | None = None) -> ClusterInfo:
         """See `WinnowClient.info`."""

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
 from winnow.client.errors import WinnowError
+
+if TYPE_CHECKING:
+    from winnow.client._base import Deadline
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
@@ -43,6 +47,16 @@ class RetryPolicy:
         if err.retry_delay is not None:
             # The server knows when it will have room: wait at least that, plus a little spread.
             wait = max(wait, err.retry_delay * (1.0 + rng.uniform(0.0, 0.2)))
+        return wait
+
+    def wait_before_retry(self, err: WinnowError, attempt: int, deadline: Deadline) -> float:
+        """Seconds to wait before trying a failed call again; raises `err` when it may not be retried (its code,
+        the attempts used, or the call's deadline, which the wait would pass)."""
+        if not self.should_retry(err, attempt):
+            raise err
+        wait = self.delay(err, attempt)
+        if not deadline.allows(wait):
+            raise err
         return wait
 
 

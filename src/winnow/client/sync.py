@@ -68,12 +68,7 @@ class WinnowClient(ClientBase):
                 return method(request, timeout=max(0.001, deadline.remaining()), metadata=self.metadata)
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
-            if not self.retry.should_retry(err, attempt):
-                raise err
-            wait = self.retry.delay(err, attempt)
-            if not deadline.allows(wait):
-                raise err
-            time.sleep(wait)
+            time.sleep(self.retry.wait_before_retry(err, attempt, deadline))
 
     # -- search -----------------------------------------------------------------------------------------------
 
@@ -133,12 +128,7 @@ class WinnowClient(ClientBase):
                 call.cancel()  # the caller stopped early (or it failed): release the stream
             if received and not req.cursor:
                 raise err  # an older gateway without cursors: cannot resume without repeating pages
-            if not self.retry.should_retry(err, max(attempt, 1)):
-                raise err
-            wait = self.retry.delay(err, max(attempt, 1))
-            if not deadline.allows(wait):
-                raise err
-            time.sleep(wait)
+            time.sleep(self.retry.wait_before_retry(err, max(attempt, 1), deadline))
 
     # -- writes -----------------------------------------------------------------------------------------------
 
@@ -249,12 +239,7 @@ class WinnowClient(ClientBase):
                 err = from_rpc_error(exc)
             finally:
                 call.cancel()
-            if not self.retry.should_retry(err, max(attempt, 1)):
-                raise err
-            wait = self.retry.delay(err, max(attempt, 1))
-            if not deadline.allows(wait):
-                raise err
-            time.sleep(wait)
+            time.sleep(self.retry.wait_before_retry(err, max(attempt, 1), deadline))
 
     # -- cluster ----------------------------------------------------------------------------------------------
 
