@@ -326,10 +326,9 @@ class SearchCore:
         size = len(candidates) if depth else max(1, self.config.rerank_batch_size)
         batches = [candidates[i:i + size] for i in range(0, len(candidates), size)]
         timeout = deadline.timeout(fraction=0.9)
-        extra = {"depth": depth} if depth else {}
         t = time.perf_counter()
         with tracing.span("rerank", service=SERVICE, candidates=len(candidates)):
-            results = await asyncio.gather(*(self.reranker.rerank(query, b, timeout, **extra) for b in batches),
+            results = await asyncio.gather(*(self.reranker.rerank(query, b, timeout, depth) for b in batches),
                                            return_exceptions=True)
         timings["rerank"] = _ms(t)
         failures = [r for r in results if isinstance(r, BaseException)]
