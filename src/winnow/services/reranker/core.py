@@ -44,9 +44,7 @@ class RerankerCore(ModelCore[PreparedPair, float]):
         self.cascade_depth = cascade_depth
         self.cheap = cheap
         # What answers, as reported (and so in the gateway's cache key): the scorer, and the cascade when there is one.
-        self.scorer_name = scorer.name
-        if cascade_depth:
-            self.scorer_name += f"-top{cascade_depth}" + (f"-after-{cheap.name}" if cheap is not None else "")
+        self.scorer_name = self._name(cascade_depth)
         super().__init__(SERVICE, scorer.forward, model_id=scorer.model_id, placement=scorer.placement,
                          limits=limits, scorer=scorer.name, warmup_error="warm-up returned a bad score")
 
@@ -104,8 +102,13 @@ class RerankerCore(ModelCore[PreparedPair, float]):
             results = results[:top_n]
         timings = {**inner.timings_ms, **extra, "cascade_depth": float(depth),
                    "total": (time.perf_counter() - start) * 1000.0}
-        name = self.scorer.name + f"-top{depth}" + (f"-after-{self.cheap.name}" if self.cheap is not None else "")
-        return RerankResult(results, inner.model, name, timings)
+        return RerankResult(results, inner.model, self._name(depth), timings)
+
+    def _name(self, depth: int) -> str:
+        """The scorer's name, and the cascade cut when there is one (`cross-encoder-top30-after-...`)."""
+        if not depth:
+            return self.scorer.name
+        return self.scorer.name + f"-top{depth}" + (f"-after-{self.cheap.name}" if self.cheap is not None else "")
 
     async def _score_all(self, query: str, candidates: Sequence[Candidate], top_n: int,
                          start: float) -> RerankResult:
