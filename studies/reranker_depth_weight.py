@@ -36,15 +36,13 @@ def main(argv: list[str]) -> int:
 
     force_offline()
     set_threads(args.threads)
-    from winnow.eval.metrics import ndcg_at_k
     from winnow.ingest import document_text
     from winnow.models.encoder import SentenceTransformerEncoder
-    from winnow.models.fusion import zscore
     from winnow.models.scorer import Candidate, CrossEncoderScorer
     from winnow.models.trained import read_manifest
     from winnow.train.first_stage import FirstStage
     from winnow.train.judgments import from_split, load_dataset_corpus
-    from winnow.train.reranker import WEIGHTS, split_holdout
+    from winnow.train.reranker import WEIGHTS, fused_ndcg, split_holdout
 
     trained = read_manifest(args.model)["trained"]
     corpus = load_dataset_corpus(args.dataset)
@@ -61,16 +59,7 @@ def main(argv: list[str]) -> int:
         cands = [Candidate(ids[h.row], texts[h.row], i + 1, h.score) for i, h in enumerate(top)]
         raw = np.array(scorer.forward(scorer.prepare(q.text, cands)))
         runs.append((dict(q.positives), [c.id for c in cands], raw, np.array([h.score for h in top])))
-    table: dict[int, dict[float, float]] = {}
-    for depth in DEPTHS:
-        table[depth] = {}
-        for w in WEIGHTS:
-            total = 0.0
-            for rels, cids, ce, fsc in runs:
-                head = w * zscore(ce[:depth]) + (1 - w) * zscore(fsc[:depth])
-                order = sorted(range(depth), key=lambda i: (-head[i], i)) + list(range(depth, len(cids)))
-                total += ndcg_at_k([cids[i] for i in order], rels, 10)
-            table[depth][w] = round(total / len(runs), 4)
+    table = {depth: {w: fused_ndcg(runs, w, depth) for w in WEIGHTS} for depth in DEPTHS}
     print(f"{len(runs)} held-out train queries; nDCG@10 by depth (rows) and w (columns); w=0 is the first stage")
     cols = [w for w in WEIGHTS if round(w * 20) % 2 == 0]
     print("depth " + " ".join(f"{w:>6.2f}" for w in cols) + "   best")

@@ -105,7 +105,7 @@ def score_texts(tokenizer, model, query: str, texts: Sequence[str], max_length: 
     return scores
 
 
-def _fused_ndcg(runs, w: float, depth: int) -> float:
+def fused_ndcg(runs, w: float, depth: int) -> float:
     """Mean nDCG@10 when the cross-encoder scores each query's first-stage top `depth` (fused with weight w, z over
     those `depth`) and the rest keep their first-stage order below them."""
     from winnow.eval.metrics import ndcg_at_k
@@ -128,7 +128,7 @@ def choose_weight(runs: Sequence[tuple[dict[str, int], list[str], np.ndarray, np
     largest depth tried is every candidate scored; choosing it records cascade_depth 0 (score all)."""
     full = max((len(r[1]) for r in runs), default=0)
     depths = sorted({d for d in DEPTHS if d < full} | {full}) if full else [0]
-    table = {d: {w: _fused_ndcg(runs, w, d) for w in WEIGHTS} for d in depths}
+    table = {d: {w: fused_ndcg(runs, w, d) for w in WEIGHTS} for d in depths}
     depth, best = max(((d, w) for d in depths for w in WEIGHTS), key=lambda dw: (table[dw[0]][dw[1]], -dw[1], -dw[0]))
     return {"fusion_weight": best, "cascade_depth": 0 if depth == full else depth,
             "ndcg@10_by_weight": {str(k): v for k, v in table[full].items()},
@@ -202,6 +202,6 @@ def manifest_of(result: RunResult) -> dict:
             "trained": asdict(result), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-__all__ = ["MANIFEST", "MiningConfig", "RunResult", "TrainConfig", "FirstStage", "choose_weight", "held_out_fusion",
-           "judged_examples", "manifest_of", "mine_pool", "read_manifest", "score_texts", "split_holdout", "train",
+__all__ = ["MANIFEST", "MiningConfig", "RunResult", "TrainConfig", "FirstStage", "choose_weight", "fused_ndcg",
+           "held_out_fusion", "judged_examples", "manifest_of", "mine_pool", "read_manifest", "score_texts", "split_holdout", "train",
            "write_atomically"]
