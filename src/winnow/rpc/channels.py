@@ -9,7 +9,7 @@ import grpc
 from winnow.common.deadline import Deadline
 from winnow.common.logs import request_id_var
 from winnow.rpc import tracing
-from winnow.rpc.server import REQUEST_ID_KEY
+from winnow.rpc.interceptor import REQUEST_ID_KEY
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity
 
 # Retries only on UNAVAILABLE (the request never reached a handler or the peer restarted), as grpc's
