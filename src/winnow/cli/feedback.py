@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from winnow.cli.common import Formatter, Parser, connect, connection_flags, emit, output_flags
 from winnow.cli.failures import UsageError
 
 
@@ -39,16 +40,14 @@ def _judgment(item: str, click: bool):
 
 
 def cmd_add(args) -> int:
-    from winnow.cli.app import _client, _emit
-
     judgments = [_judgment(item, args.click) for item in args.judgments]
-    client, found = _client(args)
+    client, found = connect(args)
     with client:
         result = client.feedback(args.query_id, args.query, judgments)
     what = "clicks" if args.click else "judgments"
     print(f"recorded {result.recorded} {what} for query {args.query_id!r} in {found.target}", file=sys.stderr)
     if args.json:
-        _emit(args, {"recorded": result.recorded, "request_ids": list(result.request_ids)})
+        emit(args, {"recorded": result.recorded, "request_ids": list(result.request_ids)})
     return 0
 
 
@@ -71,10 +70,9 @@ def _write_lines(out: str, rows: list[dict]) -> None:
 
 
 def cmd_export(args) -> int:
-    from winnow.cli.app import _client, _emit
     from winnow.client.feedback import JUDGMENT, training_pairs
 
-    client, found = _client(args)
+    client, found = connect(args)
     with client:
         records = list(client.export_feedback())
     rows = [r.to_json() for r in records] if args.raw else training_pairs(records)
@@ -85,25 +83,23 @@ def cmd_export(args) -> int:
     print(f"wrote {len(rows)} {kind} to {where} (from {len(records)} records in {found.target}: {judged} "
           f"judgments, {len(records) - judged} clicks)", file=sys.stderr)
     if args.json and args.out != "-":
-        _emit(args, {"out": args.out, "lines": len(rows), "records": len(records), "judgments": judged,
-                     "clicks": len(records) - judged})
+        emit(args, {"out": args.out, "lines": len(rows), "records": len(records), "judgments": judged,
+                    "clicks": len(records) - judged})
     return 0
 
 
 def add_commands(sub) -> None:
     """`feedback add` and `feedback export` under the `winnow` parser's subcommands `sub`."""
-    from winnow.cli.app import Formatter, Parser, _connection_flags, _output_flags
-
     help_ = "record judgments and clicks per query; export them as training pairs (`winnow feedback add --help`)"
     fb = sub.add_parser("feedback", help=help_, description=__doc__, formatter_class=Formatter)
-    _output_flags(fb)
+    output_flags(fb)
     inner = fb.add_subparsers(dest="feedback_command", metavar="{add,export}", parser_class=Parser)
     inner.required = True
 
     def add(name: str, text: str) -> argparse.ArgumentParser:
         sp = inner.add_parser(name, help=text, description=text, formatter_class=Formatter)
-        _output_flags(sp)
-        _connection_flags(sp)
+        output_flags(sp)
+        connection_flags(sp)
         return sp
 
     ad = add("add", "record judgments (or clicks) of one query's results")
