@@ -17,7 +17,7 @@ from winnow.api.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from winnow.common.deadline import Deadline
 from winnow.models import ltr
 from winnow.rpc.server import GrpcService
-from winnow.services.gateway import convert
+from winnow.services.gateway import convert_search
 from winnow.services.gateway.cache import MemoryBackend, ResultCache
 from winnow.services.gateway.ltr import LtrStage
 from winnow.services.gateway.model import WriteDocument
@@ -147,7 +147,7 @@ async def test_a_served_search_is_ordered_by_the_model_and_reports_it(tmp_path):
     writes = WriteCore(emb, shards, log=FakeLog(shards))
     await writes.upsert([WriteDocument(i, t) for i, t in DOCS], Deadline(10))
     core = SearchCore(emb, shards, FakeReranker(), ResultCache(MemoryBackend(), ttl_s=60),
-                      encode=convert.search_result_to_bytes, ltr=stage)  # the cache holds wire bytes, as served
+                      encode=convert_search.search_result_to_bytes, ltr=stage)  # the cache holds wire bytes, as served
     await core.refresh_models()
     settings = GatewaySettings(host="127.0.0.1", port=0)
 

@@ -21,8 +21,8 @@ def _raised_reasons() -> set[str]:
         text = path.read_text()
         reasons |= set(re.findall(r'reason="([A-Z][A-Z0-9_]+)"', text))
         reasons |= set(re.findall(r'default_reason = "([A-Z][A-Z0-9_]+)"', text))
-    convert = (ROOT / "src/winnow/services/gateway/convert.py").read_text()
-    reasons |= set(re.findall(r'"([A-Z][A-Z_]{5,})"', convert))  # _invalid(message, field, REASON, ...)
+    for convert in sorted((ROOT / "src/winnow/services/gateway").glob("convert*.py")):
+        reasons |= set(re.findall(r'"([A-Z][A-Z_]{5,})"', convert.read_text()))  # invalid(message, field, REASON)
     return reasons
 
 

@@ -5,7 +5,7 @@ from google.protobuf import struct_pb2
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.common.errors import InvalidArgument
-from winnow.services.gateway import convert
+from winnow.services.gateway import convert, convert_search
 from winnow.services.gateway.model import Candidate, Mode, Retrieval
 from winnow.services.gateway.settings import GatewaySettings
 
@@ -13,11 +13,11 @@ S = GatewaySettings(max_k=100, max_window=200, max_write_docs=3, payload_max_byt
 
 
 def opts(**kw):
-    return convert.search_options_from_proto(pb.SearchRequest(**kw), S)
+    return convert_search.search_options_from_proto(pb.SearchRequest(**kw), S)
 
 
 def bulk_opts(**kw):
-    return convert.bulk_options_from_proto(pb.BulkSearchRequest(**kw), S)
+    return convert_search.bulk_options_from_proto(pb.BulkSearchRequest(**kw), S)
 
 
 def test_defaults_filled_in():
@@ -82,7 +82,7 @@ def test_metadata_struct_in_and_out():
     with pytest.raises(InvalidArgument, match="both"):
         convert.write_documents_from_proto(pb.UpsertRequest(documents=[pb.Document(id="a", text="t", metadata=st,
                                                                         metadata_json="{}")]), S)
-    h = convert.hit_to_proto(Candidate(id="a", metadata_json='{"year": 2020}'))
+    h = convert_search.hit_to_proto(Candidate(id="a", metadata_json='{"year": 2020}'))
     assert h.metadata["year"] == 2020 and json.loads(h.metadata_json) == {"year": 2020}
 
 
@@ -127,9 +127,9 @@ def test_cached_wire_form_is_restamped_for_each_request():
 
     fresh = SearchResult([Candidate(id="a", text="t", first_stage_rank=1, rerank_score=2.5)], Coverage(2, 2), True,
                          timings_ms={"rerank": 9.0}, model="m")
-    payload = convert.search_result_to_bytes(fresh)
+    payload = convert_search.search_result_to_bytes(fresh)
     hit = SearchResult([], Coverage(), False, cache_hit=True, timings_ms={"cache": 0.2, "total": 0.3}, payload=payload)
-    resp = convert.search_result_to_proto(hit, "rid-2")
+    resp = convert_search.search_result_to_proto(hit, "rid-2")
     assert resp.cache_hit and resp.request_id == "rid-2" and dict(resp.timings_ms) == {"cache": 0.2, "total": 0.3}
     assert [(h.id, h.rerank_score, h.first_stage_rank) for h in resp.hits] == [("a", 2.5, 1)]
     assert resp.reranked and resp.coverage.shards_answered == 2 and resp.model == "m"

@@ -7,7 +7,7 @@ import pytest
 
 from winnow.api.gateway.v1 import gateway_pb2 as pb
 from winnow.common.errors import InvalidArgument
-from winnow.services.gateway import convert
+from winnow.services.gateway import convert, convert_search
 from winnow.services.gateway.model import Mode
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.vectors import VectorSpace, space_of
@@ -18,7 +18,7 @@ FOREIGN = space_of("e5-small", "all-MiniLM-L6-v2@abc", 4)  # a collection of ano
 
 
 def opts(space=SPACE, **kw):
-    return convert.search_options_from_proto(pb.SearchRequest(**kw), S, space)
+    return convert_search.search_options_from_proto(pb.SearchRequest(**kw), S, space)
 
 
 def test_query_vector_is_normalised_and_keyed_by_hash():

@@ -1,8 +1,9 @@
 """Proto <-> gateway domain for the feedback RPCs (Gateway.Feedback, Gateway.ExportFeedback), with the request's
 validation: a bad batch is one InvalidArgument naming the field (`judgments[2].doc_id`) and records nothing.
 
-Apart from `convert` (search, writes, cluster info and the internal APIs) because it is a separate part of the
-contract; the same conventions hold: `x_from_proto` reads a message, `x_to_proto` builds one, no grpc here.
+Apart from `convert_search` (Search, BulkSearch) and `convert` (writes, cluster info and the internal APIs) because
+it is a separate part of the contract; the same conventions hold: `x_from_proto` reads a message, `x_to_proto`
+builds one, no grpc here.
 """
 
 from __future__ import annotations

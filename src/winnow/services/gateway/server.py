@@ -10,7 +10,7 @@ from winnow.rpc.channels import deadline_from_context
 from winnow.common import buildinfo
 from winnow.common.errors import DeadlineExceeded
 from winnow.common.logs import request_id_var
-from winnow.services.gateway import convert, convert_feedback, cursor
+from winnow.services.gateway import convert, convert_feedback, convert_search, cursor
 from winnow.services.gateway.feedback import FeedbackCore
 from winnow.services.gateway.model import stable_digest
 from winnow.services.gateway.search import SearchCore
@@ -38,12 +38,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return deadline
 
     async def Search(self, request, context):
-        opts = convert.search_options_from_proto(request, self.s, self.search_core.space)
+        opts = convert_search.search_options_from_proto(request, self.s, self.search_core.space)
         result = await self.search_core.search(opts, self._deadline(context))
-        return convert.search_result_to_proto(result, request_id_var.get())
+        return convert_search.search_result_to_proto(result, request_id_var.get())
 
     async def BulkSearch(self, request, context):
-        opts = convert.bulk_options_from_proto(request, self.s, self.search_core.space)
+        opts = convert_search.bulk_options_from_proto(request, self.s, self.search_core.space)
         fingerprint = stable_digest(opts.cache_material() | {"page_size": 0})  # a cursor may change page size
         resume = cursor.decode(request.cursor, fingerprint)
         last = request.cursor
@@ -51,7 +51,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if page.hits:
                 tail = page.hits[-1]
                 last = cursor.encode(cursor.Position(tail.score, tail.id, page.total, page.page + 1), fingerprint)
-            yield convert.bulk_page_to_proto(page, request_id_var.get(), last)
+            yield convert_search.bulk_page_to_proto(page, request_id_var.get(), last)
 
     async def Upsert(self, request, context):
         docs = convert.write_documents_from_proto(request, self.s, self.search_core.space)
