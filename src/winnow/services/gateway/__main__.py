@@ -21,7 +21,7 @@ from winnow.services.gateway.ltr import LtrStage
 from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
-from winnow.services.gateway.server import GatewayServicer
+from winnow.services.gateway.server import GatewayServicer, admission_classes
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.topology import ShardTopology
 from winnow.services.gateway.writes import WriteConfig, WriteCore
@@ -78,7 +78,7 @@ async def build(s: GatewaySettings) -> Wiring:
     servicer = GatewayServicer(search, writes, s, feedback)
     return wire(SERVICE, s, search, servicer, gateway_pb2_grpc.add_GatewayServicer_to_server,
                 gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
-                warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s))
+                warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s), classify=admission_classes(s))
 
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:
