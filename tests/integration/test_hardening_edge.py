@@ -76,3 +76,35 @@ async def test_a_request_that_cannot_be_served_in_time_is_refused_at_once_with_a
     await asyncio.sleep(0.1)
     behaviour.gate.set()
     assert (await held).model == "wait" and (await queued).model == "hi"  # the waiter got the slot
+
+
+async def test_a_cost_class_has_its_own_gate_so_cheap_requests_pass_a_full_expensive_one():
+    behaviour = Behaviour()
+    settings = ServiceSettings(max_inflight=8, max_concurrent=1, max_queue_wait_ms=2000, drain_grace_s=0.2)
+    seen = []
+
+    def classify(method, request):
+        seen.append((method, type(request).__name__))
+        return ("Echo/cheap", 2) if request.texts and request.texts[0] == "cheap" else None
+
+    svc = GrpcService("test", settings, _register(behaviour), classify=classify)
+    port = await svc.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(f"/{SERVICE}/Echo", request_serializer=lambda b: b,
+                                       response_deserializer=pb.EmbedResponse.FromString)
+            held = asyncio.ensure_future(call(pb.EmbedRequest(texts=["wait"]).SerializeToString(), timeout=10))
+            await asyncio.sleep(0.2)
+            # the method's gate (cap 1) is full: a plain request with a short deadline is refused ...
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(pb.EmbedRequest(texts=["hi"]).SerializeToString(), timeout=0.3)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # ... while the cheap class, classified on the parsed request, runs at once through its own gate
+            cheap = await asyncio.gather(*(call(pb.EmbedRequest(texts=["cheap"]).SerializeToString(), timeout=0.3)
+                                           for _ in range(2)))
+            assert [r.model for r in cheap] == ["cheap", "cheap"]
+            behaviour.gate.set()
+            assert (await held).model == "wait"
+    finally:
+        await svc.drain(0)
+    assert ("Echo", "EmbedRequest") in seen

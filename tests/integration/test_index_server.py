@@ -118,6 +118,19 @@ async def test_write_read_search_cycle(replica, stub):
     assert "d4" not in {h.id for h in res.dense} and len(res.dense) == 49 and res.applied_seq == seq == 52
 
 
+async def test_quick_searches_run_on_the_event_loop_and_slow_ones_on_the_search_threads(replica, stub):
+    await replica.write(docs(30))
+    req = pb.SearchRequest(vector=vec(3), k=5, query_text="cells", lexical_k=5)
+    first = await stub.Search(req, timeout=TIMEOUT)  # BM25 is due a rebuild after the writes: on a thread
+    assert "queue" in first.timings_ms and "bm25_rebuild" in first.timings_ms
+    second = await stub.Search(req, timeout=TIMEOUT)  # quick and nothing to wait for: inline, no hand-off
+    assert "queue" not in second.timings_ms and [h.id for h in second.dense] == [h.id for h in first.dense]
+    assert 0 < replica.servicer.search_ms < replica.servicer.inline_search_ms
+    replica.servicer.search_ms = replica.servicer.inline_search_ms + 1  # as if recent searches had been slow
+    slow = await stub.Search(req, timeout=TIMEOUT)
+    assert "queue" in slow.timings_ms and [h.id for h in slow.lexical] == [h.id for h in second.lexical]
+
+
 async def test_min_applied_seq_waits_then_fails_precondition(replica, stub):
     seq = await replica.write(docs(3))
     res = await stub.Search(pb.SearchRequest(vector=vec(1), k=1, min_applied_seq=seq), timeout=TIMEOUT)

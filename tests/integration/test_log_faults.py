@@ -179,3 +179,15 @@ async def test_three_node_jetstream_keeps_taking_writes_with_one_node_killed(tmp
     finally:
         for n in nodes:
             n.stop(grace=3)
+
+
+async def test_closing_the_gateway_closes_its_log_connection(nats_server):
+    from winnow.services.gateway.__main__ import build
+    from winnow.services.gateway.settings import GatewaySettings
+
+    wiring = await build(GatewaySettings(port=0, cache="memory", log_url=nats_server.url))
+    doc_log = wiring.servicer.writes.log
+    await doc_log.jetstream()  # connected, as after the first write
+    assert doc_log.connected
+    await wiring.close()
+    assert not doc_log.connected

@@ -68,6 +68,28 @@ async def test_wait_budget_closes_a_partial_batch(executor) -> None:
     await b.stop()
 
 
+async def test_waiting_stops_while_it_brings_no_companions_and_resumes_with_concurrency(executor) -> None:
+    rec = Recorder()
+    b = MicroBatcher("test", rec, executor, max_batch_size=64, max_wait_ms=30, max_batch_tokens=10_000)
+    waited = []
+    for i in range(10):  # one caller, one item at a time
+        (_, timing) = await b.submit(i, 1)
+        waited.append(timing.queue_ms >= 25)
+    assert waited[:8] == [True] * 8 and waited[8:] == [False, False]  # 8 fruitless waits, then none
+    for i in range(13):  # 15 batches in all close at once ...
+        (_, timing) = await b.submit(100 + i, 1)
+        assert timing.queue_ms < 25
+    # ... and the 16th waits again: a companion sent meanwhile joins it, so waiting is back on
+    first = asyncio.ensure_future(b.submit(500, 1))
+    await asyncio.sleep(0.005)
+    second = await b.submit(501, 1)
+    (_, t1) = await first
+    assert t1.batch_id == second[1].batch_id and t1.queue_ms >= 25
+    (_, timing) = await b.submit(600, 1)
+    assert timing.queue_ms >= 25  # one wait among the last 8 paid off: wait
+    await b.stop()
+
+
 async def test_token_budget_uses_padded_cost(executor) -> None:
     rec = Recorder()
     b = MicroBatcher("test", rec, executor, max_batch_size=64, max_wait_ms=50, max_batch_tokens=100)

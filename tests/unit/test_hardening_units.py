@@ -152,3 +152,21 @@ def test_admission_refuses_a_waiter_whose_wait_runs_out():
         gate.release(0.01)
 
     asyncio.run(run())
+
+
+def test_searches_that_will_not_be_reranked_get_the_first_stage_gate():
+    from winnow.api.gateway.v1 import gateway_pb2 as gpb
+    from winnow.services.gateway.server import admission_classes
+
+    classify = admission_classes(GatewaySettings(max_concurrent=2, max_concurrent_first_stage=6))
+    first = ("Search/first-stage", 6)
+    assert classify("Search", gpb.SearchRequest(query="q")) is None  # reranked by default: the method's gate
+    assert classify("Search", gpb.SearchRequest(query="q", rerank=True)) is None
+    assert classify("Search", gpb.SearchRequest(query="q", rerank=False)) == first
+    assert classify("Search", gpb.SearchRequest(query_vector=[0.1])) == first  # no text: nothing to rerank
+    assert classify("Upsert", gpb.UpsertRequest()) is None
+    # no reranker configured: every search is first-stage; the class turned off: one gate for all
+    assert admission_classes(GatewaySettings(reranker=""))("Search", gpb.SearchRequest(query="q")) == (
+        "Search/first-stage", 8)
+    off = admission_classes(GatewaySettings(max_concurrent_first_stage=0))
+    assert off("Search", gpb.SearchRequest(query="q", rerank=False)) is None

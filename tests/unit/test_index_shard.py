@@ -100,6 +100,39 @@ def test_lexical_follows_writes(shard):
     assert shard.search(SearchQuery(None, 0, text="zebra", lexical_k=5)).lexical == []
 
 
+def test_a_search_that_must_not_wait_says_so_instead_of_blocking(shard):
+    """wait=False (the event loop's fast path) never blocks: a write holding or awaiting the lock, or a BM25
+    rebuild due, gives None; the same search with wait=True (on a thread) then answers in full."""
+    import threading
+
+    shard.upsert([doc(1, "the quick brown fox"), doc(2, "lazy dogs sleeping")])
+    q = SearchQuery(vec(1), 2, text="fox", lexical_k=2)
+    first = shard.search(q, wait=False)
+    assert first is None  # BM25 not built since the writes: a rebuild is due
+    full = shard.search(q)
+    assert [h.id for h in full.lexical] == ["d1"] and "bm25_rebuild" in full.timings_ms
+    fast = shard.search(q, wait=False)
+    assert fast is not None and [h.id for h in fast.dense] == [h.id for h in full.dense] and not fast.timings_ms.get(
+        "bm25_rebuild")
+    assert shard.search(SearchQuery(vec(2), 1), wait=False).dense[0].id == "d2"  # dense alone: no BM25 involved
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():
+        with shard._rw.write():
+            holding.set()
+            release.wait(5)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert holding.wait(5)
+    try:
+        assert shard.search(SearchQuery(vec(2), 1), wait=False) is None  # a write holds the lock: no waiting
+    finally:
+        release.set()
+        t.join()
+    assert shard.search(SearchQuery(vec(2), 1), wait=False).dense[0].id == "d2"
+
+
 def test_hybrid_with_filter(shard):
     shard.upsert([doc(1, "fox one", tag="a"), doc(2, "fox two", tag="b")])
     r = shard.search(SearchQuery(vec(1), 2, text="fox", filters=[FilterTerm("tag", "b")], include_payloads=True))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,10 +98,11 @@ def _parallel(fn, queries: np.ndarray, concurrency: int) -> dict:
             "queries": len(queries)}
 
 
-def _start_server(data_dir: str, dim: int, ef: int) -> tuple[subprocess.Popen, int]:
+def _start_server(data_dir: str, dim: int, ef: int, inline_ms: float | None = None) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "winnow.services.index", "--port", "0", "--data-dir", data_dir, "--dim", str(dim),
-         "--no-fsync", "--default-ef-search", str(ef), "--log-level", "INFO"],
+         "--no-fsync", "--default-ef-search", str(ef), "--log-level", "INFO",
+         *([] if inline_ms is None else ["--inline-search-ms", str(inline_ms)])],
         stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None
@@ -195,22 +197,30 @@ def run(args: argparse.Namespace) -> dict:
     log(results[-1])
     del ivf
 
+    threaded_dir = work + "-threads"
+    shutil.copytree(work, threaded_dir)
     proc, port = _start_server(work, d, args.ef_search)
+    threaded, tport = _start_server(threaded_dir, d, args.ef_search, inline_ms=0)  # every search on a thread
     try:
         served = [_served(port, xq, 1, False)]
         server_rss = _rss_mb(proc.pid)
         served += [_served(port, xq, 1, True), _served(port, xq, 4, False)]
-        log(served)
+        # Inline (the default: quick searches on the event loop) vs every search handed to a search thread,
+        # alternated so load from elsewhere hits both alike.
+        hop = {"inline": [], "threads": []}
+        for order in (("inline", "threads"), ("threads", "inline"), ("inline", "threads"), ("threads", "inline")):
+            for mode in order:
+                hop[mode].append(_served(port if mode == "inline" else tport, xq, 1, False))
+        log(served, hop)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-        for p in Path(work).iterdir():
-            for f in (p.iterdir() if p.is_dir() else [p]):
-                f.unlink()
-            if p.is_dir():
-                p.rmdir()
-        os.rmdir(work)
+        for p in (proc, threaded):
+            p.send_signal(signal.SIGTERM)
+        for p in (proc, threaded):
+            p.wait(timeout=120)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(threaded_dir, ignore_errors=True)
     ratio = served[0]["qps"] / default["qps"]
+    hop_p50 = {m: round(float(np.median([x["p50_ms"] for x in xs])), 3) for m, xs in hop.items()}
     return {
         "size": nb, "dim": d, "queries": nq, "k": K, "data": "faiss SyntheticDataset (IP, L2-normalised)",
         "cpu_count": os.cpu_count(), "faiss": faiss.__version__,
@@ -221,6 +231,8 @@ def run(args: argparse.Namespace) -> dict:
         "served_vs_inprocess_qps": round(ratio, 3),
         "inprocess_concurrency4": inproc4,
         "served_vs_inprocess_qps_concurrency4": round(served[2]["qps"] / inproc4["qps"], 3),
+        "served_p50_ms_inline_vs_threads": hop_p50,
+        "served_inline_vs_threads_p50": round(hop_p50["inline"] / hop_p50["threads"], 3),
         "default_index": settings.index_factory,
         "default_recall@80": default["recall@80"],
     }
@@ -272,6 +284,9 @@ def _table(r: dict) -> str:
     rows.append(f"\nserved / in-process QPS (batch 1, one in flight): {r['served_vs_inprocess_qps']}; "
                 f"4 in flight vs 4 in-process threads: {r['served_vs_inprocess_qps_concurrency4']}; "
                 f"default recall@80: {r['default_recall@80']}")
+    h = r["served_p50_ms_inline_vs_threads"]
+    rows.append(f"served p50, one in flight, alternated 4x: searches inline on the event loop {h['inline']} ms vs "
+                f"handed to a search thread {h['threads']} ms (ratio {r['served_inline_vs_threads_p50']})")
     return "\n".join(rows)
 
 

@@ -2,7 +2,9 @@
 
 Items from concurrent requests wait in one bounded queue; a worker task closes a batch when it holds
 `max_batch_size` items, when the oldest item has waited `max_wait_ms`, or when one more item would push the
-padded token cost (longest item x items) past `max_batch_tokens`. The batch is sorted by cost (so padding is
+padded token cost (longest item x items) past `max_batch_tokens`. Waiting is skipped while it does not pay: when
+the last 8 waits brought no companion (one request at a time), a batch closes at once (every 16th still waits, to
+notice concurrency coming back); items that queue while a batch computes are batched either way. The batch is sorted by cost (so padding is
 small), computed in the given executor (never on the event loop), and every waiter gets its own result, or the
 batch's exception if the compute failed. Waiters whose future was cancelled (the caller went away, or its
 deadline passed) are dropped before compute, and a closed batch is computed in sub-batches of at most
@@ -108,6 +110,8 @@ class MicroBatcher(Generic[I, O]):
         self._worker: asyncio.Task | None = None
         self._ids = itertools.count()
         self._closed = False
+        self._waits: deque[bool] = deque(maxlen=8)  # the last waits for companions: did any arrive?
+        self._skipped = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,6 +207,24 @@ class MicroBatcher(Generic[I, O]):
                 return True
         return False
 
+    def _live(self) -> int:
+        assert self._pending is not None
+        return sum(1 for e in self._pending if not e.future.done())
+
+    def _worth_waiting(self) -> bool:
+        """Wait up to max_wait_ms for companions, unless the last 8 waits gained none: a caller sending one
+        request at a time would only pay max_wait_ms on each (the embed hop of a single search). Every 16th batch
+        after that waits anyway, so concurrency coming back is noticed."""
+        if self.max_wait_s <= 0:
+            return False
+        if len(self._waits) < (self._waits.maxlen or 0) or any(self._waits):
+            return True
+        self._skipped += 1
+        if self._skipped >= 16:
+            self._skipped = 0
+            return True
+        return False
+
     def _take(self) -> list[_Entry[I, O]]:
         assert self._pending is not None
         batch: list[_Entry[I, O]] = []
@@ -226,16 +248,19 @@ class MicroBatcher(Generic[I, O]):
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            deadline = self._pending[0].enqueued + self.max_wait_s
-            while not self._full():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
-                    break
+            if not self._full() and self._worth_waiting():
+                before = self._live()
+                deadline = self._pending[0].enqueued + self.max_wait_s
+                while not self._full():
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    except TimeoutError:
+                        break
+                self._waits.append(self._live() > before)
             batch = self._take()
             if batch:
                 await self._execute(batch)

@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -36,12 +37,19 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return new_request_id()
 
 
+#: A service's cost classes: (method, parsed request) -> (gate name, its max_concurrent), or None for the method's
+#: own gate. Requests of very different cost (a reranked search and a first-stage one) then queue apart, each
+#: gate learning its own service time.
+Classifier = Callable[[str, Any], "tuple[str, int] | None"]
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Parse, admit, tag, map errors and measure every RPC of a service."""
 
     def __init__(self, service: str, max_inflight: int, max_message_bytes: int, auth_token: str = "",
                  long_lived: frozenset[str] = frozenset(), max_concurrent: int = 0,
-                 max_queue_wait_s: float = 1.0, queue_wait_factor: float = 1.0) -> None:
+                 max_queue_wait_s: float = 1.0, queue_wait_factor: float = 1.0,
+                 classify: Classifier | None = None) -> None:
         self.service = service
         # Streams that stay open by design (IndexShard.Watch): not admitted against max_inflight nor counted
         # in the in-flight gauge, which would otherwise read as load.
@@ -55,6 +63,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.max_queue_wait_s = max_queue_wait_s
         self.queue_wait_factor = queue_wait_factor
         self._gates: dict[str, Admission] = {}
+        self.classify = classify
         # The wrapped handler of each method, built once (the server hands the same handler for a method every
         # call): wrapping per call cost a closure and a handler object on every request's path.
         self._wrapped: dict[str, tuple[Any, Any]] = {}
@@ -114,14 +123,19 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 reason="OVERLOADED", info={"limit": self.max_inflight},
             )
 
-    def _gate(self, name: str) -> Admission | None:
+    def _gate(self, name: str, request: Any) -> Admission | None:
+        """The gate of this request: its cost class's when the service classifies it, else its method's."""
         if not self.max_concurrent:
             return None
-        gate = self._gates.get(name)
+        cls = self.classify(name, request) if self.classify is not None else None
+        key, cap = cls if cls is not None else (name, self.max_concurrent)
+        if cap <= 0:
+            return None
+        gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[name] = Admission(
-                self.service, name, self.max_concurrent, max(0, self.max_inflight - self.max_concurrent),
-                self.max_queue_wait_s, self.queue_wait_factor)
+            gate = self._gates[key] = Admission(
+                self.service, key, cap, max(0, self.max_inflight - cap), self.max_queue_wait_s,
+                self.queue_wait_factor)
         return gate
 
     async def _fail(self, context, exc: BaseException, rid: str) -> grpc.StatusCode:
@@ -147,15 +161,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return code  # unreachable: abort raises
 
     @contextlib.asynccontextmanager
-    async def _rpc(self, name: str, context, metered: bool = True):
-        """Around one RPC: request id, auth, admission, then status mapping and metrics of whatever happens."""
+    async def _rpc(self, name: str, context, raw: bytes, deserializer, metered: bool = True):
+        """Around one RPC: request id, auth, parse, admission, then status mapping and metrics of whatever
+        happens. Yields the parsed request."""
         rid = _request_id(context)
         token = request_id_var.set(rid)
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         admitted = False
-        gate = self._gate(name) if metered else None
-        gated = False
+        gate = None
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
             self._authenticate(context)
@@ -164,11 +178,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 admitted = True
                 self.inflight += 1
                 metrics.INFLIGHT.labels(self.service, metrics.shard()).inc()
-            if gate is not None:
-                await gate.acquire(context.time_remaining())
-                gated = True
+            request = self._parse(raw, deserializer)
+            if metered and (candidate := self._gate(name, request)) is not None:
+                await candidate.acquire(context.time_remaining())
+                gate = candidate
                 start_run = time.perf_counter()
-            yield
+            yield request
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
@@ -179,7 +194,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             code = status_for(exc)
             await self._fail(context, exc, rid)
         finally:
-            if gated:
+            if gate is not None:
                 gate.release(time.perf_counter() - start_run, measured=code == grpc.StatusCode.OK)
             if admitted:
                 self.inflight -= 1
@@ -189,15 +204,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _unary(self, name: str, behavior, deserializer):
         async def wrapper(raw, context):
-            async with self._rpc(name, context):
-                return await behavior(self._parse(raw, deserializer), context)
+            async with self._rpc(name, context, raw, deserializer) as request:
+                return await behavior(request, context)
 
         return wrapper
 
     def _stream(self, name: str, behavior, deserializer, long_lived: bool = False):
         async def wrapper(raw, context):
-            async with self._rpc(name, context, metered=not long_lived):
-                async for item in behavior(self._parse(raw, deserializer), context):
+            async with self._rpc(name, context, raw, deserializer, metered=not long_lived) as request:
+                async for item in behavior(request, context):
                     yield item
 
         return wrapper

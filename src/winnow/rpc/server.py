@@ -23,7 +23,7 @@ from winnow.common.settings import ServiceSettings
 from winnow.rpc import reflection, tls, tracing
 from winnow.rpc.health import LIVENESS, READINESS, Readiness
 
-from winnow.rpc.interceptor import ServiceInterceptor
+from winnow.rpc.interceptor import Classifier, ServiceInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ class GrpcService:
         register: Register,
         probe: Probe | None = None,
         long_lived: Iterable[str] = (),
+        classify: Classifier | None = None,
     ) -> None:
         self.service = service
+        self.classify = classify
         self.settings = settings
         self._register = register
         self._long_lived = frozenset(long_lived)
@@ -86,7 +88,7 @@ class GrpcService:
             interceptors=[
                 ServiceInterceptor(self.service, s.max_inflight, s.max_message_bytes, s.auth_token.get_secret_value(),
                                    self._long_lived, s.max_concurrent, s.max_queue_wait_ms / 1000.0,
-                                   s.queue_wait_factor),
+                                   s.queue_wait_factor, self.classify),
                 *tracing.server_interceptors(),
             ],
             options=[
@@ -259,10 +261,13 @@ def serve(service: str, settings_type: type[S], build: Callable[[S], Wiring | Aw
 
 def wire(service: str, settings: ServiceSettings, core: Any, servicer: Any, add: Callable[[Any, grpc.aio.Server], None],
          descriptor: Any, *, probe: Probe | None = None, warmup: Callable[[], Awaitable[None]] | None = None,
-         close: Callable[[], Awaitable[None]] | None = None, long_lived: Iterable[str] = ()) -> Wiring:
+         close: Callable[[], Awaitable[None]] | None = None, long_lived: Iterable[str] = (),
+         classify: Classifier | None = None) -> Wiring:
     """A service's `Wiring`: `servicer` registered with `add` (a generated `add_XServicer_to_server`) under
-    `descriptor`'s name, health probed by `probe`, the core warmed up and closed by `warmup` / `close`."""
-    svc = GrpcService(service, settings, registrar(add, servicer, descriptor), probe=probe, long_lived=long_lived)
+    `descriptor`'s name, health probed by `probe`, the core warmed up and closed by `warmup` / `close`,
+    requests sorted into admission gates by `classify` (default: one gate per method)."""
+    svc = GrpcService(service, settings, registrar(add, servicer, descriptor), probe=probe, long_lived=long_lived,
+                      classify=classify)
     return Wiring(svc, core, warmup, close)
 
 

@@ -21,7 +21,7 @@ from winnow.services.gateway.ltr import LtrStage
 from winnow.services.gateway.model import SearchOptions
 from winnow.services.gateway.replicas import ReplicaPolicy
 from winnow.services.gateway.search import PipelineConfig, SearchCore
-from winnow.services.gateway.server import GatewayServicer
+from winnow.services.gateway.server import GatewayServicer, admission_classes
 from winnow.services.gateway.settings import GatewaySettings
 from winnow.services.gateway.topology import ShardTopology
 from winnow.services.gateway.writes import WriteConfig, WriteCore
@@ -76,9 +76,21 @@ async def build(s: GatewaySettings) -> Wiring:
 
     feedback = FeedbackCore(FeedbackLog(doc_log))  # its own stream, the document log's connection
     servicer = GatewayServicer(search, writes, s, feedback)
-    return wire(SERVICE, s, search, servicer, gateway_pb2_grpc.add_GatewayServicer_to_server,
-                gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
-                warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s))
+
+    async def close() -> None:
+        """After the server drained: the log connection (flushing what it holds), discovery and the replicas'
+        streams, the model channels, the cache. Each step is bounded and a failure does not skip the rest."""
+        steps = [doc_log.close(), topology.stop(), embedder.close(), cache.close()]
+        if reranker is not None:
+            steps.append(reranker.close())
+        await asyncio.gather(*steps, return_exceptions=True)
+
+    wiring = wire(SERVICE, s, search, servicer, gateway_pb2_grpc.add_GatewayServicer_to_server,
+                  gateway_pb2.DESCRIPTOR.services_by_name["Gateway"], probe=probe,
+                  warmup=lambda: wait_for_dependencies(search, s.embedder_wait_s), close=close,
+                  classify=admission_classes(s))
+    wiring.servicer = servicer  # type: ignore[attr-defined] - tests reach the write core through it
+    return wiring
 
 
 async def wait_for_dependencies(search: SearchCore, wait_s: float = 30.0) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from winnow.api.gateway.v1 import gateway_pb2_grpc
 from winnow.common.deadline import Deadline
 from winnow.rpc.channels import deadline_from_context
+from winnow.rpc.interceptor import Classifier
 from winnow.common import buildinfo
 from winnow.common.errors import DeadlineExceeded
 from winnow.common.logs import request_id_var
@@ -21,6 +22,20 @@ from winnow.services.gateway.writes import WriteCore
 # Of protos/winnow/api/gateway/v1: 1.1 added Struct metadata, BulkSearchRequest, cursors; 1.2 added Feedback and
 # ExportFeedback (judgments and clicks per query, exported as training pairs) and SearchRequest.rerank_depth.
 API_VERSION = "1.2"
+
+
+def admission_classes(s: GatewaySettings) -> Classifier:
+    """Search requests that will not be reranked get their own admission gate (`max_concurrent_first_stage`):
+    they cost a few ms against a rerank's tens to hundreds, so one gate sized for reranks would refuse them."""
+    reranks = bool(s.reranker)
+
+    def classify(method: str, request) -> tuple[str, int] | None:
+        if method != "Search" or not s.max_concurrent_first_stage:
+            return None
+        reranked = reranks and (request.rerank if request.HasField("rerank") else bool(request.query))
+        return None if reranked else ("Search/first-stage", s.max_concurrent_first_stage)
+
+    return classify
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):

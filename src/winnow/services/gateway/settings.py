@@ -67,6 +67,13 @@ class GatewaySettings(ServiceSettings, LimitSettings):
         "admitted p99 2.9x unloaded, all reranked, refusals p99 0.1 s; 4: 8.4x; 1: 1.6x but a fifth of the "
         "answers): docs/hardening.md. Raise it with the downstream capacity; 0 = no gate.",
     )
+    max_concurrent_first_stage: int = Field(
+        8, ge=0, description="Admission for searches that are not reranked (rerank=false, or no reranker "
+        "configured): their own gate, this many at once, so a burst of cheap first-stage searches is neither "
+        "refused at the reranked searches' cap nor queued behind them. A first-stage search mostly waits on the "
+        "shards, so more of them overlap; 8 measured against 2 on the 2-core reference box: docs/gateway.md. "
+        "0 = they share the reranked searches' gate (max_concurrent).",
+    )
     embedder_wait_s: float = Field(
         30.0, ge=0, description="At start-up, how long to wait for the embedder (its model version keys the cache) "
         "before serving anyway (hybrid searches then fall back to BM25, flagged).",

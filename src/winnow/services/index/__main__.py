@@ -26,7 +26,8 @@ def build(settings: IndexSettings) -> Wiring:
     stops following, snapshots and closes; `wiring.servicer` is the gRPC servicer (tests reach the follower)."""
     metrics.set_shard(settings.shard_id)  # every RPC metric of this process carries shard=<id>
     servicer = IndexShardServicer(Shard(settings.shard_config()), settings.search_threads,
-                                  settings.faiss_omp_threads, settings.max_consistency_wait_s)
+                                  settings.faiss_omp_threads, settings.max_consistency_wait_s,
+                                  settings.inline_search_ms)
     servicer.follower = follower(servicer, settings)
     wiring = wire(SERVICE, settings, servicer.shard, servicer, index_pb2_grpc.add_IndexShardServicer_to_server,
                   index_pb2.DESCRIPTOR.services_by_name["IndexShard"], probe=servicer.probe,

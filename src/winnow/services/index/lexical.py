@@ -54,31 +54,42 @@ class Bm25Index:
     def _words(self, texts: list[str]) -> list[list[str]]:
         return bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)
 
-    def ensure_fresh(self, texts: list[str], live: np.ndarray) -> float:
-        """Rebuild if stale; returns milliseconds spent (0 when fresh). Caller holds the shard's read lock."""
-        with self._lock:
+    def ensure_fresh(self, texts: list[str], live: np.ndarray, wait: bool = True) -> float | None:
+        """Rebuild if stale; returns milliseconds spent (0 when fresh). Caller holds the shard's read lock.
+        wait=False: None instead of rebuilding, or of waiting for another thread's rebuild."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             if not self._needs_rebuild(live):
                 return 0.0
-            start = time.perf_counter()
-            slots = np.flatnonzero(live).astype(np.int64)
-            for dead in [s for s in self._tokens if s >= live.shape[0] or not live[s]]:
-                del self._tokens[dead]
-            new = [int(s) for s in slots if int(s) not in self._tokens]
-            vocab = self._vocab
-            for slot, words in zip(new, self._words([texts[s] for s in new])):
-                self._tokens[slot] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.int32)
-            retriever = None
-            if slots.shape[0]:
-                ids = [self._tokens[int(s)].tolist() for s in slots]
-                retriever = bm25s.BM25()
-                retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=dict(vocab)), create_empty_token=False,
-                                show_progress=False)
-            self._retriever, self._slots = retriever, slots
-            self._built_version, self._built_at = self.version, time.monotonic()
-            self.rebuilds += 1
-            ms = (time.perf_counter() - start) * 1000
-            log.debug("bm25 rebuilt", extra={"fields": {"docs": int(slots.shape[0]), "new": len(new), "ms": round(ms, 1)}})
-            return ms
+            if not wait:
+                return None
+            return self._rebuild(texts, live)
+        finally:
+            self._lock.release()
+
+    def _rebuild(self, texts: list[str], live: np.ndarray) -> float:
+        """Caller holds self._lock."""
+        start = time.perf_counter()
+        slots = np.flatnonzero(live).astype(np.int64)
+        for dead in [s for s in self._tokens if s >= live.shape[0] or not live[s]]:
+            del self._tokens[dead]
+        new = [int(s) for s in slots if int(s) not in self._tokens]
+        vocab = self._vocab
+        for slot, words in zip(new, self._words([texts[s] for s in new])):
+            self._tokens[slot] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.int32)
+        retriever = None
+        if slots.shape[0]:
+            ids = [self._tokens[int(s)].tolist() for s in slots]
+            retriever = bm25s.BM25()
+            retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=dict(vocab)), create_empty_token=False,
+                            show_progress=False)
+        self._retriever, self._slots = retriever, slots
+        self._built_version, self._built_at = self.version, time.monotonic()
+        self.rebuilds += 1
+        ms = (time.perf_counter() - start) * 1000
+        log.debug("bm25 rebuilt", extra={"fields": {"docs": int(slots.shape[0]), "new": len(new), "ms": round(ms, 1)}})
+        return ms
 
     def _too_many_dead(self, live: np.ndarray) -> bool:
         if self._slots.shape[0] == 0:

@@ -16,18 +16,25 @@ class RWLock:
         self._waiting_writers = 0
 
     @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self, blocking: bool = True) -> Iterator[bool]:
+        """Share the lock; yields True. With blocking=False it yields False at once, unheld, when a writer holds
+        or waits for the lock (the caller then does the read elsewhere)."""
         with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
+            if not blocking and (self._writer or self._waiting_writers):
+                held = False
+            else:
+                while self._writer or self._waiting_writers:
+                    self._cond.wait()
+                self._readers += 1
+                held = True
         try:
-            yield
+            yield held
         finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+            if held:
+                with self._cond:
+                    self._readers -= 1
+                    if self._readers == 0:
+                        self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:

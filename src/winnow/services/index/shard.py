@@ -211,8 +211,12 @@ class Shard:
             validate.filter_term(f.field, _kind(f.value), f.value)
         return self.state.meta.mask(filters, self.state.vectors.n)
 
-    def search(self, q: SearchQuery) -> ShardResult:
-        """Dense top-k (ANN, exact on small filtered subsets, or MRL coarse-to-fine) and/or BM25 top-k."""
+    def search(self, q: SearchQuery, wait: bool = True) -> ShardResult | None:
+        """Dense top-k (ANN, exact on small filtered subsets, or MRL coarse-to-fine) and/or BM25 top-k.
+
+        wait=False (a caller on an event loop): None at once, instead of blocking, when a write holds or waits
+        for the lock, or when BM25 has to be rebuilt (or is being rebuilt) first; the caller then runs the search
+        with wait=True on a thread."""
         self._ready()
         s = self.s
         if q.vector is None and not q.text:
@@ -228,8 +232,17 @@ class Shard:
         timings: dict[str, float] = {}
         dense: list[Hit] = []
         lexical: list[Hit] = []
-        with self._rw.read():
+        with self._rw.read(blocking=wait) as held:
+            if not held:
+                return None
             gen, v = self.generation, self.state.vectors
+            if q.text:
+                live = v.live_mask()
+                rebuild = self.state.lexical.ensure_fresh(self.state.texts, live, wait)
+                if rebuild is None:
+                    return None
+                if rebuild:
+                    timings["bm25_rebuild"] = round(rebuild, 3)
             allowed = self._allowed(q.filters)
             if vec is not None:
                 t0 = time.perf_counter()
@@ -247,10 +260,6 @@ class Shard:
                 timings["dense"] = _ms(t0)
             if q.text:
                 t0 = time.perf_counter()
-                live = v.live_mask()
-                rebuild = self.state.lexical.ensure_fresh(self.state.texts, live)
-                if rebuild:
-                    timings["bm25_rebuild"] = round(rebuild, 3)
                 scores, slots = self.state.lexical.search(q.text, lexical_k, live if allowed is None else live & allowed)
                 lexical = self._hits(scores, slots, q)
                 timings["lexical"] = _ms(t0)
