@@ -43,3 +43,25 @@ def test_invalid_values_rejected() -> None:
         RerankerSettings(fusion_weight=1.5)
     with pytest.raises(ValidationError):
         EmbedderSettings(max_batch_size=0)
+
+
+def test_threads_follow_the_cpu_limit_not_the_node(tmp_path):
+    from winnow.models.loading import _cgroup_cpus, available_cpus
+
+    mine = available_cpus(tmp_path / "none")  # no cgroup files: the affinity mask alone
+    assert mine >= 1
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")  # a 1.5-CPU limit
+    assert _cgroup_cpus(v2) == 1.5 and available_cpus(v2) == 1
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpus(v2) is None and available_cpus(v2) == mine
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cpus(v1.parent) is None
+    (v1 / "cpu.cfs_quota_us").write_text("50000\n")
+    assert available_cpus(v1.parent) == 1  # half a CPU: still one thread
+    (v2 / "cpu.max").write_text("garbage")
+    assert _cgroup_cpus(v2) is None

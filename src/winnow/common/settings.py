@@ -153,7 +153,9 @@ class ModelServiceSettings(ServiceSettings):
 
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
                         description="auto: CUDA fp16 if a GPU is visible, else CPU fp32; cpu or cuda force it.")
-    threads: int = Field(0, ge=0, description="Torch CPU threads for inference; 0 = torch's default.")
+    threads: int = Field(
+        0, ge=0, description="Torch CPU threads for inference; 0 = the CPUs this process may use (its affinity "
+        "mask, capped by a container's cgroup CPU quota), not the node's core count.")
     max_batch_size: int = Field(64, ge=1, description="Micro-batcher: most inputs in one forward pass.")
     max_wait_ms: float = Field(2.0, ge=0, description="Micro-batcher: longest an input waits for companions (ms).")
     max_batch_tokens: int = Field(

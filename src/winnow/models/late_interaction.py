@@ -96,7 +96,9 @@ def maxsim(query: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndarray:
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
     if not lengths.all():
         raise ValueError("every document needs at least one token vector")
-    flat = torch.cat([torch.from_numpy(np.ascontiguousarray(d)).float() for d in docs])
+    # One concatenated copy (writable, whatever the stored matrices are: memory-mapped ones are read-only), then
+    # fp32 in torch.
+    flat = torch.from_numpy(np.concatenate(docs)).float()
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     sims = (flat @ q.T).numpy()  # [sum t_i, q]
     starts = np.concatenate(([0], np.cumsum(lengths[:-1])))

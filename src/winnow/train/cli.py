@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds of training at most; the schedule is re-planned to fit (0 = no budget).")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default).")
+    r.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the CPUs this process may use, a container's CPU limit included).")
     r.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
                    help="CPU bf16 autocast for training and scoring; auto = only where the CPU has native bf16 "
                    "(AMX / AVX512-BF16), where it measured about 2x faster (default: auto).")

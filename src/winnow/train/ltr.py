@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
     r.add_argument("--first-stage-model", type=Path, default=None,
                    help="bi-encoder of the first stage (default: the packaged MiniLM, as the embedder).")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default).")
+    r.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = the CPUs this process may use, a container's CPU limit included).")
     r.add_argument("--bf16", default="auto", choices=("auto", "on", "off"), help="as the reranker's bf16 setting.")
     r.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "winnow" / "train",
                    help="where corpus vectors of the first stage are cached (default ~/.cache/winnow/train).")

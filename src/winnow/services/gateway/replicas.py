@@ -80,8 +80,11 @@ class Replica:
         self.tasks: list[asyncio.Task] = []
         self._probe: asyncio.Task | None = None
 
-    def tier(self, now: float) -> int:
-        if self.ejected_until > now or self.serving is False:
+    def tier(self) -> int:
+        # Ejected until a success or its re-admission check clears it, not merely until the pause has passed:
+        # between the end of the pause and the check (a task that may wake late on a busy CPU), searches would
+        # otherwise reach a replica whose check is about to fail.
+        if self.ejected_until or self.serving is False:
             return 2
         return 0 if self.serving else 1
 
@@ -245,13 +248,12 @@ class ReplicaSet:
         return max(seqs) if seqs else None
 
     def pick(self, exclude: set[Replica] = frozenset(), min_seq: int = 0) -> Replica | None:
-        now = time.monotonic()
         best, best_key = None, None
         for r in self.replicas:
             if r in exclude or r.removed:
                 continue
             behind = min_seq > 0 and (r.seq is None or r.seq < min_seq)
-            key = (r.tier(now), behind, r.outstanding, round(r.ewma_ms, 1), self._rng.random())
+            key = (r.tier(), behind, r.outstanding, round(r.ewma_ms, 1), self._rng.random())
             if best_key is None or key < best_key:
                 best, best_key = r, key
         return best

@@ -156,11 +156,10 @@ class ShardTopology:
         """Replica states per shard into `winnow_gateway_replicas` (the picker's view, for dashboards/alerts)."""
         shown: set[str] = set()
         while True:
-            now = time.monotonic()
             names = set()
             for rs in self._layout.shards:
                 names.add(rs.name)
-                tiers = [r.tier(now) for r in rs.replicas if not r.removed]
+                tiers = [r.tier() for r in rs.replicas if not r.removed]
                 for state, tier in (("serving", 0), ("unknown", 1), ("out", 2)):
                     metrics.GATEWAY_REPLICAS.labels(rs.name, state).set(tiers.count(tier))
             for gone in shown - names:  # a layout switch removed shards
