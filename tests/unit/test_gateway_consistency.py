@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from winnow.common.errors import InvalidArgument
-from winnow.services.gateway.consistency import decode_token, encode_token, merge, satisfies
+from winnow.services.gateway.consistency import decode_token, encode_token, merge, required_seqs, satisfies
 
 
 def test_round_trip_sorted_and_empty():
@@ -37,3 +37,12 @@ def test_merge_and_satisfies():
     assert satisfies({0: 3, 1: 5}, {0: 3})
     assert not satisfies({0: 3}, {0: 3, 1: 1})
     assert satisfies({}, {})
+
+
+def test_required_seqs_of_a_search_token():
+    assert required_seqs("", (), "L1", 2) == ({}, [])  # no token: nothing to wait for
+    assert required_seqs("L1", ((0, 7), (1, 0)), "L1", 2) == ({0: 7}, [])  # sequence 0 asks for nothing
+    required, unmet = required_seqs("L0", ((0, 7),), "L1", 2)  # a token of the layout before a reshard
+    assert required == {} and "resharded" in unmet[0] and "'L0'" in unmet[0]
+    with pytest.raises(InvalidArgument, match="partition 2"):
+        required_seqs("L1", ((2, 1),), "L1", 2)

@@ -6,8 +6,8 @@ write touched; `served_at` says which sequence of each partition a search was an
     v1.<layout>.<p>:<seq>,<p>:<seq>       e.g.  v1.L2.0:17,1:9        (no partitions: v1.L2.)
 
 `layout` names the shard layout the partitions belong to (a reshard makes a new one), so a token from another
-layout is never mistaken for this one's. This module is the only place that writes or reads the form; it knows
-nothing of gRPC.
+layout is never mistaken for this one's (`required_seqs`: what a search's token asks of the current layout). This
+module is the only place that writes or reads the form; it knows nothing of gRPC.
 """
 
 from __future__ import annotations
@@ -73,6 +73,23 @@ def merge(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
 def satisfies(applied: Mapping[int, int], required: Mapping[int, int]) -> bool:
     """True when every partition's applied sequence is at least the required one."""
     return all(applied.get(p, 0) >= s for p, s in required.items())
+
+
+def required_seqs(token_layout: str, token_seqs: tuple[tuple[int, int], ...], layout: str,
+                  partitions: int) -> tuple[dict[int, int], list[str]]:
+    """The sequences a search's write token (its layout and (partition, seq) pairs) asks for in the current
+    `layout` of `partitions` shards, and why it cannot be honoured, if so: a token of another layout (the index
+    was resharded) is answered without waiting; one naming a partition the layout lacks is an InvalidArgument."""
+    if not token_layout:
+        return {}, []
+    if token_layout != layout:
+        return {}, [f"the write token is for shard layout {token_layout!r} but searches now use {layout!r} "
+                    "(the index was resharded): answered without waiting for it"]
+    beyond = [p for p, _ in token_seqs if p >= partitions]
+    if beyond:
+        raise InvalidArgument(f"the write token names partition {beyond[0]}; layout {layout!r} has "
+                              f"{partitions}: pass the token an Upsert or Delete returned, unchanged")
+    return {p: s for p, s in token_seqs if s > 0}, []
 
 
 def _clip(token: str, n: int = 80) -> str:

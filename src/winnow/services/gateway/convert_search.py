@@ -239,7 +239,7 @@ def search_result_to_bytes(r: SearchResult) -> bytes:
 
 
 def bulk_page_to_proto(page, request_id: str, cursor: str = "") -> pb.BulkSearchPage:
-    """One streamed page of a bulk search (`search.BulkPage`), with the cursor that resumes after it."""
+    """One streamed page of a bulk search (`bulk.BulkPage`), with the cursor that resumes after it."""
     return pb.BulkSearchPage(
         hits=[hit_to_proto(c) for c in page.hits], page=page.page, last=page.last, total=page.total,
         coverage=coverage_to_proto(page.coverage), timings_ms=page.timings_ms, request_id=request_id, cursor=cursor,

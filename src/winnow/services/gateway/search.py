@@ -1,4 +1,5 @@
-"""The gateway's search core: cache → embed → fan out → fuse → rerank → top k, and bulk streaming.
+"""The gateway's search core, precision mode: cache → embed → fan out → fuse → rerank → top k, dense, lexical or
+hybrid; bulk mode (`SearchCore.bulk`) streams from `bulk.bulk_pages`; `payloads` fetches the final hits' payloads.
 
 Every degradation is reported, never silent: shards that fail are listed in the coverage; a reranker that fails
 leaves the first-stage order, flagged; a cache that fails is skipped (metrics). No gRPC in here.
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,17 +20,19 @@ from winnow.common import metrics, tracing
 from winnow.common.deadline import Deadline
 from winnow.common.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable, short
 from winnow.services.gateway import fusion
+from winnow.services.gateway.bulk import BulkPage, bulk_pages
 from winnow.services.gateway.cache import ResultCache
-from winnow.services.gateway.consistency import encode_token, satisfies
+from winnow.services.gateway.consistency import encode_token, required_seqs, satisfies
 from winnow.services.gateway.cursor import Position
 from winnow.services.gateway.ltr import LtrStage, final_order
 from winnow.services.gateway.topology import FixedShards, ShardLayout, ShardTopology, as_topology
 from winnow.services.gateway.model import Candidate, Coverage, Fusion, Mode, SearchOptions, SearchResult, stable_digest
-from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery, ShardRangeQuery
+from winnow.services.gateway.payloads import fetch_payloads
+from winnow.services.gateway.ports import EmbedderPort, RerankerPort, Hit, ShardPort, ShardQuery
+from winnow.services.gateway.stages import SERVICE, ms_since
 from winnow.services.gateway.vectors import VectorSpace, space_of
 
 log = logging.getLogger(__name__)
-SERVICE = "gateway"
 
 
 @dataclass
@@ -41,21 +43,6 @@ class PipelineConfig:
     collection_model: str = ""  # the model of the collection's vectors; "" = the embedder's
     payloads: str = "inline"  # inline: shards send payloads with every candidate; final: fetched for the returned hits
 
-
-@dataclass
-class BulkPage:
-    hits: list[Candidate]
-    page: int
-    last: bool
-    total: int
-    coverage: Coverage
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    served_at: str = ""          # the newest sequence each shard's replicas reported when the stream began
-    consistency_unmet: str = ""
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 class SearchCore:
@@ -113,16 +100,16 @@ class SearchCore:
     async def _search(self, opts: SearchOptions, deadline: Deadline, layout: ShardLayout) -> SearchResult:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        required, unmet = _required(opts, layout)
+        required, unmet = required_seqs(opts.token_layout, opts.token_seqs, layout.id, len(layout.shards))
         with tracing.span("cache", service=SERVICE):
             t = time.perf_counter()
             seqs = None if opts.no_cache else await self._seqs(layout, deadline)
             # A hit must be at least as fresh as the newest replica, and as the caller's token.
             key = self._key(opts, layout, seqs) if seqs is not None and satisfies(seqs, required) else None
             cached = await self.cache.get(key) if key else None
-            timings["cache"] = _ms(t)
+            timings["cache"] = ms_since(t)
         if cached is not None:
-            timings["total"] = _ms(t0)
+            timings["total"] = ms_since(t0)
             metrics.observe_timings(SERVICE, timings)
             return SearchResult([], Coverage(), False, cache_hit=True, timings_ms=timings, payload=cached)
         compute = lambda: self._compute(opts, deadline, timings, layout, required, unmet)  # noqa: E731
@@ -136,7 +123,7 @@ class SearchCore:
                   and not result.dense_skipped_reason and result.served_seqs):  # degraded answers are never cached
                 # Keyed on what it was served at: a later lookup hits only while that is the newest data.
                 self.cache.put(self._key(opts, layout, result.served_seqs), self.encode(result))
-        result.timings_ms["total"] = _ms(t0)
+        result.timings_ms["total"] = ms_since(t0)
         metrics.observe_timings(SERVICE, result.timings_ms)
         metrics.COVERAGE.observe(result.coverage.ratio)
         metrics.SEARCH_RESULTS.labels(Mode.PRECISION.value).observe(len(result.hits))
@@ -166,8 +153,8 @@ class SearchCore:
         candidates, coverage, served, owner = await self._first_stage(opts, deadline, timings, opts.window, layout,
                                                                       required, unmet, degraded)
         # payloads=final: they travel only for what is returned (or reranked); inline: they came with the lists.
-        candidates = await self._fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner,
-                                                layout, deadline, coverage, timings)
+        candidates = await fetch_payloads(candidates if opts.rerank else candidates[: opts.k], owner, layout,
+                                          deadline, coverage, timings)
         reranked, reason = False, "no candidates" if opts.rerank else ""
         if opts.rerank and candidates:
             reranked, reason = await self._rerank(opts.query, candidates, deadline, timings, opts.rerank_depth)
@@ -183,7 +170,7 @@ class SearchCore:
         t = time.perf_counter()
         with tracing.span("embed", service=SERVICE):
             vec = (await self.embedder.embed([query], query=True, timeout=deadline.timeout(fraction=0.5)))[0]
-        timings["embed"] = _ms(t)
+        timings["embed"] = ms_since(t)
         return vec
 
     async def _first_stage(self, opts: SearchOptions, deadline: Deadline, timings: dict[str, float],
@@ -219,7 +206,7 @@ class SearchCore:
         results = await asyncio.gather(
             *(self._shard_search(s, dataclasses.replace(query, min_applied_seq=required.get(p, 0)), timeout)
               for p, s in enumerate(layout.shards)), return_exceptions=True)
-        timings["search"] = _ms(t)
+        timings["search"] = ms_since(t)
         coverage = Coverage(asked=len(layout.shards))
         served: dict[int, int] = {}
         dense_lists, lexical_lists = [], []
@@ -246,7 +233,7 @@ class SearchCore:
         t = time.perf_counter()
         dense = [Candidate(id=i, dense_score=s) for s, i in fusion.merge_top(dense_lists, window)]
         lexical = [Candidate(id=i, lexical_score=s) for s, i in fusion.merge_top(lexical_lists, window)]
-        timings["merge"] = _ms(t)
+        timings["merge"] = ms_since(t)
         t = time.perf_counter()
         if vector is None and opts.retrieval.lexical:
             fused = fusion.single_list(lexical, window, False)
@@ -261,44 +248,8 @@ class SearchCore:
             h = payloads.get(c.id)
             if h is not None:
                 c.text, c.metadata_json = h.text, h.metadata_json
-        timings["fusion"] = _ms(t)
+        timings["fusion"] = ms_since(t)
         return fused, coverage, served, owner
-
-    async def _fetch_payloads(self, cands: list[Candidate], owner: dict[str, int], layout: ShardLayout,
-                              deadline: Deadline, coverage: Coverage, timings: dict[str, float]) -> list[Candidate]:
-        """Fill text and metadata from the shards that returned each candidate, one Get per shard, concurrently.
-
-        A candidate whose shard fails here is left out and the shard is reported in the coverage (so the answer
-        is not cached); one deleted since the search is left out silently, as a search just after would.
-        """
-        groups: dict[int, list[str]] = {}
-        for c in cands:
-            if not c.text:  # a shard that ignores include_payloads=False already sent it
-                groups.setdefault(owner[c.id], []).append(c.id)
-        if not groups:
-            return cands
-        t = time.perf_counter()
-        timeout = deadline.timeout(fraction=0.5)
-        with tracing.span("fetch", service=SERVICE, documents=sum(map(len, groups.values()))):
-            results = await asyncio.gather(*(layout.shards[i].get(ids, timeout) for i, ids in groups.items()),
-                                           return_exceptions=True)
-        found: dict[str, Hit] = {}
-        for i, res in zip(groups, results):
-            if isinstance(res, BaseException):
-                coverage.failed.append(f"{layout.shards[i].name}: payloads: {short(res)}")
-                coverage.answered -= 1
-                continue
-            found.update((h.id, h) for h in res[0])
-        kept = []
-        for c in cands:
-            if not c.text:
-                h = found.get(c.id)
-                if h is None:
-                    continue
-                c.text, c.metadata_json = h.text, h.metadata_json
-            kept.append(c)
-        timings["fetch"] = _ms(t)
-        return kept
 
     async def _shard_search(self, shard: ShardPort, query: ShardQuery, timeout: float | None):
         metrics.init_shard(shard.name)
@@ -330,7 +281,7 @@ class SearchCore:
         with tracing.span("rerank", service=SERVICE, candidates=len(candidates)):
             results = await asyncio.gather(*(self.reranker.rerank(query, b, timeout, depth) for b in batches),
                                            return_exceptions=True)
-        timings["rerank"] = _ms(t)
+        timings["rerank"] = ms_since(t)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             exc = failures[0]
@@ -353,128 +304,6 @@ class SearchCore:
         numbers, totals and the max_results cap carry on from it.
         """
         with self.topology.current().use() as layout:
-            async for page in self._bulk(opts, deadline, max_results, layout, resume):
+            async for page in bulk_pages(opts, deadline, max_results, layout, self._embed_query, resume):
                 yield page
 
-    async def _bulk(self, opts: SearchOptions, deadline: Deadline, max_results: int,
-                    layout: ShardLayout, resume: Position | None = None) -> AsyncIterator[BulkPage]:
-        if not layout.shards:
-            raise Unavailable("no shard is known yet (discovery has not found any)")
-        required, unmet = _required(opts, layout)
-        if required:
-            unmet.extend(await _await_seqs(layout, required, deadline))
-        t0 = time.perf_counter()
-        timings: dict[str, float] = {}
-        known = {p: _known_seq(s) for p, s in enumerate(layout.shards)}
-        stamp = dict(served_at=encode_token(layout.id, {p: s for p, s in known.items() if s is not None}),
-                     consistency_unmet="; ".join(unmet))
-        vector = opts.vector if opts.vector is not None else await self._embed_query(opts.query, deadline, timings)
-        query = ShardRangeQuery(
-            vector=vector, threshold=opts.threshold, page_size=opts.page_size, filters=opts.filters,
-            coarse_dim=opts.mrl_dim, max_results=max_results, nprobe=opts.nprobe, ef_search=opts.ef_search,
-        )
-        coverage = Coverage(asked=len(layout.shards))
-        t = time.perf_counter()
-        merged = _merge_streams([s.range_search(query, deadline.timeout(fraction=0.95)) for s in layout.shards],
-                                [s.name for s in layout.shards], coverage)
-        page, total = (resume.pages, resume.sent) if resume else (0, 0)
-        buf: list[Candidate] = []
-        async for hit in merged:
-            if total >= max_results:
-                break
-            if resume is not None and not resume.after(hit.score, hit.id):
-                continue  # sent before the cursor
-            buf.append(hit)
-            total += 1
-            if len(buf) >= opts.page_size:
-                timings["search"] = _ms(t)
-                timings["total"] = _ms(t0)
-                yield BulkPage(buf, page, False, total, coverage, dict(timings), **stamp)
-                page, buf = page + 1, []
-        await merged.aclose()
-        timings["search"] = _ms(t)
-        if coverage.answered == 0 and coverage.asked:
-            raise Unavailable(f"no shard answered: {'; '.join(coverage.failed)}")
-        timings["total"] = _ms(t0)
-        metrics.COVERAGE.observe(coverage.ratio)
-        metrics.SEARCH_RESULTS.labels(Mode.BULK.value).observe(total)
-        yield BulkPage(buf, page, True, total, coverage, dict(timings), **stamp)
-
-
-def _required(opts: SearchOptions, layout: ShardLayout) -> tuple[dict[int, int], list[str]]:
-    """The sequences the caller's write token asks for in this layout, and why it cannot be honoured (if so)."""
-    if not opts.token_layout:
-        return {}, []
-    if opts.token_layout != layout.id:
-        return {}, [f"the write token is for shard layout {opts.token_layout!r} but searches now use {layout.id!r} "
-                    "(the index was resharded): answered without waiting for it"]
-    beyond = [p for p, _ in opts.token_seqs if p >= len(layout.shards)]
-    if beyond:
-        raise InvalidArgument(f"the write token names partition {beyond[0]}; layout {layout.id!r} has "
-                              f"{len(layout.shards)}: pass the token an Upsert or Delete returned, unchanged")
-    return {p: s for p, s in opts.token_seqs if s > 0}, []
-
-
-async def _await_seqs(layout: ShardLayout, required: dict[int, int], deadline: Deadline) -> list[str]:
-    """Bulk streams carry no sequence: wait (bounded) until some replica of each shard reported the token's."""
-    limit = deadline.timeout(fraction=0.3)
-    end = None if limit is None else time.monotonic() + limit
-    while True:
-        behind = [(p, s) for p, s in required.items() if (_known_seq(layout.shards[p]) or 0) < s]
-        if not behind or (end is not None and time.monotonic() >= end):
-            break
-        await asyncio.sleep(0.01)  # sequences arrive over the replicas' Watch streams
-    return [f"{layout.shards[p].name}: no replica reported sequence {s} in time" for p, s in behind]
-
-
-def _known_seq(shard: ShardPort) -> int | None:
-    known = getattr(shard, "known_seq", None)  # replica sets know it; plain in-process shards do not
-    return known() if known is not None else None
-
-
-async def _merge_streams(streams: list[AsyncIterator[list[Hit]]], names: list[str],
-                         coverage: Coverage) -> AsyncIterator[Candidate]:
-    """K-way merge of per-shard streams, each sorted best first, into one stream sorted best first.
-
-    A shard that fails before its first page is left out; one that fails later stops contributing. Both are
-    reported in `coverage`.
-    """
-    buffers: list[list[Hit]] = [[] for _ in streams]
-    alive = [True] * len(streams)
-    failed = [False] * len(streams)
-
-    async def pull(i: int) -> None:
-        try:
-            while alive[i] and not buffers[i]:
-                page = await anext(streams[i])
-                buffers[i] = list(reversed(page))  # pop() from the end = best first
-        except StopAsyncIteration:
-            alive[i] = False
-        except Exception as exc:  # noqa: BLE001 - recorded in coverage
-            failed[i] = True
-            alive[i] = False
-            coverage.failed.append(f"{names[i]}: {short(exc)}")
-        coverage.answered = len(streams) - sum(failed)
-
-    await asyncio.gather(*(pull(i) for i in range(len(streams))))
-    heap = [(-buffers[i][-1].score, buffers[i][-1].id, i) for i in range(len(streams)) if buffers[i]]
-    heapq.heapify(heap)
-    try:
-        while heap:
-            _, _, i = heapq.heappop(heap)
-            hit = buffers[i].pop()
-            c = Candidate(id=hit.id, text=hit.text, metadata_json=hit.metadata_json, dense_score=hit.score,
-                          first_stage_score=hit.score)
-            yield c
-            if not buffers[i]:
-                await pull(i)
-            if buffers[i]:
-                heapq.heappush(heap, (-buffers[i][-1].score, buffers[i][-1].id, i))
-    finally:
-        for s in streams:
-            aclose = getattr(s, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:  # noqa: BLE001
-                    pass
