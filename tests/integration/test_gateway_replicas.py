@@ -7,63 +7,14 @@ The embedder is the service with its model-free hash encoder (plumbing, not qual
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import grpc
 import pytest
 
+from tests.integration.searchload import SearchLoad
 from winnow.bench.replica_cluster import ReplicaCluster
 from winnow.client import WinnowClient
-
-QUERIES = [f"topic{i} words" for i in range(7)]
-
-
-class SearchLoad:
-    """`workers` threads searching without the cache; counts answers, failures and partial coverage."""
-
-    def __init__(self, target: str, workers: int = 3, timeout: float = 5.0) -> None:
-        self.client = WinnowClient(target, timeout=timeout)
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.failures: list[str] = []
-        self.partial: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(workers)]
-
-    def _run(self, i: int) -> None:
-        n = i
-        while not self.stop.is_set():
-            n += 1
-            try:
-                r = self.client.search(QUERIES[n % len(QUERIES)], k=5, rerank=False, no_cache=True)
-            except grpc.RpcError as err:
-                with self.lock:
-                    self.failures.append(f"{err.code().name}: {err.details()}")
-                continue
-            with self.lock:
-                self.ok += 1
-                if r.coverage.shards_answered != r.coverage.shards_asked:
-                    self.partial.append(", ".join(r.coverage.failed_shards))
-
-    def answers(self, more: int, within_s: float = 60.0) -> None:
-        """Wait until `more` further searches have been answered."""
-        goal, end = self.ok + more, time.monotonic() + within_s
-        while self.ok < goal:
-            assert time.monotonic() < end, f"only {self.ok} of {goal} answers; failures: {self.failures[-3:]}"
-            time.sleep(0.01)
-
-    def __enter__(self) -> "SearchLoad":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=10)
-        self.client.close()
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):

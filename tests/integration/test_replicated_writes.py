@@ -9,52 +9,16 @@ included, after it came back and caught up from its snapshot + the log's tail).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import grpc
 
-from tests.integration.test_gateway_replicas import SearchLoad
+from tests.integration.searchload import SearchLoad, WriteLoad
 from winnow.api.internal.index.v1 import index_pb2 as ipb
 from winnow.api.internal.index.v1 import index_pb2_grpc as ipb_grpc
 from winnow.bench.replica_cluster import ReplicaCluster
 from winnow.client import WinnowClient
 from winnow.services.gateway import routing
-from winnow.services.gateway.consistency import decode_token, merge
-
-
-class WriteLoad:
-    """One thread upserting batches of 10 new documents through the gateway; records what was acknowledged."""
-
-    def __init__(self, target: str) -> None:
-        self.client = WinnowClient(target, timeout=10)
-        self.stop = threading.Event()
-        self.acked: list[str] = []
-        self.failures: list[str] = []
-        self.seqs: dict[int, int] = {}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            batch = [{"id": f"w{n + i}", "text": f"written {n + i} about topic{(n + i) % 7} words"} for i in range(10)]
-            n += 10
-            try:
-                resp = self.client.upsert(batch)
-            except grpc.RpcError as err:
-                self.failures.append(f"{err.code().name}: {err.details()}")
-                continue
-            self.acked += [d["id"] for d in batch]
-            self.seqs = merge(self.seqs, decode_token(resp.write_token)[1])
-
-    def __enter__(self) -> "WriteLoad":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=20)
-        self.client.close()
 
 
 def _replica_missing(address: str, ids: list[str], seq: int) -> list[str]:
