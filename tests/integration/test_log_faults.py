@@ -191,3 +191,71 @@ async def test_closing_the_gateway_closes_its_log_connection(nats_server):
     assert doc_log.connected
     await wiring.close()
     assert not doc_log.connected
+
+
+async def test_a_reshard_copy_survives_the_log_restarting_mid_copy(tmp_path):
+    """The re-partition copier resumes after a log outage from the last batch it copied in full: every document
+    of the old layout reaches the new one exactly once per version, nothing is lost or duplicated."""
+    from winnow.log.repartition import Repartitioner
+
+    node = nats_proc.single(tmp_path, sync_always=True).start().wait()
+    lg = DocumentLog(LogConfig(url=node.url, connect_timeout_s=0.5))
+    try:
+        n = 3000
+        await write(lg, "R0", 2, range(n))
+        copier = Repartitioner(lg, "R0", 2, "R1", 3, tombstone_ttl_s=3600, batch=50)
+        await copier.start()
+        for _ in range(400):  # until the copy is under way
+            if copier.progress.copied:
+                break
+            await asyncio.sleep(0.01)
+        assert 0 < copier.progress.copied < n
+        node.kill()
+        await asyncio.sleep(1.0)
+        node.start().wait()
+        await copier.wait_caught_up(90)
+        await copier.stop()
+        assert copier.progress.retries >= 1
+        seen: dict[str, int] = {}
+        for q in range(3):
+            reader = lg.reader("R1", q)
+            await reader.open(0)
+            while True:
+                batch = await reader.batch(500, wait_s=1.0)
+                if not batch:
+                    break
+                for r in batch:
+                    assert routing.shard_for(r.id, 3) == q
+                    seen[r.id] = seen.get(r.id, 0) + 1
+            await reader.close()
+        assert sorted(seen) == sorted(f"doc-{i}" for i in range(n)) and set(seen.values()) == {1}
+    finally:
+        await lg.close()
+        node.stop()
+
+
+async def test_a_message_jetstream_refuses_comes_back_as_its_error_at_once(nats_server):
+    """JetStream's error answers reach the caller (nats-py's publish_async would leave them pending forever,
+    nats.py#985): a wrong expected sequence is APIError 10071 in milliseconds, not a timeout."""
+    import nats.js.errors
+
+    from winnow.log import names
+    from winnow.log.repartition import EXPECTED_LAST_SUBJECT_SEQ
+
+    from tests.conftest import unique_layout
+
+    lg = DocumentLog(LogConfig(url=nats_server.url))
+    layout = unique_layout()
+    try:
+        ok = await write(lg, layout, 1, range(3))
+        subject = names.subject(layout, 0, "doc-1")
+        t0 = time.monotonic()
+        first, second = await lg.acknowledged([
+            (subject, codec.encode_delete("doc-1"), {EXPECTED_LAST_SUBJECT_SEQ: "999"}),
+            (names.subject(layout, 0, "doc-9"), codec.encode_delete("doc-9"), {}),
+        ], timeout=10)
+        assert time.monotonic() - t0 < 2
+        assert isinstance(first, nats.js.errors.APIError) and first.err_code == 10071
+        assert second.seq == ok[0] + 1  # the next message was still taken, in order
+    finally:
+        await lg.close()

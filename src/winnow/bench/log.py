@@ -4,7 +4,8 @@ and how long a wiped replica takes to rebuild from the log. Vectors are precompu
 Rows (all in one run, on this machine, so the ratios compare like with like):
 
 - `log (JetStream)`: documents/s acknowledged by a local nats-server (JetStream file store, default sync), sent
-  the way the gateway sends them: every partition's part at once, `publish_async`, wait for every ack;
+  the way the gateway sends them: every partition's part at once, all in flight (`DocumentLog.acknowledged`), wait
+  for every ack;
 - `log, sync_interval=always`: the same with JetStream fsyncing every write (what a single node needs to survive a
   power loss; Kubernetes uses R3 instead);
 - `WAL (before)`: the pre-JetStream path, measured from a checkout of that tree (`--wal-src DIR`, e.g.

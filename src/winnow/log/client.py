@@ -10,6 +10,7 @@ buffering them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import nats
 import nats.aio.client
 import nats.errors
 import nats.js.errors
-from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, Header, PubAck, StorageType, StreamConfig
 
 from winnow.common.errors import Unavailable
 from winnow.log import codec, names
@@ -42,6 +43,48 @@ class Publish:
     subject: str
     body: bytes
     ttl_s: int | None = None
+
+
+class _Acks:
+    """JetStream's answers to this connection's publishes, on one wildcard inbox subscription: a PubAck, or the
+    error JetStream answered with, as an exception on the message's future. (nats-py's `publish_async` never
+    resolves a future whose answer is an error, nats.py#985: a message JetStream refused, with 503 while it
+    recovers after a restart or 10071 for a wrong expected sequence, would look lost until a timeout, and its
+    reason would be lost.)"""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.waiting: dict[str, asyncio.Future] = {}
+        self._nc: nats.aio.client.Client | None = None
+        self._ids = 0
+
+    async def ready(self, nc: nats.aio.client.Client) -> None:
+        """Subscribed on this connection (a reconnect keeps the subscription; a new connection needs one)."""
+        if self._nc is not nc:
+            prefix = nc.new_inbox()
+            await nc.subscribe(prefix + ".*", cb=self._answer)
+            self.prefix, self._nc = prefix, nc
+
+    def expect(self) -> tuple[str, asyncio.Future]:
+        self._ids += 1
+        reply = f"{self.prefix}.{self._ids}"
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[reply] = fut
+        return reply, fut
+
+    async def _answer(self, msg) -> None:
+        fut = self.waiting.pop(msg.subject, None)
+        if fut is None or fut.done():
+            return
+        try:
+            if msg.headers and msg.headers.get(Header.STATUS) == "503":
+                raise nats.errors.NoRespondersError
+            resp = json.loads(msg.data)
+            if "error" in resp:
+                nats.js.errors.APIError.from_error(resp["error"])  # raises the typed error (ServiceUnavailable...)
+            fut.set_result(PubAck.from_response(resp))
+        except Exception as exc:  # noqa: BLE001 - whatever the answer was, it is this message's outcome
+            fut.set_exception(exc)
 
 
 @dataclass
@@ -92,6 +135,7 @@ class DocumentLog:
         self.config = config
         self._nc: nats.aio.client.Client | None = None
         self._js = None
+        self._acks = _Acks()  # answers to this client's publishes
         self._lock = asyncio.Lock()
         self._streams: set[str] = set()
         self._closing = False
@@ -184,33 +228,58 @@ class DocumentLog:
         result = AppendResult(partition, 0, len(items))
         if not items:
             return result
-        futures: list[asyncio.Future] = []
         try:
             await self.ensure(cfg)
-            js = await self.jetstream()
-            for it in items:
-                futures.append(await js.publish_async(it.subject, it.body, stream=cfg.name, msg_ttl=it.ttl_s,
-                                                      wait_stall=timeout))
+            answers = await self.acknowledged(
+                [(it.subject, it.body, {Header.EXPECTED_STREAM: cfg.name,
+                                        **({Header.MSG_TTL: str(int(it.ttl_s))} if it.ttl_s else {})})
+                 for it in items], timeout)
         except Unavailable as exc:
             result.error = str(exc)
             return result
         except Exception as exc:  # noqa: BLE001 - a failed publish is reported as partial, never raised raw
             result.error = f"publishing failed ({type(exc).__name__})"
-        if futures:
-            done, pending = await asyncio.wait(futures, timeout=timeout)
-            for f in pending:
-                f.cancel()
-            # Acknowledgements are counted in publish order: a message after an unacknowledged one may also be in
-            # the log, but only a prefix is promised to the caller.
-            for f in futures:
-                if f in done and not f.cancelled() and f.exception() is None:
-                    result.acked += 1
-                    result.last_seq = max(result.last_seq, f.result().seq)
-                elif not result.error:
-                    exc = None if f.cancelled() or f not in done else f.exception()
-                    result.error = (f"JetStream did not acknowledge within {timeout:.1f}s" if exc is None
-                                    else f"JetStream refused a message ({type(exc).__name__}: {exc})")
+            return result
+        # Acknowledgements are counted in publish order: a message after an unacknowledged one may also be in the
+        # log, but only a prefix is promised to the caller.
+        for ans in answers:
+            if isinstance(ans, PubAck):
+                result.acked += 1
+                result.last_seq = max(result.last_seq, ans.seq)
+            elif not result.error:
+                result.error = (f"JetStream did not acknowledge within {timeout:.1f}s"
+                                if isinstance(ans, TimeoutError)
+                                else f"JetStream refused a message ({type(ans).__name__}: {ans})")
         return result
+
+    async def acknowledged(self, sends: list[tuple[str, bytes, dict[str, str]]],
+                           timeout: float) -> list[PubAck | BaseException]:
+        """Publish (subject, body, headers) messages in this order, all in flight at once; per message its PubAck
+        or what went wrong (JetStream's refusal, TimeoutError after `timeout` seconds). Raises Unavailable while
+        the log is unreachable or reconnecting (nothing sent)."""
+        await self.jetstream()
+        nc = self._nc
+        assert nc is not None
+        await self._acks.ready(nc)
+        replies, futures = [], []
+        try:
+            for subject, body, headers in sends:
+                reply, fut = self._acks.expect()
+                replies.append(reply)
+                futures.append(fut)
+                await nc.publish(subject, body, reply=reply, headers=headers)
+            done, _ = await asyncio.wait(futures, timeout=timeout) if futures else (set(), set())
+        finally:
+            for reply in replies:
+                self._acks.waiting.pop(reply, None)
+        out: list[PubAck | BaseException] = []
+        for fut in futures:
+            if fut in done:
+                out.append(fut.exception() or fut.result())
+            else:
+                fut.cancel()
+                out.append(TimeoutError(f"no acknowledgement within {timeout:.1f}s"))
+        return out
 
     async def head(self, layout: str, partition: int) -> Head:
         """The partition's first/last sequence and message count."""

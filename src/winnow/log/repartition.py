@@ -15,14 +15,19 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import nats.errors
 import nats.js.errors
+from nats.js.api import Header
 
+from winnow.common.errors import Unavailable
 from winnow.log import codec, names
 from winnow.log.client import DocumentLog
 
 log = logging.getLogger(__name__)
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+#: What a log restart or a lost connection raises: the copy resumes instead of failing the reshard.
+_TRANSIENT = (Unavailable, nats.errors.Error, asyncio.TimeoutError, ConnectionError, OSError)
 
 
 def route(doc_id: str, partitions: int) -> int:
@@ -34,6 +39,7 @@ def route(doc_id: str, partitions: int) -> int:
 @dataclass
 class CopyProgress:
     copied: int = 0
+    retries: int = 0        # copies resumed after a transient failure (the log restarting, a lost connection)
     skipped_newer: int = 0  # copies refused because the new layout already had a newer direct write
     applied_seq: dict[int, int] = field(default_factory=dict)  # old partition -> last sequence copied
     lag: dict[int, int] = field(default_factory=dict)          # old partition -> messages not yet copied
@@ -47,8 +53,10 @@ class Repartitioner:
     """Copies `old_layout` (old_n partitions) into `new_layout` (new_n partitions) until `stop()`."""
 
     def __init__(self, doc_log: DocumentLog, old_layout: str, old_n: int, new_layout: str, new_n: int,
-                 tombstone_ttl_s: float, batch: int = 512) -> None:
+                 tombstone_ttl_s: float, batch: int = 512, max_failures: int = 8, ack_timeout_s: float = 5.0) -> None:
         self.log = doc_log
+        self.max_failures = max_failures
+        self.ack_timeout_s = ack_timeout_s  # an ack lost in a log restart: the copy resumes after this long
         self.old_layout, self.old_n = old_layout, old_n
         self.new_layout, self.new_n = new_layout, new_n
         self.tombstone_ttl_s = tombstone_ttl_s
@@ -56,6 +64,7 @@ class Repartitioner:
         self.progress = CopyProgress(lag={p: -1 for p in range(old_n)})
         self._last: dict[str, int] = {}  # new subject -> sequence of our own last copy there
         self._tasks: list[asyncio.Task] = []
+        self._failures: dict[int, int] = {}  # old partition -> transient failures in a row
 
     async def start(self) -> None:
         for q in range(self.new_n):
@@ -78,14 +87,35 @@ class Repartitioner:
             await asyncio.sleep(0.05)
 
     async def _copy(self, p: int) -> None:
+        """Copy old partition `p` until stopped. A transient failure resumes after the last batch copied in
+        full, after a backoff (0.2 s doubling to 5 s); `max_failures` in a row without a batch copied end it, and
+        `wait_caught_up` raises that error. Resuming re-publishes the rest of a half-published batch: copies whose
+        ack was lost are refused by the expected-sequence header and counted in `skipped_newer`, never doubled."""
+        self._failures[p] = 0
+        while True:
+            try:
+                await self._copy_from(p, self.progress.applied_seq.get(p, 0))
+            except _TRANSIENT as exc:
+                self._failures[p] += 1
+                if self._failures[p] > self.max_failures:
+                    raise
+                self.progress.retries += 1
+                pause = min(5.0, 0.2 * 2 ** (self._failures[p] - 1))
+                log.warning("re-partition copy failed; resuming", extra={"fields": {
+                    "partition": p, "after_seq": self.progress.applied_seq.get(p, 0), "error": repr(exc)[:200],
+                    "retry_in_s": pause}})
+                await asyncio.sleep(pause)
+
+    async def _copy_from(self, p: int, after_seq: int) -> None:
         reader = self.log.reader(self.old_layout, p)
-        await reader.open(0)
         try:
+            await reader.open(after_seq)
             while True:
                 records = await reader.batch(self.batch, wait_s=0.3)
                 if records:
                     await self._publish(records)
                     self.progress.applied_seq[p] = records[-1].seq
+                    self._failures[p] = 0
                 if not records or reader.lag == 0:
                     info = await reader._sub.consumer_info()  # noqa: SLF001 - the reader's own subscription
                     delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
@@ -96,9 +126,8 @@ class Repartitioner:
             await reader.close()
 
     async def _publish(self, records: list[codec.LogRecord]) -> None:
-        js = await self.log.jetstream()
-        sent = []
         latest = {r.id: r for r in records}  # two versions of one document in a batch: the later one is enough
+        sends, subjects = [], []
         for r in (r for r in records if latest[r.id] is r):
             if r.op not in (codec.OP_UPSERT, codec.OP_DELETE):
                 continue  # unreadable: already logged by the reader
@@ -106,20 +135,24 @@ class Repartitioner:
             subject = names.subject(self.new_layout, q, r.id)
             body = (codec.encode_upsert(r.id, r.vector, r.text, r.metadata_json) if r.op == codec.OP_UPSERT
                     else codec.encode_delete(r.id))
-            headers = {EXPECTED_LAST_SUBJECT_SEQ: str(self._last.get(subject, 0))}
-            fut = await js.publish_async(subject, body, stream=names.stream(self.new_layout, q), headers=headers,
-                                         msg_ttl=self.tombstone_ttl_s if r.op == codec.OP_DELETE else None)
-            sent.append((subject, fut))
-        for subject, fut in sent:
-            try:
-                ack = await asyncio.wait_for(fut, 30)
-            except nats.js.errors.APIError as exc:
-                if getattr(exc, "err_code", None) == 10071:  # wrong last sequence: a newer direct write is there
-                    self.progress.skipped_newer += 1
-                    continue
-                raise
-            self._last[subject] = ack.seq
-            self.progress.copied += 1
+            headers = {EXPECTED_LAST_SUBJECT_SEQ: str(self._last.get(subject, 0)),
+                       Header.EXPECTED_STREAM: names.stream(self.new_layout, q)}
+            if r.op == codec.OP_DELETE:
+                headers[Header.MSG_TTL] = str(int(self.tombstone_ttl_s))
+            sends.append((subject, body, headers))
+            subjects.append(subject)
+        answers = await self.log.acknowledged(sends, self.ack_timeout_s) if sends else []
+        failed: BaseException | None = None
+        for subject, ans in zip(subjects, answers):  # every ack is recorded before a failure is raised
+            if isinstance(ans, nats.js.errors.APIError) and getattr(ans, "err_code", None) == 10071:
+                self.progress.skipped_newer += 1  # wrong last sequence: a newer direct write is there
+            elif isinstance(ans, BaseException):
+                failed = failed or ans
+            else:
+                self._last[subject] = ans.seq
+                self.progress.copied += 1
+        if failed is not None:
+            raise failed
 
 
 def main(argv: list[str] | None = None) -> int:
