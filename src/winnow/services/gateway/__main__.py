@@ -12,7 +12,7 @@ from winnow.log.feedback import FeedbackLog
 from winnow.common import metrics
 from winnow.rpc.server import Wiring, service_main, wire
 from winnow.rpc.tls import PLAINTEXT, ChannelSecurity, channel_security
-from winnow.services.gateway import convert
+from winnow.services.gateway import convert_search
 from winnow.services.gateway.cache import make_cache
 from winnow.services.gateway.clients import GrpcEmbedder, GrpcReranker, GrpcShard
 from winnow.services.gateway.feedback import FeedbackCore
@@ -60,7 +60,7 @@ async def build(s: GatewaySettings) -> Wiring:
     metrics.init_gateway([])  # cache and rerank-fallback counters at 0; shards get theirs when first asked
     search = SearchCore(embedder, topology, reranker, cache, PipelineConfig(
         rerank_batch_size=s.rerank_batch_size, dense_weight=s.dense_weight, collection_model=s.collection_model,
-        payloads=s.payloads), encode=convert.search_result_to_bytes, ltr=ltr)
+        payloads=s.payloads), encode=convert_search.search_result_to_bytes, ltr=ltr)
     doc_log = DocumentLog(LogConfig(url=s.log_url, stream_replicas=s.log_stream_replicas,
                                     tombstone_ttl_s=s.tombstone_ttl_s, connect_timeout_s=s.log_connect_timeout_s,
                                     client_name="winnow-gateway"))

@@ -21,8 +21,6 @@ from winnow.common import limits
 from winnow.common.errors import InvalidArgument
 from winnow.rpc.protovalues import struct_to_dict, to_value
 from winnow.services.gateway.convert_search import hit_to_proto, invalid
-# The gateway's __main__ wires the result cache's encoder as `convert.search_result_to_bytes`.
-from winnow.services.gateway.convert_search import search_result_to_bytes  # noqa: F401
 from winnow.services.gateway.model import Candidate, WriteDocument
 from winnow.services.gateway.ports import Hit, ShardQuery, ShardRangeQuery, ShardResult, ShardStats
 from winnow.services.gateway.settings import GatewaySettings
