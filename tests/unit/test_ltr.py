@@ -227,3 +227,19 @@ async def test_a_request_cutting_the_reranker_elsewhere_than_training_keeps_the_
     assert [h.rerank_score for h in r.hits] == sorted((h.rerank_score for h in r.hits), reverse=True)
     whole = await core.search(SearchOptions(query="aspirin fever", k=6, window=6, rerank_depth=6), Deadline(5))
     assert whole.reranker.endswith(LtrStage(model).label)  # rerank_depth = the window: the whole window, as trained
+
+
+async def test_the_model_orders_only_the_depth_it_was_trained_at_and_the_rest_keep_the_reranker_order():
+    model = _linear(("reranker", "length"), (0.0, 1.0))
+    model.depth = 3  # trained on windows of 3; served on a window of 6
+    core, _ = await _world(LtrStage(model))
+    plain, _ = await _world(None)
+    opts = SearchOptions(query="aspirin fever", k=6, window=6)
+    r = await core.search(opts, Deadline(5))
+    base = await plain.search(opts, Deadline(5))
+    top, rest = r.hits[:3], r.hits[3:]
+    assert {h.id for h in top} == {h.id for h in base.hits[:3]}  # the reranker's top 3, re-ordered by the model
+    assert [len(h.text) for h in top] == sorted((len(h.text) for h in top), reverse=True)
+    assert all(h.ltr_score is not None for h in top)
+    assert [h.id for h in rest] == [h.id for h in base.hits[3:]] and all(h.ltr_score is None for h in rest)
+    assert r.reranker.endswith(LtrStage(model).label)

@@ -10,8 +10,11 @@ was skipped). With one, when the caller asked for a rerank:
 - skipped, and the model needs the reranker's score: first-stage order, and `rerank_skipped_reason` says the LTR
   was skipped too; likewise (the reranker's order kept) when the request's `rerank_depth` cuts the reranker at
   another depth than the one the model was trained with (its report's `cascade_depth`).
-A search that did not ask for a rerank keeps the first-stage order. Its time is `timings_ms["ltr"]`; the model's
-label is in the cache key (`SearchCore.models`). No gRPC here.
+The model orders only the top `depth` candidates it was trained on (the window of `winnow train ltr --depth`):
+past them a wider window keeps the previous stage's order and scores below them, so its features (z-scores over
+the candidates) are computed over the same kind of list as in training. A search that did not ask for a rerank
+keeps the first-stage order. Its time is `timings_ms["ltr"]`; the model's label is in the cache key
+(`SearchCore.models`). No gRPC here.
 """
 
 from __future__ import annotations
@@ -87,8 +90,10 @@ def final_order(stage: LtrStage | None, candidates: list[Candidate], opts: Searc
         return FinalOrder(hits, f"{stage.label} skipped: it was trained on reranker scores of "
                           f"{'the top ' + str(trained) if trained else 'the whole window'}, this request's "
                           f"rerank_depth is {opts.rerank_depth}", reranker)
+    depth = stage.model.depth
+    top, rest = (hits[:depth], hits[depth:]) if depth else (hits, [])
     t = time.perf_counter()
-    hits = stage.order(candidates)
+    hits = stage.order(top) + rest
     timings["ltr"] = (time.perf_counter() - t) * 1000.0
     if reranked:
         return FinalOrder(hits, reason, f"{reranker}+{stage.label}")
