@@ -46,7 +46,7 @@ def test_invalid_values_rejected() -> None:
 
 
 def test_threads_follow_the_cpu_limit_not_the_node(tmp_path):
-    from winnow.models.loading import _cgroup_cpus, available_cpus
+    from winnow.common.cpus import _cgroup_cpus, available_cpus
 
     mine = available_cpus(tmp_path / "none")  # no cgroup files: the affinity mask alone
     assert mine >= 1

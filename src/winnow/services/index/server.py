@@ -14,6 +14,7 @@ import grpc
 from winnow.api.internal.index.v1 import index_pb2 as pb
 from winnow.api.internal.index.v1 import index_pb2_grpc as pb_grpc
 from winnow.common import metrics
+from winnow.common.cpus import available_cpus
 from winnow.common.errors import FailedPrecondition
 from winnow.services.index import convert
 from winnow.services.index.follower import LogFollower
@@ -38,7 +39,10 @@ class IndexShardServicer(pb_grpc.IndexShardServicer):
             set_omp_threads(omp_threads)  # this thread (the event loop's) runs them: FAISS threads as a reader's
         self.follower: LogFollower | None = None  # set by __main__ once the log is wired
         self.max_consistency_wait_s = max_consistency_wait_s
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write")  # builds keep FAISS's OpenMP default
+        # Builds (adds, training, compaction) use every CPU this process may use: a container's limit, not the
+        # node's core count (FAISS's OpenMP default), which would start a thread per node core.
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="index-write", initializer=set_omp_threads,
+                                         initargs=(available_cpus(),))
         self.readers = ThreadPoolExecutor(
             search_threads, thread_name_prefix="index-search", initializer=set_omp_threads, initargs=(omp_threads,)
         )
