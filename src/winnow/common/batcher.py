@@ -4,12 +4,12 @@ Items from concurrent requests wait in one bounded queue; a worker task closes a
 `max_batch_size` items, when the oldest item has waited `max_wait_ms`, or when one more item would push the
 padded token cost (longest item x items) past `max_batch_tokens`. Waiting is skipped while it does not pay: when
 the last 8 waits brought no companion (one request at a time), a batch closes at once (every 16th still waits, to
-notice concurrency coming back); items that queue while a batch computes are batched either way. The batch is sorted by cost (so padding is
-small), computed in the given executor (never on the event loop), and every waiter gets its own result, or the
-batch's exception if the compute failed. Waiters whose future was cancelled (the caller went away, or its
-deadline passed) are dropped before compute, and a closed batch is computed in sub-batches of at most
-`sub_batch_tokens` padded tokens: between two, the waiters that left are dropped, so abandoned work stops at the
-next sub-batch boundary. Past `max_queue` items the batcher refuses new work with `Overloaded` (RESOURCE_EXHAUSTED).
+notice concurrency coming back); items that queue while a batch computes are batched either way. The batch is
+sorted by cost (so padding is small), computed in the given executor (never on the event loop), and every
+waiter gets its own result, or the batch's exception if the compute failed. Waiters whose future was cancelled
+(the caller went away, or its deadline passed) are dropped before compute, and a closed batch is computed in
+sub-batches of at most `sub_batch_tokens` padded tokens: between two, the waiters that left are dropped, so
+abandoned work stops at the next sub-batch boundary. Past `max_queue` items the batcher refuses new work with `Overloaded` (RESOURCE_EXHAUSTED).
 
 Progress markers (`busy_for()`, `idle`) let a health check tell "working" from "stuck" without queueing a
 forward pass behind the work.
