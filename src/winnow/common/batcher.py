@@ -9,7 +9,8 @@ sorted by cost (so padding is small), computed in the given executor (never on t
 waiter gets its own result, or the batch's exception if the compute failed. Waiters whose future was cancelled
 (the caller went away, or its deadline passed) are dropped before compute, and a closed batch is computed in
 sub-batches of at most `sub_batch_tokens` padded tokens: between two, the waiters that left are dropped, so
-abandoned work stops at the next sub-batch boundary. Past `max_queue` items the batcher refuses new work with `Overloaded` (RESOURCE_EXHAUSTED).
+abandoned work stops at the next sub-batch boundary. Past `max_queue` items the batcher refuses new work with
+`Overloaded` (RESOURCE_EXHAUSTED).
 
 Progress markers (`busy_for()`, `idle`) let a health check tell "working" from "stuck" without queueing a
 forward pass behind the work.
