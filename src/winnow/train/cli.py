@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from winnow.train.judgments import add_source_flags
 from winnow.train.ltr import add_parser as add_ltr_parser, run_ltr
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="what", required=True)
     r = sub.add_parser("reranker", help="fine-tune a cross-encoder (see winnow train reranker --help)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--dataset", required=True, type=Path, help="BEIR-layout directory: its corpus (and queries).")
-    src = r.add_mutually_exclusive_group()
-    src.add_argument("--split", default=None, help="qrels split to train on (default: train).")
-    src.add_argument("--judgments", type=Path, default=None,
-                     help="a judgments file (JSON lines {query|query_id, doc_id, relevance} or a qrels TSV).")
+    src = add_source_flags(r)
     src.add_argument("--self-supervised", action="store_true",
                      help="no judgments: pseudo-queries made from the corpus itself (titles, sentences).")
     r.add_argument("--out", required=True, type=Path, help="output model directory (written atomically).")

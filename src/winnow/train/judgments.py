@@ -9,6 +9,7 @@ Documents are always named by id and read from the dataset's corpus.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,17 @@ def from_split(root: Path, split: str, corpus: dict[str, Document]) -> list[Judg
     if not qrels:
         raise TrainInputError(f"{path}: no judgments in the file")
     return _build(qrels, _queries_file(root), corpus, str(path))
+
+
+def add_source_flags(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """`--dataset` and the choice of judgments `from_source` reads (`--split` or `--judgments`); returns that
+    group, so a command can offer one more source in it (`winnow train reranker --self-supervised`)."""
+    parser.add_argument("--dataset", required=True, type=Path, help="BEIR-layout directory: its corpus (and queries).")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--split", default=None, help="qrels split to train on (default: train).")
+    src.add_argument("--judgments", type=Path, default=None,
+                     help="a judgments file (JSON lines {query|query_id, doc_id, relevance} or a qrels TSV).")
+    return src
 
 
 def from_source(root: Path, corpus: dict[str, Document], judgments: Path | None,

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from winnow.train.judgments import add_source_flags
+
 log = logging.getLogger(__name__)
 
 
@@ -34,11 +36,7 @@ def add_parser(sub) -> None:
     """The `ltr` subcommand of `winnow train`."""
     r = sub.add_parser("ltr", help="learn the gateway's final LTR stage (see winnow train ltr --help)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--dataset", required=True, type=Path, help="BEIR-layout directory: its corpus (and queries).")
-    src = r.add_mutually_exclusive_group()
-    src.add_argument("--split", default=None, help="qrels split to train on (default: train).")
-    src.add_argument("--judgments", type=Path, default=None,
-                     help="a judgments file (JSON lines {query|query_id, doc_id, relevance} or a qrels TSV).")
+    add_source_flags(r)
     r.add_argument("--reranker-model", type=Path, default=None,
                    help="the cross-encoder directory the reranker serves; without it the reranker feature is left "
                    "out (the model then also orders first-stage candidates when the reranker is skipped).")
